@@ -1,0 +1,1 @@
+"""tt.cli: the `tt` command (Typer), its tables and its progress bars."""

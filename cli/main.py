@@ -1,0 +1,167 @@
+"""The `tt` command: Typer app, its commands, and the one place user errors become messages.
+
+Translations go to stdout with plain `print` (a pipe gets exactly the text); progress,
+summaries and errors go to stderr.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from tt.data.errors import UserError
+
+app = typer.Typer(
+    help="tt, the toy translator: train a small Transformer on a parallel corpus, translate, and look inside.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+stderr = Console(stderr=True, soft_wrap=True)  # one line even in a pipe
+
+
+def user_errors(command):
+    """UserError → one red line on stderr and exit code 1; never a traceback for a user mistake."""
+
+    @functools.wraps(command)  # typer reads the wrapped signature
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except UserError as err:
+            stderr.print(f"[red]error:[/] {escape(str(err))}")
+            raise typer.Exit(code=1)
+        except BrokenPipeError:
+            # `tt translate … | head` closed the pipe: not an error of ours or the user's.
+            sys.stderr = open(os.devnull, "w")
+            raise typer.Exit(code=0)
+
+    return run
+
+
+CORPUS = "Corpus"
+MODEL = "Model shape"
+TRAINING = "Training"
+LIMITS = "Limits and checkpoints"
+
+
+@app.command()
+@user_errors
+def train(
+    corpus: Annotated[Optional[Path], typer.Argument(help="Parallel corpus (.tsv or .jsonl). Leave out to train the built-in demo.", show_default=False)] = None,
+    src: Annotated[Optional[Path], typer.Option(help="Source side of a pair of aligned plain-text files.", rich_help_panel=CORPUS)] = None,
+    tgt: Annotated[Optional[Path], typer.Option(help="Target side of a pair of aligned plain-text files.", rich_help_panel=CORPUS)] = None,
+    format: Annotated[Optional[str], typer.Option(help="tsv, jsonl or text (default: from the extension).", rich_help_panel=CORPUS)] = None,
+    src_col: Annotated[Optional[int], typer.Option(help="TSV column of the source, from 1. [default: 1]", rich_help_panel=CORPUS)] = None,
+    tgt_col: Annotated[Optional[int], typer.Option(help="TSV column of the target, from 1. [default: 2]", rich_help_panel=CORPUS)] = None,
+    dev: Annotated[Optional[Path], typer.Option(help="Dev set file (same format options). Default: a held-out slice.", rich_help_panel=CORPUS)] = None,
+    dev_src: Annotated[Optional[Path], typer.Option(help="Dev set as aligned files: source side.", rich_help_panel=CORPUS)] = None,
+    dev_tgt: Annotated[Optional[Path], typer.Option(help="Dev set as aligned files: target side.", rich_help_panel=CORPUS)] = None,
+    dev_size: Annotated[Optional[int], typer.Option(help="Pairs to hold out when no --dev is given. [default: 5%, at most 1000; none under 1000 pairs]", rich_help_panel=CORPUS)] = None,
+    max_chars: Annotated[Optional[int], typer.Option(help="Drop pairs with a side longer than this many characters. [default: 300]", rich_help_panel=CORPUS)] = None,
+    max_ratio: Annotated[Optional[float], typer.Option(help="Drop pairs whose longer side is over this many times the shorter. [default: 9]", rich_help_panel=CORPUS)] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Model folder to write. [default: ./tt-model]")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out with its recorded corpus and options; give higher limits to train longer.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a model already in --out.")] = False,
+    init_from: Annotated[Optional[Path], typer.Option(help="Start from this model's weights and tokenizer (fine-tuning).")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="JSON or TOML file of these same options; the command line wins.")] = None,
+    preset: Annotated[Optional[str], typer.Option(help="Named starting point for the sizes below. [default: small]", rich_help_panel=MODEL)] = None,
+    layers: Annotated[Optional[int], typer.Option(help="Layers in the encoder, and again in the decoder.", rich_help_panel=MODEL)] = None,
+    d_model: Annotated[Optional[int], typer.Option(help="Width of the residual stream.", rich_help_panel=MODEL)] = None,
+    heads: Annotated[Optional[int], typer.Option(help="Attention heads (must divide --d-model).", rich_help_panel=MODEL)] = None,
+    ff: Annotated[Optional[int], typer.Option(help="Inner size of the feed-forward sub-layers.", rich_help_panel=MODEL)] = None,
+    dropout: Annotated[Optional[float], typer.Option(help="Dropout after embeddings, attention and sub-layers.", rich_help_panel=MODEL)] = None,
+    pre_norm: Annotated[Optional[bool], typer.Option("--pre-norm/--post-norm", help="LayerNorm before each sub-layer (pre-LN) or after the residual sum (post-LN, the paper's).", rich_help_panel=MODEL, show_default=False)] = None,
+    vocab_size: Annotated[Optional[int], typer.Option(help="SentencePiece vocabulary size (shrinks if the corpus is small).", rich_help_panel=MODEL)] = None,
+    separate_vocab: Annotated[Optional[bool], typer.Option("--separate-vocab", help="One vocabulary per language instead of a joint one (no tied embeddings).", rich_help_panel=MODEL, show_default=False)] = None,
+    batch_tokens: Annotated[Optional[int], typer.Option(help="Tokens per batch, padding included.", rich_help_panel=TRAINING)] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate, reached after warm-up.", rich_help_panel=TRAINING)] = None,
+    warmup: Annotated[Optional[int], typer.Option(help="Warm-up steps (linear rise, then 1/√step decay).", rich_help_panel=TRAINING)] = None,
+    label_smoothing: Annotated[Optional[float], typer.Option(help="ε: target mass spread over the vocabulary.", rich_help_panel=TRAINING)] = None,
+    precision: Annotated[Optional[str], typer.Option(help="auto (bf16 where the CPU supports it), bf16 or fp32.", rich_help_panel=TRAINING)] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed: the same seed and limits in steps give the same model.", rich_help_panel=TRAINING)] = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch. [default: torch's choice]", rich_help_panel=TRAINING)] = None,
+    max_steps: Annotated[Optional[int], typer.Option(help="Stop after this many updates.", rich_help_panel=LIMITS)] = None,
+    max_epochs: Annotated[Optional[float], typer.Option(help="Stop after this many passes over the corpus. [default for a corpus with no limit: 20]", rich_help_panel=LIMITS)] = None,
+    max_time: Annotated[Optional[str], typer.Option(help="Stop after this much wall-clock time for the whole command: 90s, 15m, 2h.", rich_help_panel=LIMITS)] = None,
+    dev_every: Annotated[Optional[int], typer.Option(help="Steps between dev evaluations. [default: 500]", rich_help_panel=LIMITS)] = None,
+    save_every: Annotated[Optional[str], typer.Option(help="Time between checkpoints: 2m, 30s. [default: 2m]", rich_help_panel=LIMITS)] = None,
+):
+    """Train a tokenizer and a Transformer on a parallel corpus (or, with no corpus, the demo).
+
+    Examples:
+
+      tt train                                          # the built-in demo, about a minute
+
+      tt train pairs.tsv --src-col 2 --tgt-col 1 --max-time 15m
+
+      tt train --src train.zh --tgt train.en --dev dev.tsv --out zh-en
+
+      tt train --resume --out zh-en --max-time 30m
+    """
+    from tt.cli.options import merge
+    from tt.cli.train_command import run_train
+
+    options = merge(
+        {k: v for k, v in locals().items() if k not in ("resume", "overwrite", "config")},
+        config,
+    )
+    run_train(options, resume=resume, overwrite=overwrite, console=stderr)
+
+
+def model_folder(model: Optional[Path]) -> Path:
+    if model is not None:
+        return model
+    return Path(os.environ.get("TT_MODEL") or "tt-model")
+
+
+@app.command()
+@user_errors
+def translate(
+    texts: Annotated[Optional[list[str]], typer.Argument(help="Sentences to translate, one per argument. None: read stdin (or prompt).", show_default=False)] = None,
+    model: Annotated[Optional[Path], typer.Option(help="Model folder. [default: $TT_MODEL, else ./tt-model]", show_default=False)] = None,
+    file: Annotated[Optional[Path], typer.Option(help="Translate this file, one sentence per line.")] = None,
+    output: Annotated[Optional[Path], typer.Option(help="Write translations here (atomically) instead of stdout.")] = None,
+    probs: Annotated[bool, typer.Option("--probs", help="Show a table per sentence: each step's token, probability, entropy and top-k.")] = False,
+    top_k: Annotated[int, typer.Option(help="Alternatives shown per step with --probs or --json.")] = 5,
+    json_lines: Annotated[bool, typer.Option("--json", help="JSON Lines instead of text: tokens, probabilities, alternatives.")] = False,
+    beam: Annotated[int, typer.Option(help="Beam size; 1 is greedy decoding.")] = 1,
+    batch_size: Annotated[int, typer.Option(help="Sentences decoded together.")] = 64,
+    precision: Annotated[str, typer.Option(help="fp32 (exact, batch-independent numbers) or bf16 (faster).")] = "fp32",
+):
+    """Translate sentences with a trained model.
+
+    Examples:
+
+      tt translate "你好世界!"
+
+      tt translate --probs "你好世界!"
+
+      cat zh.txt | tt translate > en.txt
+
+      tt translate --file zh.txt --output en.txt --model zh-en
+    """
+    from tt.cli.translate_command import run_translate
+
+    if beam != 1:
+        raise UserError("--beam above 1 is not available yet: greedy decoding (--beam 1) only")
+    if precision not in ("fp32", "bf16"):
+        raise UserError(f"--precision must be fp32 or bf16, not {precision!r}")
+    if top_k < 1:
+        raise UserError("--top-k must be at least 1")
+    if batch_size < 1:
+        raise UserError("--batch-size must be at least 1")
+    if texts and file:
+        raise UserError("give sentences as arguments or --file, not both")
+    run_translate(model_folder(model), texts, file, output, probs, top_k, json_lines, batch_size, precision)
+
+
+def main() -> None:
+    app(prog_name="tt")

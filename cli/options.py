@@ -1,0 +1,163 @@
+"""`tt train` options → the dataclass configs, from the command line and a `--config` file.
+
+Precedence: an option given on the command line, else the same name in the `--config`
+file (JSON or TOML; `d-model` and `d_model` both work), else the preset, else the
+dataclass default. Options the user did not type arrive here as None, which is how we
+tell "not given" from "given the default value".
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from tt.data.clean import CleaningConfig
+from tt.data.corpus import CorpusSpec
+from tt.data.errors import UserError
+from tt.data.tokenizer import TokenizerConfig
+from tt.model.train import TrainConfig, parse_duration
+from tt.model.transformer import ModelConfig
+
+# option name (as typed, dashes → underscores) → (config section, field)
+MODEL_OPTIONS = {
+    "layers": "n_layers", "d_model": "d_model", "heads": "n_heads", "ff": "d_ff",
+    "dropout": "dropout", "pre_norm": "pre_norm",
+}
+TRAIN_OPTIONS = {
+    "batch_tokens": "batch_tokens", "lr": "learning_rate", "warmup": "warmup_steps",
+    "label_smoothing": "label_smoothing", "weight_decay": "weight_decay", "clip_norm": "clip_norm",
+    "max_steps": "max_steps", "max_epochs": "max_epochs", "max_time": "max_time",
+    "dev_every": "dev_every", "save_every": "save_every", "seed": "seed", "precision": "precision",
+}
+TOKENIZER_OPTIONS = {"vocab_size": "vocab_size", "separate_vocab": "joint"}
+CLEANING_OPTIONS = {"max_chars": "max_chars", "max_ratio": "max_ratio"}
+CORPUS_OPTIONS = ("corpus", "src", "tgt", "format", "src_col", "tgt_col", "dev", "dev_src", "dev_tgt", "dev_size")
+RUN_OPTIONS = ("out", "init_from", "threads", "preset")
+ALL_OPTIONS = (
+    set(MODEL_OPTIONS) | set(TRAIN_OPTIONS) | set(TOKENIZER_OPTIONS) | set(CLEANING_OPTIONS)
+    | set(CORPUS_OPTIONS) | set(RUN_OPTIONS)
+)
+LIMIT_OPTIONS = ("max_steps", "max_epochs", "max_time", "dev_every", "save_every", "threads")
+
+
+@dataclass
+class RunConfigs:
+    model: ModelConfig
+    train: TrainConfig
+    tokenizer: TokenizerConfig
+    cleaning: CleaningConfig
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """A flat table of option names → values."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such config file") from None
+    try:
+        values = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:
+        raise UserError(f"{path}: cannot parse ({err})") from None
+    if not isinstance(values, dict):
+        raise UserError(f"{path}: expected a table of option names and values")
+    options = {}
+    for key, value in values.items():
+        name = key.replace("-", "_")
+        if name not in ALL_OPTIONS:
+            raise UserError(f"{path}: unknown option {key!r}")
+        options[name] = value
+    return options
+
+
+def merge(command_line: dict[str, Any], config_file: Path | None) -> dict[str, Any]:
+    """Command-line options that were given win over the file's."""
+    given = {k: v for k, v in command_line.items() if v is not None}
+    from_file = read_config_file(config_file) if config_file else {}
+    return {**from_file, **given}
+
+
+def durations(options: dict[str, Any]) -> dict[str, Any]:
+    out = dict(options)
+    for key in ("max_time", "save_every"):
+        value = out.get(key)
+        if isinstance(value, str):
+            try:
+                out[key] = parse_duration(value)
+            except ValueError as err:
+                raise UserError(f"--{key.replace('_', '-')}: {err}") from None
+    return out
+
+
+def build_configs(options: dict[str, Any], base: RunConfigs) -> RunConfigs:
+    """Apply the options onto `base` (defaults, a preset, or a recorded run)."""
+    options = durations(options)
+
+    def pick(table: dict[str, str]) -> dict[str, Any]:
+        return {field: options[name] for name, field in table.items() if options.get(name) is not None}
+
+    tokenizer_values = pick(TOKENIZER_OPTIONS)
+    if "joint" in tokenizer_values:
+        tokenizer_values["joint"] = not tokenizer_values["joint"]  # the option says "separate"
+    configs = RunConfigs(
+        model=replace(base.model, **pick(MODEL_OPTIONS)),
+        train=replace(base.train, **pick(TRAIN_OPTIONS)),
+        tokenizer=replace(base.tokenizer, **tokenizer_values),
+        cleaning=replace(base.cleaning, **pick(CLEANING_OPTIONS)),
+    )
+    validate(configs)
+    return configs
+
+
+def validate(configs: RunConfigs) -> None:
+    m, t, k = configs.model, configs.train, configs.tokenizer
+    checks = [
+        (m.n_layers >= 1, "--layers must be at least 1"),
+        (m.d_model >= 2 and m.d_model % 2 == 0, "--d-model must be an even number"),
+        (m.n_heads >= 1 and m.d_model % m.n_heads == 0, f"--d-model {m.d_model} is not divisible by --heads {m.n_heads}"),
+        (m.d_ff >= 1, "--ff must be positive"),
+        (0 <= m.dropout < 1, "--dropout must be in [0, 1)"),
+        (0 <= t.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
+        (t.learning_rate > 0, "--lr must be positive"),
+        (t.batch_tokens >= 16, "--batch-tokens must be at least 16"),
+        (t.warmup_steps >= 0, "--warmup must not be negative"),
+        (t.max_steps is None or t.max_steps >= 0, "--max-steps must not be negative"),
+        (t.max_epochs is None or t.max_epochs > 0, "--max-epochs must be positive"),
+        (t.max_time is None or t.max_time > 0, "--max-time must be positive"),
+        (t.precision in ("auto", "bf16", "fp32"), "--precision must be auto, bf16 or fp32"),
+        (k.vocab_size >= 300, "--vocab-size must be at least 300 (256 byte pieces live in it)"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UserError(message)
+
+
+def corpus_specs(options: dict[str, Any]) -> tuple[CorpusSpec | None, CorpusSpec | None]:
+    """The training corpus and the dev set, as given (None where not given)."""
+    common = {
+        "format": options.get("format"),
+        "src_col": options.get("src_col") or 1,
+        "tgt_col": options.get("tgt_col") or 2,
+    }
+
+    def text(key: str) -> str | None:
+        return str(options[key]) if options.get(key) else None
+
+    train = None
+    if text("corpus") or text("src") or text("tgt"):
+        train = CorpusSpec(path=text("corpus"), src_path=text("src"), tgt_path=text("tgt"), **common)
+    dev = None
+    if text("dev") or text("dev_src") or text("dev_tgt"):
+        dev_format = common["format"] if common["format"] != "text" else None
+        dev = CorpusSpec(path=text("dev"), src_path=text("dev_src"), tgt_path=text("dev_tgt"), **{**common, "format": dev_format})
+    return train, dev
+
+
+def record_of(configs: RunConfigs) -> dict[str, Any]:
+    return {
+        "train": asdict(configs.train),
+        "tokenizer": asdict(configs.tokenizer),
+        "cleaning": asdict(configs.cleaning),
+    }

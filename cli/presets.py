@@ -1,0 +1,41 @@
+"""Named starting points for `tt train`: the built-in demo and a few model sizes.
+
+Every value here can still be overridden by an option or a `--config` file.
+"""
+
+from __future__ import annotations
+
+from tt.data.clean import CleaningConfig
+from tt.data.errors import UserError
+from tt.data.tokenizer import TokenizerConfig
+from tt.cli.options import RunConfigs
+from tt.model.train import TrainConfig
+from tt.model.transformer import ModelConfig
+
+# With no --max-steps/--max-epochs/--max-time, a corpus run stops after this many epochs.
+DEFAULT_EPOCHS = 20
+
+
+def demo_configs() -> RunConfigs:
+    """The built-in demo: a few hundred pairs, memorized in about a minute on 2 cores."""
+    return RunConfigs(
+        model=ModelConfig(d_model=128, n_heads=4, d_ff=512, n_layers=2, dropout=0.1),
+        train=TrainConfig(batch_tokens=1024, learning_rate=2e-3, warmup_steps=100, max_steps=700, max_time=150.0, save_every=600.0),
+        tokenizer=TokenizerConfig(vocab_size=1000),
+        cleaning=CleaningConfig(),
+    )
+
+
+PRESETS = {
+    "small": lambda: RunConfigs(
+        ModelConfig(d_model=256, n_heads=4, d_ff=1024, n_layers=3), TrainConfig(), TokenizerConfig(), CleaningConfig()
+    ),
+}
+DEFAULT_PRESET = "small"
+
+
+def preset_configs(name: str | None) -> RunConfigs:
+    name = name or DEFAULT_PRESET
+    if name not in PRESETS:
+        raise UserError(f"unknown --preset {name!r}: choose one of {', '.join(PRESETS)}")
+    return PRESETS[name]()

@@ -1,0 +1,54 @@
+"""Rich renderings of what the decoder did: one row per step, probabilities and alternatives.
+
+Renderers return rich objects; `tt.cli.main` prints them.
+"""
+
+from __future__ import annotations
+
+import math
+
+from rich.table import Table
+from rich.text import Text
+
+from tt.cli.translator import Translation, Translator, entropy, top_k
+
+
+def confidence_style(prob: float) -> str:
+    if prob >= 0.8:
+        return "green"
+    if prob >= 0.4:
+        return "yellow"
+    return "red"
+
+
+def probability_table(result: Translation, translator: Translator, k: int) -> Table:
+    table = Table(title=f"{result.source} → {result.translation}", title_justify="left", show_lines=False)
+    table.add_column("step", justify="right")
+    table.add_column("token")
+    table.add_column("p", justify="right")
+    table.add_column("−ln p", justify="right")
+    table.add_column("entropy", justify="right")
+    table.add_column(f"top {k}")
+    hyp = result.hypothesis
+    if hyp is None:
+        return table
+    for position, (token, log_p, step) in enumerate(zip(hyp.tokens, hyp.token_log_probs, hyp.steps), start=1):
+        prob = math.exp(log_p)
+        alternatives = Text()
+        for rank, (other, other_p) in enumerate(top_k(step.log_probs, k)):
+            if rank:
+                alternatives.append("  ")
+            alternatives.append(translator.piece(other), style="bold" if other == token else "")
+            alternatives.append(f" {other_p:.3f}", style=confidence_style(other_p))
+        table.add_row(
+            str(position),
+            Text(translator.piece(token), style="bold"),
+            Text(f"{prob:.4f}", style=confidence_style(prob)),
+            f"{-log_p:.3f}",
+            f"{entropy(step.log_probs):.3f}",
+            alternatives,
+        )
+    total = hyp.log_prob
+    n = max(len(hyp.tokens), 1)
+    table.caption = f"log p = {total:.3f}   mean −ln p = {-total / n:.3f}   perplexity = {math.exp(-total / n):.3f}"
+    return table

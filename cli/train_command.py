@@ -1,0 +1,225 @@
+"""`tt train`: corpus → cleaning → tokenizer → token ids → Transformer → training loop.
+
+Everything that can be wrong with the input (files, columns, encodings, options) is found
+before anything is written into the model folder: a failed `tt train` leaves no trace.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import asdict, replace
+from importlib.resources import as_file, files
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from tt.cli.options import LIMIT_OPTIONS, RunConfigs, build_configs, corpus_specs, record_of
+from tt.cli.presets import DEFAULT_EPOCHS, demo_configs, preset_configs
+from tt.cli.progress import TrainingProgress
+from tt.data.clean import CleaningConfig, CleaningReport, auto_dev_size, clean_pairs, pair_key, split_dev
+from tt.data.corpus import CorpusSpec, check_spec, read_pairs
+from tt.data.errors import UserError
+from tt.data.tokenizer import Tokenizer, TokenizerConfig, TokenizerReport, measure, train_tokenizer
+from tt.model.checkpoint import (
+    CONFIG, METRICS, STATE_JSON, STATE_TENSORS, WEIGHTS, config_from_dict, is_model_folder,
+    load_model_folder, read_json,
+)
+from tt.model.train import DevSet, Trainer, TrainConfig, format_seconds, resolve_precision
+from tt.model.transformer import ModelConfig, Transformer, count_parameters
+from tt.data.batches import BatchStream
+
+RUN_FILES = (WEIGHTS, CONFIG, METRICS, STATE_JSON, STATE_TENSORS, "tokenizer.model", "tokenizer.src.model", "tokenizer.tgt.model")
+
+
+def run_train(options: dict[str, Any], resume: bool, overwrite: bool, console: Console) -> None:
+    command_start = time.monotonic()
+    if options.get("threads"):
+        torch.set_num_threads(int(options["threads"]))
+    out = Path(options.get("out") or "tt-model")
+    if resume:
+        return _resume(out, options, command_start, console)
+    if is_model_folder(out) and not overwrite:
+        raise UserError(f"{out}: already holds a model; continue it with --resume or replace it with --overwrite")
+
+    train_spec, dev_spec = corpus_specs(options)
+    demo = train_spec is None
+    if demo and dev_spec is not None:
+        raise UserError("--dev needs a training corpus too (without one, tt trains the built-in demo)")
+    base = demo_configs() if demo else preset_configs(options.get("preset"))
+    configs = build_configs(options, base)
+    if not demo and configs.train.max_steps is None and configs.train.max_epochs is None and configs.train.max_time is None:
+        configs.train.max_epochs = DEFAULT_EPOCHS
+    init_from = Path(options["init_from"]) if options.get("init_from") else None
+    if init_from is not None and not is_model_folder(init_from):
+        raise UserError(f"--init-from {init_from}: not a tt model folder")
+
+    with _demo_path() as demo_file:
+        if demo:
+            train_spec = CorpusSpec(path=str(demo_file))
+        data = prepare_data(train_spec, dev_spec, configs, options.get("dev_size"), console)
+    if init_from is not None:
+        model, tokenizer, _ = load_model_folder(init_from)
+        tokenizer_report = measure(tokenizer, data.train[:5000])
+        configs.model = model.config
+    else:
+        with console.status("training the SentencePiece tokenizer…"):
+            tokenizer, tokenizer_report = train_tokenizer(data.train, configs.tokenizer, configs.train.seed)
+        configs.model = replace(
+            configs.model,
+            src_vocab_size=tokenizer.src_vocab_size,
+            tgt_vocab_size=tokenizer.tgt_vocab_size,
+            tie_embeddings=tokenizer.joint,
+        )
+        torch.manual_seed(configs.train.seed)
+        model = Transformer(configs.model)
+    console.print(summary_table(data.report, data, tokenizer_report, model))
+
+    _clear(out, overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    record = {
+        "corpus": None if demo else asdict(train_spec),
+        "demo": demo,
+        "dev": asdict(dev_spec) if dev_spec else None,
+        "dev_size": len(data.dev),
+        **record_of(configs),
+        "summary": _summary_record(data, tokenizer_report, model),
+    }
+    _train(model, tokenizer, data, configs, out, record, command_start, console, resume_state=False)
+
+
+class PreparedData:
+    def __init__(self, train, dev, report):
+        self.train: list[tuple[str, str]] = train
+        self.dev: list[tuple[str, str]] = dev
+        self.report: CleaningReport = report
+
+
+def prepare_data(train_spec: CorpusSpec, dev_spec: CorpusSpec | None, configs: RunConfigs, dev_size, console) -> PreparedData:
+    check_spec(train_spec)
+    if dev_spec is not None:
+        check_spec(dev_spec)
+    dev: list[tuple[str, str]] = []
+    exclude: set[bytes] = set()
+    with console.status(f"reading {train_spec.describe()}…"):
+        if dev_spec is not None:
+            dev, _ = clean_pairs(read_pairs(dev_spec), CleaningConfig(max_chars=10**9, max_ratio=float("inf")))
+            if not dev:
+                raise UserError(f"{dev_spec.describe()}: the dev set holds no usable pairs")
+            exclude = {pair_key(s, t) for s, t in dev}
+        train, report = clean_pairs(read_pairs(train_spec), configs.cleaning, exclude)
+    if not train:
+        raise UserError(
+            f"{train_spec.describe()}: no usable pairs (read {report.read}, "
+            f"{report.read - report.kept} dropped by cleaning)"
+        )
+    if dev_spec is None:
+        size = auto_dev_size(len(train)) if dev_size is None else int(dev_size)
+        train, dev = split_dev(train, size, configs.train.seed)
+        if not train:
+            raise UserError(f"--dev-size {size} leaves no pairs to train on")
+    return PreparedData(train, dev, report)
+
+
+def _train(model, tokenizer, data, configs: RunConfigs, out, record, command_start, console, resume_state) -> None:
+    src_ids = [tokenizer.encode_src(s) for s, _ in data.train]
+    tgt_ids = [tokenizer.encode_tgt(t) for _, t in data.train]
+    limit = model.config.max_positions - 1
+    kept = [i for i in range(len(src_ids)) if len(src_ids[i]) <= limit and len(tgt_ids[i]) <= limit]
+    stream = BatchStream([src_ids[i] for i in kept], [tgt_ids[i] for i in kept], configs.train.batch_tokens, configs.train.seed)
+    dev = None
+    if data.dev:
+        dev = DevSet([tokenizer.encode_src(s)[:limit] for s, _ in data.dev], [tokenizer.encode_tgt(t)[:limit] for _, t in data.dev])
+
+    def save_record() -> dict:
+        return {**record, **record_of(configs), "step": trainer.step}
+
+    trainer = Trainer(model, tokenizer, stream, dev, configs.train, out, save_record, command_start)
+    if resume_state:
+        trainer.restore()
+        reason = trainer.limit_reached()
+        if reason is not None:
+            console.print(f"[green]nothing to do:[/] {out} already {reason} (step {trainer.step}); raise the limit to train on")
+            return
+    precision = resolve_precision(configs.train.precision)
+    console.print(
+        f"training {count_parameters(model):,} parameters, {precision}, "
+        f"{stream.batches_per_epoch():,} batches of ≤{configs.train.batch_tokens:,} tokens per epoch, "
+        f"{torch.get_num_threads()} threads"
+    )
+    with TrainingProgress(console, configs.train) as progress:
+        reason = trainer.run(progress)
+    last = trainer.last_dev
+    dev_text = f", dev loss {last['dev_loss']:.3f} (perplexity {last['dev_ppl']:.2f})" if last else ""
+    console.print(
+        f"[green]done:[/] {reason} at step {trainer.step} after {format_seconds(round(trainer.elapsed()))}"
+        f"{dev_text}; saved to {out}/"
+    )
+    console.print(f'next: tt translate --model {out} "…"')
+
+
+def _resume(out: Path, options: dict[str, Any], command_start: float, console: Console) -> None:
+    if not (out / STATE_JSON).exists():
+        raise UserError(f"{out}: no training state to resume (expected {out / STATE_JSON})")
+    record = read_json(out / CONFIG)
+    not_allowed = [k for k, v in options.items() if v is not None and k not in LIMIT_OPTIONS and k != "out"]
+    if not_allowed:
+        names = ", ".join("--" + k.replace("_", "-") for k in sorted(not_allowed))
+        raise UserError(f"--resume reuses the recorded corpus and options; only limits may change (got {names})")
+    where = f"{out / CONFIG}"
+    configs = RunConfigs(
+        model=config_from_dict(ModelConfig, record.get("model"), f"{where}: model"),
+        train=config_from_dict(TrainConfig, record.get("train"), f"{where}: train"),
+        tokenizer=config_from_dict(TokenizerConfig, record.get("tokenizer"), f"{where}: tokenizer"),
+        cleaning=config_from_dict(CleaningConfig, record.get("cleaning"), f"{where}: cleaning"),
+    )
+    configs = build_configs({k: v for k, v in options.items() if k in LIMIT_OPTIONS}, configs)
+    with _demo_path() as demo_file:
+        train_spec = CorpusSpec(path=str(demo_file)) if record.get("demo") else config_from_dict(CorpusSpec, record.get("corpus"), f"{where}: corpus")
+        dev_spec = config_from_dict(CorpusSpec, record["dev"], f"{where}: dev") if record.get("dev") else None
+        data = prepare_data(train_spec, dev_spec, configs, record.get("dev_size"), console)
+    model, tokenizer, _ = load_model_folder(out)
+    model.train()
+    _train(model, tokenizer, data, configs, out, record, command_start, console, resume_state=True)
+
+
+def _demo_path():
+    return as_file(files("tt.data") / "demo.tsv")
+
+
+def _clear(out: Path, overwrite: bool) -> None:
+    if overwrite and out.exists():
+        for name in RUN_FILES:
+            (out / name).unlink(missing_ok=True)
+
+
+def _summary_record(data: PreparedData, tokenizer_report: TokenizerReport, model) -> dict:
+    return {
+        "cleaning": dict(data.report.rows()),
+        "train_pairs": len(data.train),
+        "dev_pairs": len(data.dev),
+        "tokenizer": asdict(tokenizer_report),
+        "parameters": count_parameters(model),
+    }
+
+
+def summary_table(report: CleaningReport, data: PreparedData, tokenizer_report: TokenizerReport, model) -> Table:
+    table = Table(title="corpus and tokenizer", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    for label, value in report.rows():
+        table.add_row(label, f"{value:,}")
+    table.add_row("train pairs", f"{len(data.train):,}")
+    table.add_row("dev pairs", f"{len(data.dev):,}" if data.dev else "none (corpus under 1,000 pairs)")
+    vocab = f"{tokenizer_report.vocab_size:,}"
+    if tokenizer_report.src_vocab_size != tokenizer_report.vocab_size:
+        vocab = f"{tokenizer_report.src_vocab_size:,} source, {tokenizer_report.vocab_size:,} target"
+    table.add_row("vocabulary", vocab)
+    table.add_row("character coverage", f"{tokenizer_report.character_coverage:.4%}")
+    share = tokenizer_report.byte_pieces / max(tokenizer_report.pieces, 1)
+    table.add_row("byte-fallback pieces", f"{tokenizer_report.byte_pieces:,} of {tokenizer_report.pieces:,} ({share:.2%})")
+    table.add_row("model parameters", f"{count_parameters(model):,}")
+    return table

@@ -1,0 +1,1 @@
+"""tt.data: from files on disk to batches of token ids (corpus → clean → tokenizer → batches)."""

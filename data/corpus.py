@@ -1,0 +1,173 @@
+"""Read parallel text: files on disk → a stream of `Pair(src, tgt, where)`.
+
+Three layouts are understood:
+- TSV: one pair per line, the source and target in chosen columns (1-based);
+- JSONL: one object per line, `{"src": ..., "tgt": ...}`;
+- a Moses-style pair of aligned plain-text files, line n of one translating line n of the other.
+
+Files are streamed line by line, so a corpus larger than memory can be read. Every pair
+carries `where` ("file:line") so that later steps can point at the line that upset them.
+Text is returned exactly as written (apart from a UTF-8 byte-order mark and line ends);
+`tt.data.normalize` is applied later, in one place.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from itertools import zip_longest
+from pathlib import Path
+from typing import Iterator
+
+from tt.data.errors import UserError
+
+FORMATS = ("tsv", "jsonl", "text")
+
+
+@dataclass(frozen=True)
+class Pair:
+    src: str
+    tgt: str
+    where: str  # "file:line", for error messages
+
+
+@dataclass
+class CorpusSpec:
+    """Where a parallel corpus lives and how to read it (recorded in config.json for --resume)."""
+
+    path: str | None = None  # one TSV or JSONL file
+    src_path: str | None = None  # or a Moses-style pair of aligned files
+    tgt_path: str | None = None
+    format: str | None = None  # tsv | jsonl | text; None = follow the extension
+    src_col: int = 1  # TSV columns, 1-based
+    tgt_col: int = 2
+
+    def describe(self) -> str:
+        if self.path:
+            return self.path
+        return f"{self.src_path} + {self.tgt_path}"
+
+
+def resolve_format(spec: CorpusSpec) -> str:
+    if spec.format is not None:
+        if spec.format not in FORMATS:
+            raise UserError(f"unknown --format {spec.format!r}: expected one of {', '.join(FORMATS)}")
+        return spec.format
+    if spec.path is None:
+        return "text"
+    suffix = Path(spec.path).suffix.lower()
+    if suffix in (".jsonl", ".json", ".ndjson"):
+        return "jsonl"
+    if suffix in (".tsv", ".tab", ".txt", ".csv") or suffix == "":
+        return "tsv"
+    raise UserError(
+        f"{spec.path}: cannot tell the format from the extension {suffix!r}; "
+        "pass --format tsv or --format jsonl"
+    )
+
+
+def check_spec(spec: CorpusSpec) -> None:
+    """Fail early, before anything is written, on a spec that cannot be read."""
+    if spec.path and (spec.src_path or spec.tgt_path):
+        raise UserError("give either a corpus file or --src/--tgt, not both")
+    if not spec.path and not (spec.src_path and spec.tgt_path):
+        raise UserError("a pair of aligned files needs both --src and --tgt")
+    if spec.src_col < 1 or spec.tgt_col < 1:
+        raise UserError("--src-col and --tgt-col count from 1")
+    if spec.path and spec.src_col == spec.tgt_col:
+        raise UserError(f"--src-col and --tgt-col are both {spec.src_col}")
+    resolve_format(spec)
+    for name in (spec.path, spec.src_path, spec.tgt_path):
+        if name is None:
+            continue
+        path = Path(name)
+        if not path.exists():
+            raise UserError(f"{name}: no such file")
+        if path.is_dir():
+            raise UserError(f"{name}: is a folder, not a file")
+
+
+def read_pairs(spec: CorpusSpec) -> Iterator[Pair]:
+    """Stream the pairs of a corpus, raising UserError at the first unreadable line."""
+    check_spec(spec)
+    fmt = resolve_format(spec)
+    if spec.path is None:
+        yield from _read_aligned(spec.src_path, spec.tgt_path)
+    elif fmt == "jsonl":
+        yield from _read_jsonl(spec.path)
+    elif fmt == "tsv":
+        yield from _read_tsv(spec.path, spec.src_col, spec.tgt_col)
+    else:
+        raise UserError("--format text needs a pair of files: --src FILE --tgt FILE")
+
+
+def read_lines(name: str) -> Iterator[tuple[int, str]]:
+    """(line number, text) for each line of a UTF-8 file, without the line end or a BOM."""
+    try:
+        handle = open(name, "rb")
+    except FileNotFoundError:
+        raise UserError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise UserError(f"{name}: is a folder, not a file") from None
+    except OSError as err:
+        raise UserError(f"{name}: cannot read ({err.strerror})") from None
+    with handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise UserError(
+                    f"{name}:{number}: invalid UTF-8 (byte 0x{raw[err.start]:02x} at column {err.start + 1})"
+                ) from None
+            if number == 1:
+                text = text.removeprefix("\ufeff")
+            yield number, text.rstrip("\r\n")
+
+
+def _read_tsv(name: str, src_col: int, tgt_col: int) -> Iterator[Pair]:
+    needed = max(src_col, tgt_col)
+    for number, line in read_lines(name):
+        if not line.strip():
+            # A blank line is a pair with two empty sides: cleaning drops and counts it.
+            yield Pair("", "", f"{name}:{number}")
+            continue
+        fields = line.split("\t")
+        if len(fields) < needed:
+            raise UserError(
+                f"{name}:{number}: expected at least {needed} tab-separated fields "
+                f"(--src-col {src_col}, --tgt-col {tgt_col}), found {len(fields)}"
+            )
+        yield Pair(fields[src_col - 1], fields[tgt_col - 1], f"{name}:{number}")
+
+
+def _read_jsonl(name: str) -> Iterator[Pair]:
+    for number, line in read_lines(name):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise UserError(f"{name}:{number}: invalid JSON ({err.msg} at column {err.colno})") from None
+        if not isinstance(record, dict):
+            raise UserError(f"{name}:{number}: expected a JSON object with \"src\" and \"tgt\"")
+        for key in ("src", "tgt"):
+            if key not in record:
+                raise UserError(f"{name}:{number}: missing key \"{key}\"")
+            if not isinstance(record[key], str):
+                raise UserError(f"{name}:{number}: \"{key}\" must be a string")
+        yield Pair(record["src"], record["tgt"], f"{name}:{number}")
+
+
+def _read_aligned(src_name: str, tgt_name: str) -> Iterator[Pair]:
+    src_lines = read_lines(src_name)
+    tgt_lines = read_lines(tgt_name)
+    last = 0
+    for src_item, tgt_item in zip_longest(src_lines, tgt_lines):
+        if src_item is None or tgt_item is None:
+            short, long_ = (src_name, tgt_name) if src_item is None else (tgt_name, src_name)
+            raise UserError(
+                f"{short}:{last + 1}: file ends after {last} lines but {long_} goes on "
+                "(the two files must be aligned line by line)"
+            )
+        last = src_item[0]
+        yield Pair(src_item[1], tgt_item[1], f"{src_name}:{last}")

@@ -1,0 +1,19 @@
+"""The one place text is changed before it reaches the tokenizer.
+
+Training and translation both call `normalize`, so a sentence typed at the prompt is seen
+exactly as the training corpus was. NFKC folds compatibility forms together (full-width
+`！` becomes `!`, `ｆｕｌｌ` becomes `full`, ligatures split), then all runs of whitespace,
+including tabs and no-break spaces, become one ASCII space and the ends are trimmed.
+"""
+
+import re
+import unicodedata
+
+_WHITESPACE = re.compile(r"\s+")
+# Zero-width characters survive NFKC and \s, yet are invisible: drop them.
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
+
+
+def normalize(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text).translate(_INVISIBLE)
+    return _WHITESPACE.sub(" ", text).strip()

@@ -1,0 +1,212 @@
+"""Text ↔ token ids with SentencePiece; the special ids (pad, unk, bos, eos) live here only.
+
+A unigram SentencePiece model is trained in-process on the cleaned corpus. Byte fallback
+is on, so a character never seen in training is spelled as its UTF-8 bytes (`<0xE4>`...)
+instead of collapsing to `<unk>`. By default one joint vocabulary serves both languages
+(which lets the model tie its embeddings); `separate=True` trains one per side.
+
+In a model folder the tokenizer is `tokenizer.model` (joint) or `tokenizer.src.model` and
+`tokenizer.tgt.model` (separate).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import sentencepiece as spm
+
+from tt.data.errors import UserError
+
+PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+BYTE_PIECES = 256  # with byte fallback every byte value owns a piece
+SPECIAL_PIECES = 4
+
+
+@dataclass
+class TokenizerConfig:
+    vocab_size: int = 8000
+    joint: bool = True
+    sample_sentences: int = 300_000  # large corpora train the tokenizer on a random sample
+    character_coverage: float = 0.9995  # CJK scripts have many rare characters: leave them to bytes
+
+
+@dataclass
+class TokenizerReport:
+    vocab_size: int  # of the target side; equal to the source's when joint
+    src_vocab_size: int
+    character_coverage: float  # share of character occurrences spelled without byte fallback
+    byte_pieces: int  # pieces that fell back to bytes, in the sample
+    pieces: int  # all pieces in the sample
+
+
+class Tokenizer:
+    """One SentencePiece model per side (the same object twice when joint)."""
+
+    def __init__(self, src: spm.SentencePieceProcessor, tgt: spm.SentencePieceProcessor, joint: bool):
+        self.src, self.tgt, self.joint = src, tgt, joint
+        self.pad_id, self.unk_id, self.bos_id, self.eos_id = PAD_ID, UNK_ID, BOS_ID, EOS_ID
+
+    # ---- sizes and pieces
+    @property
+    def src_vocab_size(self) -> int:
+        return self.src.get_piece_size()
+
+    @property
+    def tgt_vocab_size(self) -> int:
+        return self.tgt.get_piece_size()
+
+    def tgt_piece(self, token_id: int) -> str:
+        return self.tgt.id_to_piece(token_id)
+
+    def src_piece(self, token_id: int) -> str:
+        return self.src.id_to_piece(token_id)
+
+    def is_byte(self, token_id: int, side: str = "tgt") -> bool:
+        return (self.src if side == "src" else self.tgt).is_byte(token_id)
+
+    # ---- encoding: ids never include bos; eos ends every sequence the model sees
+    def encode_src(self, text: str) -> list[int]:
+        return self.src.encode(text) + [EOS_ID]
+
+    def encode_tgt(self, text: str) -> list[int]:
+        return self.tgt.encode(text) + [EOS_ID]
+
+    def decode_tgt(self, ids: Sequence[int]) -> str:
+        return self.tgt.decode([i for i in ids if i not in (PAD_ID, BOS_ID, EOS_ID)])
+
+    # ---- files
+    def save(self, folder: Path) -> None:
+        for name, model in self._files().items():
+            write_atomic(folder / name, model.serialized_model_proto())
+
+    def _files(self) -> dict[str, spm.SentencePieceProcessor]:
+        if self.joint:
+            return {"tokenizer.model": self.tgt}
+        return {"tokenizer.src.model": self.src, "tokenizer.tgt.model": self.tgt}
+
+    @classmethod
+    def load(cls, folder: Path) -> "Tokenizer":
+        joint_file = folder / "tokenizer.model"
+        if joint_file.exists():
+            model = _load_model(joint_file)
+            return cls(model, model, joint=True)
+        src_file, tgt_file = folder / "tokenizer.src.model", folder / "tokenizer.tgt.model"
+        if src_file.exists() and tgt_file.exists():
+            return cls(_load_model(src_file), _load_model(tgt_file), joint=False)
+        raise UserError(f"{folder}: no tokenizer.model in the model folder")
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write to a temporary name, then rename: a reader never sees half a file."""
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
+
+
+def replace_atomic(temporary: Path, path: Path) -> None:
+    """Rename a finished temporary file into place, with the usual permissions (0666 − umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temporary, 0o666 & ~umask)
+    os.replace(temporary, path)
+
+
+def _load_model(path: Path) -> spm.SentencePieceProcessor:
+    try:
+        return spm.SentencePieceProcessor(model_proto=path.read_bytes())
+    except (RuntimeError, OSError) as err:
+        raise UserError(f"{path}: not a SentencePiece model ({err})") from None
+
+
+def train_tokenizer(
+    pairs: Sequence[tuple[str, str]], config: TokenizerConfig, seed: int = 1
+) -> tuple[Tokenizer, TokenizerReport]:
+    """Train on (a sample of) the cleaned pairs; the vocabulary shrinks to what the text supports."""
+    rng = random.Random(seed)
+    sample = list(pairs) if len(pairs) <= config.sample_sentences else rng.sample(list(pairs), config.sample_sentences)
+    if config.joint:
+        model = _train_one([s for s, _ in sample] + [t for _, t in sample], config, seed)
+        tokenizer = Tokenizer(model, model, joint=True)
+    else:
+        tokenizer = Tokenizer(
+            _train_one([s for s, _ in sample], config, seed),
+            _train_one([t for _, t in sample], config, seed),
+            joint=False,
+        )
+    return tokenizer, measure(tokenizer, sample[:5000])
+
+
+def _train_one(sentences: list[str], config: TokenizerConfig, seed: int) -> spm.SentencePieceProcessor:
+    # Every character needs room: a vocabulary smaller than specials + bytes + the
+    # distinct characters cannot be trained, so ask for at least that.
+    distinct = len(set("".join(sentences)))
+    floor = SPECIAL_PIECES + BYTE_PIECES + min(distinct, 200) + 8
+    vocab_size = max(config.vocab_size, floor)
+    for _attempt in range(3):
+        try:
+            return _run_trainer(sentences, config, vocab_size, seed)
+        except RuntimeError as err:
+            # A tiny corpus cannot fill a large vocabulary; SentencePiece says how much it can.
+            match = re.search(r"value <= (\d+)", str(err))
+            if not match or int(match.group(1)) >= vocab_size:
+                raise UserError(f"tokenizer training failed: {err}") from None
+            vocab_size = int(match.group(1))
+    raise UserError("tokenizer training failed: could not find a vocabulary size the corpus supports")
+
+
+def _run_trainer(sentences: list[str], config: TokenizerConfig, vocab_size: int, seed: int) -> spm.SentencePieceProcessor:
+    proto = io.BytesIO()
+    spm.set_random_generator_seed(seed)
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(sentences),
+        model_writer=proto,
+        model_type="unigram",
+        vocab_size=vocab_size,
+        hard_vocab_limit=False,  # a soft limit: fewer pieces if the corpus cannot support more
+        character_coverage=config.character_coverage,
+        byte_fallback=True,
+        normalization_rule_name="identity",  # tt.data.normalize already did NFKC, once
+        remove_extra_whitespaces=False,
+        split_digits=True,
+        pad_id=PAD_ID, unk_id=UNK_ID, bos_id=BOS_ID, eos_id=EOS_ID,
+        max_sentence_length=1 << 14,
+        num_threads=max(1, os.cpu_count() or 1),
+        minloglevel=2,  # SentencePiece's own logging would flood the terminal
+    )
+    return spm.SentencePieceProcessor(model_proto=proto.getvalue())
+
+
+def measure(tokenizer: Tokenizer, sample: Sequence[tuple[str, str]]) -> TokenizerReport:
+    """Character coverage and byte fallback on a sample of the training text."""
+    characters: Counter[str] = Counter()
+    byte_pieces = pieces = 0
+    for src, tgt in sample:
+        for side, text in (("src", src), ("tgt", tgt)):
+            characters.update(text)
+            model = tokenizer.src if side == "src" else tokenizer.tgt
+            ids = model.encode(text)
+            pieces += len(ids)
+            byte_pieces += sum(1 for i in ids if model.is_byte(i))
+    covered = sum(n for ch, n in characters.items() if _spelled_without_bytes(tokenizer, ch))
+    total = sum(characters.values())
+    return TokenizerReport(
+        vocab_size=tokenizer.tgt_vocab_size,
+        src_vocab_size=tokenizer.src_vocab_size,
+        character_coverage=covered / total if total else 1.0,
+        byte_pieces=byte_pieces,
+        pieces=pieces,
+    )
+
+
+def _spelled_without_bytes(tokenizer: Tokenizer, character: str) -> bool:
+    if character == " ":
+        return True  # spaces become the ▁ marker, never bytes
+    models = (tokenizer.tgt,) if tokenizer.joint else (tokenizer.src, tokenizer.tgt)
+    return any(not any(model.is_byte(i) for i in model.encode(character)) for model in models)

@@ -1,0 +1,1 @@
+"""tt.model: the Transformer, its loss, training, decoding and checkpoints."""

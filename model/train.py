@@ -1,0 +1,297 @@
+"""The training loop: batches → loss → backprop → AdamW, with warm-up, logging and checkpoints.
+
+    for each batch:
+        log_probs = model(src, tgt_in)                 teacher forcing, all positions at once
+        loss = KL(q ‖ p) averaged over real tokens     tt.model.loss
+        loss.backward(); clip gradients; AdamW step at lr(step)
+
+The learning rate rises linearly for `warmup_steps`, then decays as 1/√step (the
+schedule of the original paper, with the peak given directly). On CPUs with bfloat16
+support the forward and backward passes run under bfloat16 autocast while the master
+weights and Adam's moments stay float32.
+
+This module does no printing: a `reporter` (the CLI's progress bar) receives the numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Protocol
+
+import torch
+
+from tt.data.batches import BatchStream, make_batch
+from tt.data.tokenizer import PAD_ID, Tokenizer
+from tt.model.checkpoint import METRICS, load_training_state, save_model_folder, save_training_state
+from tt.model.loss import label_smoothed_loss
+from tt.model.transformer import Transformer
+
+
+@dataclass
+class TrainConfig:
+    batch_tokens: int = 4096  # per batch, padding included
+    learning_rate: float = 1e-3  # the peak, reached at the end of warm-up
+    warmup_steps: int = 800
+    label_smoothing: float = 0.1
+    weight_decay: float = 0.0
+    clip_norm: float = 1.0
+    max_steps: int | None = None
+    max_epochs: float | None = None
+    max_time: float | None = None  # seconds of the whole command, tokenizer and dev included
+    dev_every: int = 500  # steps between dev evaluations
+    log_every: int = 50  # steps between metrics lines (and at least every log_seconds)
+    log_seconds: float = 10.0
+    save_every: float = 120.0  # seconds between checkpoints
+    seed: int = 1
+    precision: str = "auto"  # auto (bf16 where the CPU has it) | bf16 | fp32
+
+
+def bf16_supported() -> bool:
+    try:
+        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    except AttributeError:
+        return False
+
+
+def resolve_precision(precision: str) -> str:
+    if precision == "auto":
+        return "bf16" if bf16_supported() else "fp32"
+    if precision not in ("bf16", "fp32"):
+        raise ValueError(precision)
+    return precision
+
+
+def learning_rate(step: int, config: TrainConfig) -> float:
+    """Linear warm-up to the peak, then inverse-square-root decay."""
+    step = max(step, 1)
+    warmup = max(config.warmup_steps, 1)
+    return config.learning_rate * min(step / warmup, math.sqrt(warmup / step))
+
+
+class Reporter(Protocol):
+    def step(self, trainer: "Trainer", loss: float) -> None: ...
+    def log(self, metrics: dict) -> None: ...
+
+
+@dataclass
+class DevSet:
+    src_ids: list[list[int]]
+    tgt_ids: list[list[int]]
+
+
+@torch.no_grad()
+def evaluate_loss(model: Transformer, dev: DevSet, batch_tokens: int, smoothing: float) -> dict:
+    """Mean per-token loss on the dev set, float32 and no dropout: comparable across runs."""
+    was_training = model.training
+    model.eval()
+    nll = kl = 0.0
+    tokens = 0
+    order = sorted(range(len(dev.src_ids)), key=lambda i: len(dev.tgt_ids[i]))
+    rows: list[int] = []
+    longest = 0
+
+    def flush():
+        nonlocal nll, kl, tokens
+        batch = make_batch([dev.src_ids[i] for i in rows], [dev.tgt_ids[i] for i in rows])
+        parts = label_smoothed_loss(model(batch.src, batch.src_pad_mask, batch.tgt_in), batch.tgt_out, smoothing, PAD_ID)
+        nll, kl, tokens = nll + float(parts.nll), kl + float(parts.kl), tokens + parts.n_tokens
+
+    for i in order:
+        longest = max(longest, len(dev.src_ids[i]), len(dev.tgt_ids[i]))
+        if rows and (len(rows) + 1) * longest > batch_tokens:
+            flush()
+            rows, longest = [], max(len(dev.src_ids[i]), len(dev.tgt_ids[i]))
+        rows.append(i)
+    if rows:
+        flush()
+    model.train(was_training)
+    mean_nll = nll / max(tokens, 1)
+    return {"dev_loss": mean_nll, "dev_kl": kl / max(tokens, 1), "dev_ppl": math.exp(min(mean_nll, 50))}
+
+
+class Trainer:
+    def __init__(
+        self,
+        model: Transformer,
+        tokenizer: Tokenizer,
+        stream: BatchStream,
+        dev: DevSet | None,
+        config: TrainConfig,
+        folder: Path,
+        save_record: Callable[[], dict],
+        command_start: float,
+    ):
+        self.model, self.tokenizer, self.stream, self.dev = model, tokenizer, stream, dev
+        self.config, self.folder = config, folder
+        self.save_record = save_record  # config.json contents, rebuilt at each save
+        self.command_start = command_start
+        self.precision = resolve_precision(config.precision)
+        self.optimizer = torch.optim.AdamW(
+            model.parameters(), lr=learning_rate(1, config), betas=(0.9, 0.98), eps=1e-9, weight_decay=config.weight_decay
+        )
+        self.step = 0
+        self.tokens = 0  # real target tokens trained on
+        self.elapsed_before = 0.0  # seconds spent in earlier runs of this training (resume)
+        self.last_dev: dict = {}
+
+    # ---- state
+    def state(self) -> dict:
+        return {
+            "step": self.step,
+            "tokens": self.tokens,
+            "elapsed_s": self.elapsed(),
+            "epoch": self.stream.epoch,
+            "position": self.stream.position,
+            "last_dev": self.last_dev,
+        }
+
+    def restore(self) -> None:
+        state = load_training_state(self.folder, self.model, self.optimizer)
+        self.step, self.tokens = state["step"], state["tokens"]
+        self.elapsed_before = state["elapsed_s"]
+        self.stream.epoch, self.stream.position = state["epoch"], state["position"]
+        self.last_dev = state.get("last_dev", {})
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + (time.monotonic() - self.command_start)
+
+    def save(self) -> None:
+        save_model_folder(self.folder, self.model, self.tokenizer, self.save_record())
+        save_training_state(self.folder, self.model, self.optimizer, self.state())
+
+    # ---- limits
+    def limit_reached(self) -> str | None:
+        c = self.config
+        if c.max_steps is not None and self.step >= c.max_steps:
+            return f"reached --max-steps {c.max_steps}"
+        if c.max_epochs is not None and self.stream.epochs_done >= c.max_epochs:
+            return f"reached --max-epochs {c.max_epochs:g}"
+        if c.max_time is not None and self.elapsed() >= c.max_time:
+            return f"reached --max-time {format_seconds(c.max_time)}"
+        return None
+
+    # ---- the loop
+    def train_step(self, batch) -> tuple[float, int]:
+        self.step += 1
+        lr = learning_rate(self.step, self.config)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            log_probs = self.model(batch.src, batch.src_pad_mask, batch.tgt_in)
+        parts = label_smoothed_loss(log_probs, batch.tgt_out, self.config.label_smoothing, PAD_ID)
+        loss = parts.kl / parts.n_tokens  # mean KL(q‖p) per real target token
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_norm)
+        self.optimizer.step()
+        self.tokens += parts.n_tokens
+        return parts, lr
+
+    def run(self, reporter: Reporter) -> str:
+        """Train until a limit; returns why it stopped. Ctrl-C saves a checkpoint first."""
+        torch.manual_seed(self.config.seed + self.step)
+        self.model.train()
+        metrics_file = open(self.folder / METRICS, "a", encoding="utf-8")
+        window = _Window()
+        last_save = time.monotonic()
+        reason = self.limit_reached()
+        try:
+            batches = iter(self.stream)
+            while reason is None:
+                started = time.monotonic()  # batch assembly counts as training time
+                batch = next(batches)
+                parts, lr = self.train_step(batch)
+                window.add(parts, time.monotonic() - started)
+                reporter.step(self, float(parts.nll.detach()) / parts.n_tokens)
+                due = self.step % self.config.log_every == 0 or window.age() >= self.config.log_seconds
+                if due:
+                    self._write(metrics_file, reporter, window.metrics(self, lr))
+                    window = _Window()
+                if self.dev is not None and self.step % self.config.dev_every == 0:
+                    self._evaluate(metrics_file, reporter)
+                reason = self.limit_reached()
+                if reason is None and time.monotonic() - last_save >= self.config.save_every:
+                    self.save()
+                    last_save = time.monotonic()
+        except KeyboardInterrupt:
+            reason = "interrupted (continue with --resume)"
+        if window.steps:
+            self._write(metrics_file, reporter, window.metrics(self, learning_rate(self.step, self.config)))
+        if self.dev is not None and self.step % self.config.dev_every != 0:
+            self._evaluate(metrics_file, reporter)
+        metrics_file.close()
+        self.model.eval()
+        self.save()
+        return reason
+
+    def _evaluate(self, metrics_file, reporter) -> None:
+        self.last_dev = evaluate_loss(self.model, self.dev, self.config.batch_tokens, self.config.label_smoothing)
+        self._write(metrics_file, reporter, {"step": self.step, "elapsed_s": round(self.elapsed(), 2), **self.last_dev})
+
+    def _write(self, metrics_file, reporter, metrics: dict) -> None:
+        metrics_file.write(json.dumps(metrics) + "\n")
+        metrics_file.flush()
+        reporter.log(metrics)
+
+
+class _Window:
+    """Running sums between two metrics lines."""
+
+    def __init__(self):
+        self.started = time.monotonic()
+        self.steps = self.tokens = 0
+        self.kl = self.cross_entropy = self.entropy = self.nll = self.seconds = 0.0
+
+    def add(self, parts, seconds: float) -> None:
+        self.steps += 1
+        self.tokens += parts.n_tokens
+        self.kl += float(parts.kl.detach())
+        self.cross_entropy += float(parts.cross_entropy.detach())
+        self.entropy += float(parts.entropy)
+        self.nll += float(parts.nll.detach())
+        self.seconds += seconds
+
+    def age(self) -> float:
+        return time.monotonic() - self.started
+
+    def metrics(self, trainer: Trainer, lr: float) -> dict:
+        n = max(self.tokens, 1)
+        return {
+            "step": trainer.step,
+            "epoch": round(trainer.stream.epochs_done, 4),
+            "loss": self.cross_entropy / n,  # H(q, p) per token = KL(q‖p) + H(q)
+            "kl": self.kl / n,
+            "entropy_floor": self.entropy / n,  # H(q): what label smoothing adds
+            "nll": self.nll / n,  # −ln p(reference token): plain cross-entropy
+            "ppl": math.exp(min(self.nll / n, 50)),
+            "lr": lr,
+            "tokens": trainer.tokens,
+            "elapsed_s": round(trainer.elapsed(), 2),
+            "tokens_per_s": self.tokens / max(self.seconds, 1e-9),
+        }
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = float(seconds)
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds / 3600:g}h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds / 60:g}m"
+    return f"{seconds:g}s"
+
+
+def parse_duration(text: str) -> float:
+    """'90s', '15m', '2h', '1h30m' or plain seconds → seconds."""
+    text = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    parts = re.findall(r"(\d+(?:\.\d+)?)\s*([hms])", text)
+    if not parts or "".join(n + u for n, u in parts) != text.replace(" ", ""):
+        raise ValueError(f"cannot read duration {text!r}: use e.g. 90s, 15m, 2h or 1h30m")
+    scale = {"h": 3600, "m": 60, "s": 1}
+    return sum(float(n) * scale[u] for n, u in parts)
