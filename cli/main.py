@@ -106,13 +106,11 @@ def train(
 
       tt train --resume --out zh-en --max-time 30m
     """
+    given = {k: v for k, v in locals().items() if k not in ("resume", "overwrite", "config")}
     from tt.cli.options import merge
     from tt.cli.train_command import run_train
 
-    options = merge(
-        {k: v for k, v in locals().items() if k not in ("resume", "overwrite", "config")},
-        config,
-    )
+    options = merge(given, config)
     run_train(options, resume=resume, overwrite=overwrite, console=stderr)
 
 

@@ -129,6 +129,8 @@ def _train(model, tokenizer, data, configs: RunConfigs, out, record, command_sta
     tgt_ids = [tokenizer.encode_tgt(t) for _, t in data.train]
     limit = model.config.max_positions - 1
     kept = [i for i in range(len(src_ids)) if len(src_ids[i]) <= limit and len(tgt_ids[i]) <= limit]
+    if not kept:
+        raise UserError(f"every pair is longer than {limit} tokens: nothing to train on")
     stream = BatchStream([src_ids[i] for i in kept], [tgt_ids[i] for i in kept], configs.train.batch_tokens, configs.train.seed)
     dev = None
     if data.dev:

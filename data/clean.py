@@ -59,9 +59,8 @@ def clean_pairs(
     pairs: Iterable[Pair],
     config: CleaningConfig,
     exclude: set[bytes] | None = None,
-    report: CleaningReport | None = None,
 ) -> tuple[list[tuple[str, str]], CleaningReport]:
-    report = report or CleaningReport()
+    report = CleaningReport()
     exclude = exclude or set()
     seen: set[bytes] = set()
     kept: list[tuple[str, str]] = []

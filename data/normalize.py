@@ -15,5 +15,7 @@ _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
 
 
 def normalize(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text).translate(_INVISIBLE)
+    # Invisible characters go first: left in place, one can keep NFKC from composing a
+    # letter with its accent, and the result would change if normalized a second time.
+    text = unicodedata.normalize("NFKC", text.translate(_INVISIBLE))
     return _WHITESPACE.sub(" ", text).strip()

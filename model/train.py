@@ -194,7 +194,8 @@ class Trainer:
 
     def run(self, reporter: Reporter) -> str:
         """Train until a limit; returns why it stopped. Ctrl-C saves a checkpoint first."""
-        torch.manual_seed(self.config.seed + self.step)
+        if self.step == 0:  # a resumed run continues the RNG stream restored from its state
+            torch.manual_seed(self.config.seed)
         self.model.train()
         metrics_file = open(self.folder / METRICS, "a", encoding="utf-8")
         window = _Window()

@@ -1,0 +1,63 @@
+"""Model folders: save → load keeps logits, nothing is pickled, unknown keys are refused."""
+
+import json
+
+import pytest
+import torch
+
+from tt.data.errors import UserError
+from tt.model.checkpoint import load_model_folder, read_json
+from tt.model.transformer import Transformer
+
+
+def test_save_load_keeps_logits(trained_model):
+    model, tokenizer, record = load_model_folder(trained_model)
+    reloaded, _, _ = load_model_folder(trained_model)
+    src = torch.tensor([tokenizer.encode_src("我有三本书。")])
+    tgt = torch.tensor([[2] + tokenizer.encode_tgt("I have three books.")[:-1]])
+    torch.testing.assert_close(model(src, src == 0, tgt), reloaded(src, src == 0, tgt))
+    assert isinstance(model, Transformer) and not model.training
+    assert model.project.weight is model.src_embed.weight  # tying survives the round trip
+
+
+def test_folder_holds_every_file_a_run_writes(trained_model):
+    names = {p.name for p in trained_model.iterdir()}
+    assert {"model.safetensors", "config.json", "tokenizer.model", "metrics.jsonl", "train_state.json", "train_state.safetensors"} <= names
+    assert not [n for n in names if ".tmp" in n]  # no temporary left behind
+    record = read_json(trained_model / "config.json")
+    assert record["step"] == 20
+    assert record["model"]["d_model"] == 16
+
+
+def test_no_pickle_anywhere(trained_model):
+    for path in trained_model.iterdir():
+        head = path.read_bytes()[:2]
+        assert head != b"\x80\x04" and head != b"\x80\x02", f"{path.name} looks like a pickle"
+        assert not path.name.endswith((".pt", ".pth", ".pkl", ".bin"))
+
+
+def test_unknown_config_key_is_refused(trained_model, tmp_path):
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for path in trained_model.iterdir():
+        (copy / path.name).write_bytes(path.read_bytes())
+    record = json.loads((copy / "config.json").read_text())
+    record["model"]["d_modle"] = 3
+    (copy / "config.json").write_text(json.dumps(record))
+    with pytest.raises(UserError, match=r"config.json: model: unknown key 'd_modle'"):
+        load_model_folder(copy)
+
+
+def test_corrupt_weights_give_a_user_error(trained_model, tmp_path):
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for path in trained_model.iterdir():
+        (copy / path.name).write_bytes(path.read_bytes())
+    (copy / "model.safetensors").write_bytes(b"not safetensors at all")
+    with pytest.raises(UserError, match="model.safetensors"):
+        load_model_folder(copy)
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(UserError, match="no such model folder"):
+        load_model_folder(tmp_path / "nope")

@@ -1,0 +1,167 @@
+"""`tt train` through typer's runner: outputs, limits, resume, and bad input."""
+
+import json
+import math
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from tt.cli.main import app
+from conftest import TINY_MODEL_OPTIONS, tiny_pairs, write_tsv
+
+runner = CliRunner()
+
+
+def train(*args):
+    return runner.invoke(app, ["train", *map(str, args), *TINY_MODEL_OPTIONS])
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_metrics_lines_have_the_promised_fields(trained_model):
+    lines = [json.loads(line) for line in (trained_model / "metrics.jsonl").read_text().splitlines()]
+    train_lines = [line for line in lines if "loss" in line]
+    assert train_lines and train_lines[-1]["step"] == 20
+    for line in train_lines:
+        assert {"step", "loss", "lr", "tokens", "elapsed_s", "tokens_per_s"} <= set(line)
+        assert line["loss"] == pytest.approx(line["kl"] + line["entropy_floor"], rel=1e-6)
+        assert line["ppl"] == pytest.approx(math.exp(line["nll"]), rel=1e-6)
+    assert [line["tokens"] for line in train_lines] == sorted(line["tokens"] for line in train_lines)
+
+
+def test_existing_model_is_refused(trained_model):
+    result = train("--out", trained_model, "--max-steps", "1")
+    assert_one_line_error(result, "--resume", "--overwrite")
+
+
+def test_resume_at_the_limit_says_so_and_a_higher_limit_continues(tmp_path, corpus_file):
+    out = tmp_path / "model"
+    assert train(corpus_file, "--out", out, "--max-steps", "6").exit_code == 0
+    again = runner.invoke(app, ["train", "--resume", "--out", str(out)])
+    assert again.exit_code == 0, again.output
+    assert "nothing to do" in again.stderr
+    more = runner.invoke(app, ["train", "--resume", "--out", str(out), "--max-steps", "9"])
+    assert more.exit_code == 0, more.output
+    assert json.loads((out / "config.json").read_text())["step"] == 9
+    state = json.loads((out / "train_state.json").read_text())
+    assert state["step"] == 9
+
+
+def test_resume_equals_uninterrupted_training(tmp_path, corpus_file):
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert train(corpus_file, "--out", straight, "--max-steps", "8", "--dropout", "0.1").exit_code == 0
+    assert train(corpus_file, "--out", split, "--max-steps", "4", "--dropout", "0.1").exit_code == 0
+    assert runner.invoke(app, ["train", "--resume", "--out", str(split), "--max-steps", "8"]).exit_code == 0
+    # Compare tensors, not bytes: which name a tied matrix is stored under may vary.
+    a, b = load_file(str(straight / "model.safetensors")), load_file(str(split / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def test_resume_refuses_changed_options(trained_model):
+    result = runner.invoke(app, ["train", "--resume", "--out", str(trained_model), "--d-model", "32"])
+    assert_one_line_error(result, "--d-model")
+
+
+def test_overwrite_replaces(tmp_path, corpus_file):
+    out = tmp_path / "model"
+    assert train(corpus_file, "--out", out, "--max-steps", "2").exit_code == 0
+    result = train(corpus_file, "--out", out, "--max-steps", "3", "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "config.json").read_text())["step"] == 3
+
+
+def test_bad_column_names_file_and_line_and_writes_nothing(tmp_path):
+    corpus = tmp_path / "bad.tsv"
+    corpus.write_text("你好\tHello\n世界\n", encoding="utf-8")
+    out = tmp_path / "model"
+    assert_one_line_error(train(corpus, "--out", out), f"{corpus}:2")
+    assert not out.exists()
+
+
+def test_invalid_utf8_names_the_line(tmp_path):
+    corpus = tmp_path / "bad.tsv"
+    corpus.write_bytes("你好\tHello\n".encode() + b"\xff\xfe\tbad\n")
+    assert_one_line_error(train(corpus, "--out", tmp_path / "m"), f"{corpus}:2", "UTF-8")
+    assert not (tmp_path / "m").exists()
+
+
+def test_misaligned_files(tmp_path):
+    src = tmp_path / "a.zh"
+    tgt = tmp_path / "a.en"
+    src.write_text("一\n二\n三\n", encoding="utf-8")
+    tgt.write_text("one\ntwo\n", encoding="utf-8")
+    assert_one_line_error(train("--src", src, "--tgt", tgt, "--out", tmp_path / "m"), f"{tgt}:3")
+
+
+def test_missing_and_empty_corpus(tmp_path):
+    assert_one_line_error(train(tmp_path / "nope.tsv", "--out", tmp_path / "m"), "nope.tsv", "no such file")
+    empty = tmp_path / "empty.tsv"
+    empty.write_text("", encoding="utf-8")
+    assert_one_line_error(train(empty, "--out", tmp_path / "m"), "empty.tsv", "no usable pairs")
+    assert not (tmp_path / "m").exists()
+
+
+def test_config_file_and_command_line_precedence(tmp_path, corpus_file):
+    config = tmp_path / "run.toml"
+    config.write_text('max-steps = 2\nlayers = 2\nlabel_smoothing = 0.2\n', encoding="utf-8")
+    out = tmp_path / "model"
+    result = train(corpus_file, "--out", out, "--config", config, "--layers", "1")
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "config.json").read_text())
+    assert record["model"]["n_layers"] == 1  # the command line wins
+    assert record["train"]["label_smoothing"] == 0.2  # the file fills the rest
+    assert record["step"] == 2
+
+
+def test_config_file_with_unknown_option(tmp_path, corpus_file):
+    config = tmp_path / "run.json"
+    config.write_text('{"layerz": 2}', encoding="utf-8")
+    assert_one_line_error(train(corpus_file, "--out", tmp_path / "m", "--config", config), "run.json", "layerz")
+
+
+def test_bad_option_values(tmp_path, corpus_file):
+    assert_one_line_error(train(corpus_file, "--out", tmp_path / "m", "--max-time", "soon"), "--max-time")
+    result = runner.invoke(app, ["train", str(corpus_file), "--out", str(tmp_path / "m"), "--heads", "3"])
+    assert_one_line_error(result, "--heads")  # 256 is not divisible by 3
+    assert not (tmp_path / "m").exists()
+
+
+def test_jsonl_and_moses_pairs_train(tmp_path):
+    pairs = tiny_pairs()[:30]
+    jsonl = tmp_path / "c.jsonl"
+    jsonl.write_text("".join(json.dumps({"src": s, "tgt": t}, ensure_ascii=False) + "\n" for s, t in pairs), encoding="utf-8")
+    assert train(jsonl, "--out", tmp_path / "j", "--max-steps", "1").exit_code == 0
+    (tmp_path / "c.zh").write_text("".join(s + "\n" for s, _ in pairs), encoding="utf-8")
+    (tmp_path / "c.en").write_text("".join(t + "\n" for _, t in pairs), encoding="utf-8")
+    result = train("--src", tmp_path / "c.zh", "--tgt", tmp_path / "c.en", "--out", tmp_path / "m", "--max-steps", "1")
+    assert result.exit_code == 0, result.output
+
+
+def test_dev_file_is_removed_from_train_and_evaluated(tmp_path):
+    pairs = tiny_pairs()
+    corpus = write_tsv(tmp_path / "train.tsv", pairs)
+    dev = write_tsv(tmp_path / "dev.tsv", pairs[:5])
+    out = tmp_path / "m"
+    result = train(corpus, "--dev", dev, "--out", out, "--max-steps", "3")
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "config.json").read_text())
+    assert record["summary"]["cleaning"]["dropped: also in dev"] == 5
+    dev_lines = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines() if "dev_loss" in l]
+    assert dev_lines and dev_lines[-1]["dev_ppl"] == pytest.approx(math.exp(dev_lines[-1]["dev_loss"]))
+
+
+def test_time_limit_stops(tmp_path, corpus_file):
+    result = train(corpus_file, "--out", tmp_path / "m", "--max-time", "3s")
+    assert result.exit_code == 0, result.output
+    assert "max-time" in result.stderr

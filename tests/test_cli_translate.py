@@ -1,0 +1,116 @@
+"""`tt translate` through typer's runner: the pipe contract, JSON, tables, and errors."""
+
+import json
+import math
+import subprocess
+from pathlib import Path
+import sys
+
+from typer.testing import CliRunner
+
+from tt.cli.main import app
+from tt.data.normalize import normalize
+from tt.model.checkpoint import load_model_folder
+from tt.model.decode import greedy_decode
+
+runner = CliRunner()
+
+
+def translate(model, *args, input=None, env=None):
+    return runner.invoke(app, ["translate", "--model", str(model), *map(str, args)], input=input, env=env)
+
+
+def expected_translations(model_dir, texts):
+    model, tokenizer, _ = load_model_folder(model_dir)
+    hyps = greedy_decode(model, [tokenizer.encode_src(normalize(t)) for t in texts])
+    return [tokenizer.decode_tgt(h.tokens) for h in hyps]
+
+
+def test_arguments_give_one_line_each(trained_model):
+    result = translate(trained_model, "我有三本书。", "你有两只猫吗？")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == expected_translations(trained_model, ["我有三本书。", "你有两只猫吗？"])
+    assert result.stderr == ""
+
+
+def test_stdin_keeps_empty_lines(trained_model):
+    result = translate(trained_model, input="我有三本书。\n\n你有两只猫吗？\n")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.split("\n")
+    assert len(lines) == 4 and lines[1] == "" and lines[3] == ""
+    assert [lines[0], lines[2]] == expected_translations(trained_model, ["我有三本书。", "你有两只猫吗？"])
+
+
+def test_file_to_output(trained_model, tmp_path):
+    source = tmp_path / "in.zh"
+    source.write_text("\ufeff我有三本书。\n你有两只猫吗？\n", encoding="utf-8")
+    target = tmp_path / "out.en"
+    result = translate(trained_model, "--file", source, "--output", target)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    assert target.read_text(encoding="utf-8").splitlines() == expected_translations(trained_model, ["我有三本书。", "你有两只猫吗？"])
+    assert [p.name for p in tmp_path.iterdir() if ".tmp" in p.name] == []
+
+
+def test_bad_input_file_leaves_no_output(trained_model, tmp_path):
+    source = tmp_path / "in.zh"
+    source.write_bytes("好\n".encode() + b"\xff\n")
+    target = tmp_path / "out.en"
+    result = translate(trained_model, "--file", source, "--output", target)
+    assert result.exit_code == 1
+    assert f"{source}:2" in result.stderr and "Traceback" not in result.output
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == [source]
+
+
+def test_json_lines_contract(trained_model):
+    result = translate(trained_model, "--json", "--top-k", "3", "我有三本书。", "")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2
+    record = json.loads(lines[0])
+    assert record["source"] == "我有三本书。"
+    steps = record["steps"]
+    assert steps, record
+    assert steps[-1]["token"] == "</s>" or len(steps) >= 1
+    for step in steps:
+        assert 0 < step["prob"] <= 1
+        assert len(step["top"]) == 3
+        assert step["top"][0]["token"] == step["token"]  # greedy picks the top
+        assert step["top"][0]["prob"] == step["prob"]
+        probs = [t["prob"] for t in step["top"]]
+        assert probs == sorted(probs, reverse=True)
+        assert step["entropy"] >= 0
+    empty = json.loads(lines[1])
+    assert empty == {"source": "", "translation": "", "steps": []}
+
+
+def test_probs_table_shows_steps_and_totals(trained_model):
+    result = translate(trained_model, "--probs", "我有三本书。")
+    assert result.exit_code == 0, result.output
+    record = json.loads(translate(trained_model, "--json", "我有三本书。").stdout)
+    assert "perplexity" in result.stdout and "top 5" in result.stdout
+    first = record["steps"][0]
+    assert f"{first['prob']:.4f}" in result.stdout
+    assert f"{-math.log(first['prob']):.3f}" in result.stdout
+
+
+def test_model_from_environment(trained_model):
+    result = runner.invoke(app, ["translate", "我有三本书。"], env={"TT_MODEL": str(trained_model)})
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == expected_translations(trained_model, ["我有三本书。"])
+
+
+def test_missing_model_is_one_line(tmp_path):
+    result = translate(tmp_path / "none", "你好")
+    assert result.exit_code == 1
+    assert "no such model folder" in result.stderr and "Traceback" not in result.output
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_help_runs_as_a_command_and_a_module():
+    tt = str(Path(sys.executable).parent / "tt")  # the console script beside this Python
+    for command in ([tt, "--help"], [sys.executable, "-m", "tt.cli", "--help"]):
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert "train" in done.stdout and "translate" in done.stdout

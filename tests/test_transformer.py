@@ -1,0 +1,90 @@
+"""The model: shapes, causality, padding, residual/LayerNorm placement, and fused vs explicit attention."""
+
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+
+from tt.model.attention import attention_with_weights, padding_allowed
+from tt.model.transformer import Transformer, count_parameters, sinusoidal_positions
+
+
+def make_inputs(batch=3, src_len=6, tgt_len=5, vocab=50):
+    src = torch.randint(4, vocab, (batch, src_len))
+    src[0, 4:] = 0  # padding at the end of the first sentence
+    tgt = torch.randint(4, vocab, (batch, tgt_len))
+    return src, src == 0, tgt
+
+
+def test_output_is_a_distribution(tiny_config):
+    model = Transformer(tiny_config).eval()
+    src, mask, tgt = make_inputs()
+    log_probs = model(src, mask, tgt)
+    assert log_probs.shape == (3, 5, tiny_config.tgt_vocab_size)
+    torch.testing.assert_close(log_probs.exp().sum(-1), torch.ones(3, 5))
+
+
+@pytest.mark.parametrize("pre_norm", [False, True])
+def test_a_later_target_token_never_moves_earlier_outputs(tiny_config, pre_norm):
+    model = Transformer(replace(tiny_config, pre_norm=pre_norm)).eval()
+    src, mask, tgt = make_inputs()
+    changed = tgt.clone()
+    changed[:, 3] = (changed[:, 3] + 1) % 46 + 4
+    before, after = model(src, mask, tgt), model(src, mask, changed)
+    torch.testing.assert_close(before[:, :3], after[:, :3])
+    assert not torch.allclose(before[:, 3:], after[:, 3:])
+
+
+def test_padding_does_not_leak(tiny_config):
+    model = Transformer(tiny_config).eval()
+    src, mask, tgt = make_inputs()
+    other = src.clone()
+    other[0, 4:] = 7  # change only what the mask hides
+    torch.testing.assert_close(model(src, mask, tgt)[0], model(other, mask, tgt)[0])
+
+
+def test_fused_attention_equals_the_formula():
+    q, k, v = torch.randn(2, 3, 4, 8), torch.randn(2, 3, 6, 8), torch.randn(2, 3, 6, 8)
+    allowed = padding_allowed(torch.tensor([[False] * 6, [False] * 4 + [True] * 2]))
+    fused = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+    explicit, weights = attention_with_weights(q, k, v, allowed, causal=False, dropout=0.0)
+    torch.testing.assert_close(fused, explicit)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2, 3, 4))
+    assert torch.all(weights[1, :, :, 4:] == 0)
+
+
+def test_causal_formula_matches_fused():
+    q, k, v = (torch.randn(1, 2, 5, 4) for _ in range(3))
+    fused = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+    explicit, weights = attention_with_weights(q, k, v, None, causal=True, dropout=0.0)
+    torch.testing.assert_close(fused, explicit)
+    assert torch.all(weights[0, 0].triu(1) == 0)
+
+
+def test_post_ln_output_of_each_sublayer_is_normalized(tiny_config):
+    model = Transformer(tiny_config).eval()
+    src, mask, _ = make_inputs()
+    trace = []
+    model.encode(src, mask, trace=trace)
+    assert [t.name for t in trace] == ["self-attention", "feed-forward"]
+    for item in trace:
+        torch.testing.assert_close(item.total, item.x + item.fx)  # the residual sum
+        # LayerNorm(x + f(x)) with its initial weights: mean 0, variance 1 per position
+        torch.testing.assert_close(item.out.mean(-1), torch.zeros(item.out.shape[:-1]), atol=1e-5, rtol=0)
+
+
+def test_tied_embeddings_share_one_matrix(tiny_config):
+    model = Transformer(tiny_config)
+    assert model.project.weight is model.src_embed.weight is model.tgt_embed.weight
+    untied = Transformer(replace(tiny_config, tgt_vocab_size=60))
+    assert untied.tgt_embed is not untied.src_embed
+    assert untied.project.weight is not untied.tgt_embed.weight
+    assert count_parameters(untied) > count_parameters(model)
+
+
+def test_sinusoidal_positions_follow_the_formula():
+    table = sinusoidal_positions(10, 8)
+    assert table[3, 2] == pytest.approx(math.sin(3 / 10000 ** (2 / 8)), abs=1e-6)
+    assert table[3, 3] == pytest.approx(math.cos(3 / 10000 ** (2 / 8)), abs=1e-6)
+    assert torch.all(table[0, 1::2] == 1)
