@@ -7,9 +7,10 @@ queries, keys and values, attends, and the heads' outputs are concatenated and p
 back to d_model.
 
 Two ways to compute the same thing:
-- training and plain decoding call `F.scaled_dot_product_attention`, torch's fused kernel;
-- inspection (`need_weights=True`) spells the formula out below, softmax and all, because
-  the attention weights themselves are what the user wants to see.
+- decoding calls `F.scaled_dot_product_attention`, torch's fused kernel;
+- training and inspection (`need_weights=True`) spell the formula out below, softmax and
+  all: the fused kernel's backward pass is slow on CPU for short sequences, and inspection
+  wants the attention weights themselves.
 A test checks that both give the same output.
 """
 
@@ -51,13 +52,15 @@ class MultiHeadAttention(nn.Module):
         need_weights: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         q = self.split_heads(self.q_proj(x))  # (batch, n_heads, q_len, d_k)
+        # Dropout on the attention weights costs a random number per weight; the default
+        # config leaves it at 0 (dropout still acts on every sub-layer's output).
         dropout = self.dropout if self.training else 0.0
-        if need_weights:
+        if need_weights or self.training:
+            # Training uses the formula too: on CPU, for sentence-length sequences, the fused
+            # kernel's backward pass is several times slower than these three plain ops.
             context, weights = attention_with_weights(q, k, v, allowed, causal, dropout)
         else:
-            context = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=allowed, dropout_p=dropout, is_causal=causal and allowed is None
-            )
+            context = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, is_causal=causal and allowed is None)
             weights = None
         batch, _, q_len, _ = context.shape
         context = context.transpose(1, 2).reshape(batch, q_len, self.n_heads * self.d_k)

@@ -41,24 +41,22 @@ def smoothed_targets(target: torch.Tensor, vocab_size: int, smoothing: float) ->
 def label_smoothed_loss(log_probs: torch.Tensor, target: torch.Tensor, smoothing: float, pad_id: int) -> LossParts:
     """log_probs: (…, V) from the output head; target: (…) token ids."""
     vocab_size = log_probs.shape[-1]
-    real = target != pad_id
-    log_p = log_probs[real]  # (n_tokens, V)
-    y = target[real]
-    log_p_target = log_p.gather(-1, y[:, None]).squeeze(-1)  # ln p(y)
+    real = target != pad_id  # padding positions are computed, then zeroed (cheaper than selecting)
+    log_p_target = log_probs.gather(-1, target.unsqueeze(-1)).squeeze(-1)  # ln p(y)
 
     # H(q, p) = −Σ_v q(v) ln p(v). With q = (1−ε)·onehot(y) + ε/V the sum splits into
     # −(1−ε) ln p(y) − (ε/V) Σ_v ln p(v): the same number as −(q * log_p).sum(-1), without
     # building q, a (tokens × V) tensor, for every batch.
-    cross_entropy = -(1.0 - smoothing) * log_p_target - (smoothing / vocab_size) * log_p.sum(-1)
+    cross_entropy = -(1.0 - smoothing) * log_p_target - (smoothing / vocab_size) * log_probs.sum(-1)
     entropy = smoothed_target_entropy(vocab_size, smoothing)  # H(q), the same for every token
     kl = cross_entropy - entropy  # KL(q‖p) = H(q, p) − H(q)
 
     n_tokens = int(real.sum())
     return LossParts(
-        kl=kl.sum(),
-        cross_entropy=cross_entropy.sum(),
+        kl=kl.masked_fill(~real, 0.0).sum(),
+        cross_entropy=cross_entropy.masked_fill(~real, 0.0).sum(),
         entropy=torch.tensor(entropy * n_tokens),
-        nll=-log_p_target.sum(),
+        nll=-log_p_target.masked_fill(~real, 0.0).sum(),
         n_tokens=n_tokens,
     )
 
