@@ -93,6 +93,8 @@ def train(
     max_time: Annotated[Optional[str], typer.Option(help="Stop after this much wall-clock time for the whole command: 90s, 15m, 2h.", rich_help_panel=LIMITS)] = None,
     dev_every: Annotated[Optional[int], typer.Option(help="Steps between dev evaluations. [default: 500]", rich_help_panel=LIMITS)] = None,
     save_every: Annotated[Optional[str], typer.Option(help="Time between checkpoints: 2m, 30s. [default: 2m]", rich_help_panel=LIMITS)] = None,
+    patience: Annotated[Optional[int], typer.Option(help="Stop after this many dev evaluations without a better dev BLEU. [default: never]", rich_help_panel=LIMITS)] = None,
+    dev_bleu_sentences: Annotated[Optional[int], typer.Option(help="Dev sentences translated for BLEU at each evaluation; the best-BLEU weights become model.safetensors (0: dev loss only, keep the latest). [default: 500]", rich_help_panel=LIMITS)] = None,
 ):
     """Train a tokenizer and a Transformer on a parallel corpus (or, with no corpus, the demo).
 
@@ -131,8 +133,14 @@ def translate(
     top_k: Annotated[int, typer.Option(help="Alternatives shown per step with --probs or --json.")] = 5,
     json_lines: Annotated[bool, typer.Option("--json", help="JSON Lines instead of text: tokens, probabilities, alternatives.")] = False,
     beam: Annotated[int, typer.Option(help="Beam size; 1 is greedy decoding.")] = 1,
+    length_penalty: Annotated[float, typer.Option(help="GNMT length penalty α for beam search (0: raw log-probability).")] = 0.6,
+    n_best: Annotated[int, typer.Option(help="Outputs per input (beam search): lines of INPUT_INDEX<TAB>LOG_PROB<TAB>TEXT.")] = 1,
     batch_size: Annotated[int, typer.Option(help="Sentences decoded together.")] = 64,
     precision: Annotated[str, typer.Option(help="fp32 (exact, batch-independent numbers) or bf16 (faster).")] = "fp32",
+    lens: Annotated[bool, typer.Option("--lens", help="Logit lens: what each decoder layer would pick, and its probability of the chosen token (a table, or \"layers\" in --json).")] = False,
+    attention: Annotated[bool, typer.Option("--attention", help="Cross-attention: a heatmap of source pieces × target pieces (or \"attention\" in --json).")] = False,
+    attention_layer: Annotated[Optional[int], typer.Option(help="Decoder layer shown by --attention, from 1. [default: the last]", show_default=False)] = None,
+    attention_head: Annotated[Optional[int], typer.Option(help="Head shown by --attention, from 1. [default: the mean over heads]", show_default=False)] = None,
 ):
     """Translate sentences with a trained model.
 
@@ -142,23 +150,152 @@ def translate(
 
       tt translate --probs "你好世界!"
 
+      tt translate --lens --attention "你好世界!"
+
       cat zh.txt | tt translate > en.txt
 
       tt translate --file zh.txt --output en.txt --model zh-en
     """
     from tt.cli.translate_command import run_translate
 
-    if beam != 1:
-        raise UserError("--beam above 1 is not available yet: greedy decoding (--beam 1) only")
-    if precision not in ("fp32", "bf16"):
-        raise UserError(f"--precision must be fp32 or bf16, not {precision!r}")
+    check_decoding(beam, n_best, precision, batch_size)
+    if probs and (beam > 1 or n_best > 1):
+        raise UserError("--probs shows greedy decoding step by step: leave out --beam/--n-best")
+    show_attention = attention or attention_layer is not None or attention_head is not None
+    if (lens or show_attention) and (beam > 1 or n_best > 1):
+        raise UserError("--lens and --attention show greedy decoding step by step: leave out --beam/--n-best")
     if top_k < 1:
         raise UserError("--top-k must be at least 1")
-    if batch_size < 1:
-        raise UserError("--batch-size must be at least 1")
     if texts and file:
         raise UserError("give sentences as arguments or --file, not both")
-    run_translate(model_folder(model), texts, file, output, probs, top_k, json_lines, batch_size, precision)
+    from tt.model.decode import BeamConfig, DecodeConfig
+
+    config = DecodeConfig(batch_size=batch_size, precision=precision)
+    beam_config = BeamConfig(beam=max(beam, n_best), alpha=length_penalty, n_best=n_best)
+    from tt.cli.translator import AttentionView
+
+    view = AttentionView(attention_layer, attention_head) if show_attention else None
+    run_translate(model_folder(model), texts, file, output, probs, top_k, json_lines, config, beam_config, lens, view)
+
+
+def check_decoding(beam: int, n_best: int, precision: str, batch_size: int) -> None:
+    if beam < 1:
+        raise UserError("--beam must be at least 1")
+    if n_best < 1:
+        raise UserError("--n-best must be at least 1")
+    if precision not in ("fp32", "bf16"):
+        raise UserError(f"--precision must be fp32 or bf16, not {precision!r}")
+    if batch_size < 1:
+        raise UserError("--batch-size must be at least 1")
+
+
+@app.command(name="eval")
+@user_errors
+def evaluate(
+    test: Annotated[Optional[Path], typer.Argument(help="Test set (.tsv or .jsonl) with references.", show_default=False)] = None,
+    model: Annotated[Optional[Path], typer.Option(help="Model folder. [default: $TT_MODEL, else ./tt-model]", show_default=False)] = None,
+    src: Annotated[Optional[Path], typer.Option(help="Source side of a pair of aligned plain-text files.")] = None,
+    tgt: Annotated[Optional[Path], typer.Option(help="Reference side of a pair of aligned plain-text files.")] = None,
+    format: Annotated[Optional[str], typer.Option(help="tsv, jsonl or text (default: from the extension).")] = None,
+    src_col: Annotated[int, typer.Option(help="TSV column of the source, from 1.")] = 1,
+    tgt_col: Annotated[int, typer.Option(help="TSV column of the reference, from 1.")] = 2,
+    beam: Annotated[int, typer.Option(help="Beam size; 1 is greedy decoding.")] = 1,
+    length_penalty: Annotated[float, typer.Option(help="GNMT length penalty α for beam search.")] = 0.6,
+    batch_size: Annotated[int, typer.Option(help="Sentences decoded together.")] = 64,
+    precision: Annotated[str, typer.Option(help="fp32 or bf16.")] = "fp32",
+    output: Annotated[Optional[Path], typer.Option(help="Also write the translations here, one per line.")] = None,
+    json_line: Annotated[bool, typer.Option("--json", help="One JSON line instead of the table.")] = False,
+):
+    """Translate a test set and score it with sacrebleu: BLEU and chrF (default tokenization).
+
+    Examples:
+
+      tt eval dev.tsv --src-col 2 --tgt-col 1
+
+      tt eval dev.tsv --src-col 2 --tgt-col 1 --beam 5 --json
+    """
+    from tt.cli.eval_command import eval_table, run_eval
+    from tt.data.corpus import CorpusSpec
+    from tt.model.decode import BeamConfig, DecodeConfig
+
+    check_decoding(beam, 1, precision, batch_size)
+    if test is None and not (src and tgt):
+        raise UserError("give a test file, or --src and --tgt")
+    spec = CorpusSpec(
+        path=str(test) if test else None, src_path=str(src) if src else None, tgt_path=str(tgt) if tgt else None,
+        format=format, src_col=src_col, tgt_col=tgt_col,
+    )
+    result = run_eval(
+        model_folder(model), spec, DecodeConfig(batch_size=batch_size, precision=precision),
+        BeamConfig(beam=beam, alpha=length_penalty), output, stderr,
+    )
+    if json_line:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        Console().print(eval_table(result))
+
+
+@app.command()
+@user_errors
+def score(
+    src: Annotated[Optional[str], typer.Option(help="Source sentence (with --ref).", show_default=False)] = None,
+    ref: Annotated[Optional[str], typer.Option(help="Reference translation of --src, to score.", show_default=False)] = None,
+    model: Annotated[Optional[Path], typer.Option(help="Model folder. [default: $TT_MODEL, else ./tt-model]", show_default=False)] = None,
+    file: Annotated[Optional[Path], typer.Option(help="Pairs to score (.tsv or .jsonl), read as `tt train` reads a corpus.", show_default=False)] = None,
+    src_file: Annotated[Optional[Path], typer.Option(help="Source side of a pair of aligned plain-text files.", show_default=False)] = None,
+    ref_file: Annotated[Optional[Path], typer.Option(help="Reference side of a pair of aligned plain-text files.", show_default=False)] = None,
+    format: Annotated[Optional[str], typer.Option(help="tsv, jsonl or text (default: from the extension).", show_default=False)] = None,
+    src_col: Annotated[int, typer.Option(help="TSV column of the source, from 1.")] = 1,
+    tgt_col: Annotated[int, typer.Option(help="TSV column of the reference, from 1.")] = 2,
+    json_lines: Annotated[bool, typer.Option("--json", help="JSON Lines, one per pair, instead of tables.")] = False,
+    batch_size: Annotated[int, typer.Option(help="Pairs scored together.")] = 64,
+):
+    """Forced decoding: the model's probability of each token of a reference translation.
+
+    Per token: p, −ln p, its rank (1 = the model's own pick) and the model's pick; per
+    sentence: cross-entropy (mean −ln p, nats) and perplexity = exp(cross-entropy); for a
+    file, corpus totals at the end.
+
+    Examples:
+
+      tt score --src "你好世界!" --ref "Hello World!"
+
+      tt score --file dev.tsv --src-col 2 --tgt-col 1 --json
+    """
+    from tt.cli.score_command import run_score, score_inputs
+
+    if batch_size < 1:
+        raise UserError("--batch-size must be at least 1")
+    pairs, from_files = score_inputs(src, ref, file, src_file, ref_file, format, src_col, tgt_col)
+    run_score(model_folder(model), pairs, from_files, json_lines, batch_size, stderr)
+
+
+@app.command()
+@user_errors
+def tokenize(
+    texts: Annotated[list[str], typer.Argument(help="Text to split into pieces, one table per argument.", show_default=False)],
+    model: Annotated[Optional[Path], typer.Option(help="Model folder. [default: $TT_MODEL, else ./tt-model]", show_default=False)] = None,
+    side: Annotated[str, typer.Option(help="src: the encoder's tokenizer; tgt: the decoder's (the same one when joint).")] = "src",
+    json_lines: Annotated[bool, typer.Option("--json", help="JSON Lines, one per text, instead of tables.")] = False,
+):
+    """Show how the model's tokenizer splits a text: pieces, ids, and byte-fallback pieces.
+
+    Examples:
+
+      tt tokenize "你好世界!"
+
+      tt tokenize --side tgt --json "Hello World!"
+    """
+    from tt.cli.tokenize_command import load_tokenizer, pieces_table, tokenize as split
+
+    tokenizer = load_tokenizer(model_folder(model))
+    records = [split(tokenizer, text, side) for text in texts]
+    console = Console()
+    for record in records:
+        if json_lines:
+            print(json.dumps(record, ensure_ascii=False))
+        else:
+            console.print(pieces_table(record))
 
 
 def main() -> None:

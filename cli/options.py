@@ -31,6 +31,7 @@ TRAIN_OPTIONS = {
     "label_smoothing": "label_smoothing", "weight_decay": "weight_decay", "clip_norm": "clip_norm",
     "max_steps": "max_steps", "max_epochs": "max_epochs", "max_time": "max_time",
     "dev_every": "dev_every", "save_every": "save_every", "seed": "seed", "precision": "precision",
+    "patience": "patience", "dev_bleu_sentences": "dev_bleu_sentences",
 }
 TOKENIZER_OPTIONS = {"vocab_size": "vocab_size", "separate_vocab": "joint"}
 CLEANING_OPTIONS = {"max_chars": "max_chars", "max_ratio": "max_ratio"}
@@ -40,7 +41,7 @@ ALL_OPTIONS = (
     set(MODEL_OPTIONS) | set(TRAIN_OPTIONS) | set(TOKENIZER_OPTIONS) | set(CLEANING_OPTIONS)
     | set(CORPUS_OPTIONS) | set(RUN_OPTIONS)
 )
-LIMIT_OPTIONS = ("max_steps", "max_epochs", "max_time", "dev_every", "save_every", "threads")
+LIMIT_OPTIONS = ("max_steps", "max_epochs", "max_time", "dev_every", "save_every", "threads", "patience")
 
 
 @dataclass

@@ -65,6 +65,7 @@ class TrainingProgress:
         if "tokens_per_s" in metrics:
             self.speed = f"{metrics['tokens_per_s']:,.0f}"
         if "dev_loss" in metrics:
+            bleu = f"  dev BLEU {metrics['dev_bleu']:.2f}" if "dev_bleu" in metrics else ""
             self.progress.console.print(
-                f"step {metrics['step']:>6}  dev loss {metrics['dev_loss']:.3f}  dev perplexity {metrics['dev_ppl']:.2f}"
+                f"step {metrics['step']:>6}  dev loss {metrics['dev_loss']:.3f}  dev perplexity {metrics['dev_ppl']:.2f}{bleu}"
             )

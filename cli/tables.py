@@ -1,4 +1,5 @@
-"""Rich renderings of what the decoder did: one row per step, probabilities and alternatives.
+"""Rich renderings of what the decoder did: one row per step, probabilities and alternatives,
+and the logit lens (what each decoder layer would already have said).
 
 Renderers return rich objects; `tt.cli.main` prints them.
 """
@@ -10,7 +11,7 @@ import math
 from rich.table import Table
 from rich.text import Text
 
-from tt.cli.translator import Translation, Translator, entropy, top_k
+from tt.cli.translator import Translation, Translator, entropy, lens_layers, top_k
 
 
 def confidence_style(prob: float) -> str:
@@ -51,4 +52,26 @@ def probability_table(result: Translation, translator: Translator, k: int) -> Ta
     total = hyp.log_prob
     n = max(len(hyp.tokens), 1)
     table.caption = f"log p = {total:.3f}   mean −ln p = {-total / n:.3f}   perplexity = {math.exp(-total / n):.3f}"
+    return table
+
+
+def lens_table(result: Translation, translator: Translator) -> Table:
+    """Per step: the chosen token, then per decoder layer its own top token and the chosen token's p."""
+    table = Table(title=f"logit lens: {result.source} → {result.translation}", title_justify="left")
+    table.add_column("step", justify="right")
+    table.add_column("token")
+    hyp = result.hypothesis
+    if hyp is None or not hyp.steps or not hyp.steps[0].layer_log_probs:
+        return table
+    for number in range(1, len(hyp.steps[0].layer_log_probs) + 1):
+        table.add_column(f"layer {number}")
+    for position, (token, step) in enumerate(zip(hyp.tokens, hyp.steps), start=1):
+        chosen = translator.piece(token)
+        cells = []
+        for layer in lens_layers(step, token, translator):
+            cell = Text(layer["token"], style="bold" if layer["token"] == chosen else "")
+            cell.append(f" {layer['prob']:.3f}", style=confidence_style(layer["prob"]))
+            cells.append(cell)
+        table.add_row(str(position), Text(chosen, style="bold"), *cells)
+    table.caption = "each layer: its top token, then its probability of the chosen token"
     return table

@@ -134,7 +134,11 @@ def _train(model, tokenizer, data, configs: RunConfigs, out, record, command_sta
     stream = BatchStream([src_ids[i] for i in kept], [tgt_ids[i] for i in kept], configs.train.batch_tokens, configs.train.seed)
     dev = None
     if data.dev:
-        dev = DevSet([tokenizer.encode_src(s)[:limit] for s, _ in data.dev], [tokenizer.encode_tgt(t)[:limit] for _, t in data.dev])
+        dev = DevSet(
+            [tokenizer.encode_src(s)[:limit] for s, _ in data.dev],
+            [tokenizer.encode_tgt(t)[:limit] for _, t in data.dev],
+            references=[t for _, t in data.dev],
+        )
 
     def save_record() -> dict:
         return {**record, **record_of(configs), "step": trainer.step}
@@ -156,6 +160,8 @@ def _train(model, tokenizer, data, configs: RunConfigs, out, record, command_sta
         reason = trainer.run(progress)
     last = trainer.last_dev
     dev_text = f", dev loss {last['dev_loss']:.3f} (perplexity {last['dev_ppl']:.2f})" if last else ""
+    if trainer.best:
+        dev_text += f"; model.safetensors holds the best dev BLEU, {trainer.best['dev_bleu']:.2f} at step {trainer.best['step']}"
     console.print(
         f"[green]done:[/] {reason} at step {trainer.step} after {format_seconds(round(trainer.elapsed()))}"
         f"{dev_text}; saved to {out}/"

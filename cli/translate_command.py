@@ -1,7 +1,8 @@
 """`tt translate`: where the sentences come from (arguments, --file, stdin, a prompt) and go to.
 
 stdout holds exactly one translation per input line (empty lines stay empty), or one JSON
-object per line with --json, or tables with --probs. --output is written to a temporary
+object per line with --json, or tables with --probs, --lens (the logit lens) and
+--attention (a cross-attention heatmap). --output is written to a temporary
 file and renamed at the end: an interrupted run never leaves half a file.
 """
 
@@ -9,20 +10,26 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 import sys
 from pathlib import Path
 from typing import Iterable, TextIO
 
 from rich.console import Console
 
-from tt.cli.tables import probability_table
-from tt.cli.translator import Translator, chunks, to_json
+from tt.cli.heatmap import attention_heatmap
+from tt.cli.tables import lens_table, probability_table
+from tt.cli.translator import AttentionView, Translator, chunks, to_json
 from tt.data.corpus import read_lines
 from tt.data.errors import UserError
-from tt.model.decode import DecodeConfig
+from tt.model.decode import BeamConfig, DecodeConfig
 
 
-def run_translate(folder: Path, texts, file, output, probs, k, json_lines, batch_size, precision) -> None:
+def run_translate(
+    folder: Path, texts, file, output, probs, k, json_lines, config: DecodeConfig, beam: BeamConfig,
+    lens: bool = False, view: AttentionView | None = None,
+) -> None:
+    """`view` (not None) asks for cross-attention; `lens` for each decoder layer's guess."""
     if output is not None and output.exists() and output.is_dir():
         raise UserError(f"--output {output}: is a folder")
     if file is not None:
@@ -30,42 +37,60 @@ def run_translate(folder: Path, texts, file, output, probs, k, json_lines, batch
     elif texts:
         lines = texts
     elif sys.stdin.isatty():
-        return _interactive(folder, probs, k, json_lines, precision)
+        return _interactive(folder, probs, k, json_lines, replace(config, batch_size=1), beam, lens, view)
     else:
         lines = sys.stdin
     translator = Translator(folder)
-    config = DecodeConfig(batch_size=batch_size, precision=precision)
+    if view is not None:
+        translator.check_view(view)
     if output is None:
-        _translate_to(sys.stdout, translator, lines, config, probs, k, json_lines)
+        _translate_to(sys.stdout, translator, lines, config, beam, probs, k, json_lines, lens, view)
         return
     temporary = output.with_name(f".{output.name}.tmp-{os.getpid()}")
     try:
         with open(temporary, "w", encoding="utf-8") as handle:
-            _translate_to(handle, translator, lines, config, probs, k, json_lines)
+            _translate_to(handle, translator, lines, config, beam, probs, k, json_lines, lens, view)
         os.replace(temporary, output)
     finally:
         temporary.unlink(missing_ok=True)
 
 
-def _translate_to(handle: TextIO, translator, lines, config, probs, k, json_lines) -> None:
-    console = Console(file=handle) if probs else None
+def _translate_to(handle: TextIO, translator, lines, config, beam, probs, k, json_lines, lens=False, view=None) -> None:
+    tables = probs or lens or view is not None
+    console = Console(file=handle) if tables else None
     inspect = probs or json_lines
+    attention = view is not None
+    first_index = 0
     # Small chunks from an interactive pipe keep answers flowing; files go in full batches.
     for chunk in chunks(lines, config.batch_size):
-        for result in translator.translate(chunk, config, inspect=inspect):
+        results = translator.translate(chunk, config, inspect=inspect, attention=attention, lens=lens, beam=beam)
+        for offset, result in enumerate(results):
             if json_lines:
-                handle.write(json.dumps(to_json(result, translator, k), ensure_ascii=False) + "\n")
-            elif probs:
-                console.print(probability_table(result, translator, k))
+                record = to_json(result, translator, k, view)
+                if beam.n_best > 1:
+                    record["n_best"] = [{"translation": text, "log_prob": lp} for lp, text in result.n_best or []]
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            elif tables:
+                if probs:
+                    console.print(probability_table(result, translator, k))
+                if lens:
+                    console.print(lens_table(result, translator))
+                if view is not None:
+                    console.print(attention_heatmap(result, translator, view))
+            elif beam.n_best > 1:
+                for log_prob, text in result.n_best or [(0.0, "")]:
+                    handle.write(f"{first_index + offset}\t{log_prob:.4f}\t{text}\n")
             else:
                 handle.write(result.translation + "\n")
+        first_index += len(chunk)
         handle.flush()
 
 
-def _interactive(folder: Path, probs, k, json_lines, precision) -> None:
+def _interactive(folder: Path, probs, k, json_lines, config, beam, lens, view) -> None:
     stderr = Console(stderr=True)
     translator = Translator(folder)
-    config = DecodeConfig(batch_size=1, precision=precision)
+    if view is not None:
+        translator.check_view(view)
     stderr.print(f"[dim]model {folder}: type a sentence, Enter to translate, Ctrl-D to quit[/]")
     while True:
         try:
@@ -73,4 +98,4 @@ def _interactive(folder: Path, probs, k, json_lines, precision) -> None:
         except (EOFError, KeyboardInterrupt):
             print(file=sys.stderr)
             return
-        _translate_to(sys.stdout, translator, [line], config, probs, k, json_lines)
+        _translate_to(sys.stdout, translator, [line], config, beam, probs, k, json_lines, lens, view)

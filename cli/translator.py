@@ -13,10 +13,11 @@ from typing import Iterable, Iterator
 
 import torch
 
+from tt.data.errors import UserError
 from tt.data.normalize import normalize
 from tt.data.tokenizer import EOS_ID, Tokenizer
 from tt.model.checkpoint import load_model_folder
-from tt.model.decode import DecodeConfig, Hypothesis, greedy_decode
+from tt.model.decode import BeamConfig, DecodeConfig, Hypothesis, Step, beam_decode, greedy_decode
 from tt.model.transformer import Transformer
 
 
@@ -26,6 +27,15 @@ class Translation:
     translation: str
     src_pieces: list[str]  # what the encoder saw, </s> included
     hypothesis: Hypothesis | None  # None for an empty line
+    n_best: list[tuple[float, str]] | None = None  # (log-probability, text), best first, with --n-best
+
+
+@dataclass
+class AttentionView:
+    """Which cross-attention weights to show: one layer, one head or the mean over heads."""
+
+    layer: int | None = None  # 1-based; None: the last decoder layer
+    head: int | None = None  # 1-based; None: the mean over the layer's heads
 
 
 class Translator:
@@ -34,23 +44,88 @@ class Translator:
         self.model: Transformer
         self.tokenizer: Tokenizer
 
-    def translate(self, texts: list[str], config: DecodeConfig, inspect: bool = False, attention: bool = False, lens: bool = False) -> list[Translation]:
+    def translate(
+        self,
+        texts: list[str],
+        config: DecodeConfig,
+        inspect: bool = False,
+        attention: bool = False,
+        lens: bool = False,
+        beam: BeamConfig | None = None,
+    ) -> list[Translation]:
+        """Greedy unless `beam` is given with more than one beam (beam 1 is greedy)."""
         normalized = [normalize(text) for text in texts]
         work = [i for i, text in enumerate(normalized) if text]
         src_ids = [self.tokenizer.encode_src(normalized[i]) for i in work]
-        hyps = greedy_decode(self.model, src_ids, config, keep_distributions=inspect, attention=attention, lens=lens) if work else []
         out = [Translation(text, "", [], None) for text in texts]
-        for index, ids, hyp in zip(work, src_ids, hyps):
+        if not work:
+            return out
+        if beam is not None and (beam.beam > 1 or beam.n_best > 1):
+            ranked = beam_decode(self.model, src_ids, beam, config)
+            hyps = [items[0][1] for items in ranked]
+        else:
+            ranked = None
+            hyps = greedy_decode(self.model, src_ids, config, keep_distributions=inspect, attention=attention, lens=lens)
+        for position, (index, ids, hyp) in enumerate(zip(work, src_ids, hyps)):
             out[index] = Translation(
                 source=texts[index],
                 translation=self.tokenizer.decode_tgt(hyp.tokens),
                 src_pieces=[self.tokenizer.src_piece(i) for i in ids],
                 hypothesis=hyp,
+                n_best=[(h.log_prob, self.tokenizer.decode_tgt(h.tokens)) for _, h in ranked[position]] if ranked else None,
             )
         return out
 
     def piece(self, token_id: int) -> str:
         return self.tokenizer.tgt_piece(token_id)
+
+    def check_view(self, view: AttentionView) -> None:
+        layers, heads = self.model.config.n_layers, self.model.config.n_heads
+        if view.layer is not None and not 1 <= view.layer <= layers:
+            raise UserError(f"--attention-layer {view.layer}: the model's decoder has layers 1 to {layers}")
+        if view.head is not None and not 1 <= view.head <= heads:
+            raise UserError(f"--attention-head {view.head}: the model has heads 1 to {heads}")
+
+
+def segmentation_differs(tokenizer: Tokenizer, ids: list[int]) -> bool:
+    """Would `tt score` of this text see other pieces? Its text is normalized and re-encoded.
+
+    The decoder may spell a word in pieces that the deterministic encoder would not choose
+    (or add spaces that normalization removes); then scoring the text scores other tokens.
+    A final </s> is left out of the comparison: it is not a matter of segmentation.
+    """
+    pieces = ids[:-1] if ids and ids[-1] == EOS_ID else list(ids)
+    return tokenizer.encode_tgt(normalize(tokenizer.decode_tgt(pieces)))[:-1] != pieces
+
+
+def attention_rows(result: Translation, view: AttentionView) -> list[list[float]]:
+    """Cross-attention, one row per step, one column per source piece (</s> included).
+
+    The weights of padding positions are 0, so cutting the padded columns leaves rows that
+    still sum to 1.
+    """
+    hyp = result.hypothesis
+    if hyp is None or not hyp.steps or hyp.steps[0].attention is None:
+        return []
+    layer = (view.layer or len(hyp.steps[0].attention)) - 1
+    rows = []
+    for step in hyp.steps:
+        weights = step.attention[layer]  # (n_heads, src_len_padded)
+        row = weights[view.head - 1] if view.head is not None else weights.mean(dim=0)
+        rows.append(row[: len(result.src_pieces)].tolist())
+    return rows
+
+
+def lens_layers(step: Step, token: int, translator: Translator) -> list[dict]:
+    """Logit lens: each decoder layer's output read through the output head.
+
+    Per layer: "token", the piece that layer alone would pick, and "prob", the probability
+    it gives the token finally chosen (the last layer's equals the step's own probability).
+    """
+    return [
+        {"layer": number, "token": translator.piece(int(log_probs.argmax())), "prob": math.exp(float(log_probs[token]))}
+        for number, log_probs in enumerate(step.layer_log_probs or [], start=1)
+    ]
 
 
 def entropy(log_probs: torch.Tensor) -> float:
@@ -63,7 +138,8 @@ def top_k(log_probs: torch.Tensor, k: int) -> list[tuple[int, float]]:
     return [(int(i), math.exp(float(v))) for v, i in zip(values, ids)]
 
 
-def to_json(result: Translation, translator: Translator, k: int) -> dict:
+def to_json(result: Translation, translator: Translator, k: int, view: AttentionView | None = None) -> dict:
+    """`view` adds the cross-attention; a hypothesis decoded with the lens adds each step's layers."""
     record: dict = {"source": result.source, "translation": result.translation, "steps": []}
     hyp = result.hypothesis
     if hyp is None:
@@ -73,7 +149,13 @@ def to_json(result: Translation, translator: Translator, k: int) -> dict:
         if step is not None:
             item["entropy"] = entropy(step.log_probs)
             item["top"] = [{"token": translator.piece(i), "prob": p} for i, p in top_k(step.log_probs, k)]
+            if step.layer_log_probs:
+                item["layers"] = lens_layers(step, token, translator)
         record["steps"].append(item)
+    record["segmentation_differs"] = segmentation_differs(translator.tokenizer, hyp.tokens)
+    if view is not None:
+        record["source_pieces"] = result.src_pieces
+        record["attention"] = attention_rows(result, view)
     return record
 
 

@@ -11,6 +11,9 @@ recomputes the whole prefix each step; a test checks that both give the same num
 
 Inspection (`keep_distributions=True`) keeps each step's full distribution, the
 cross-attention and each decoder layer's output (for the logit lens), in float32.
+
+Forced decoding (`tt score`) feeds a given target instead of the model's choices: one
+teacher-forced pass gives p(y_t | y_<t, x) for every reference token at once.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from tt.data.batches import pad
+from tt.data.batches import make_batch, pad
 from tt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from tt.model.transformer import Transformer
 
@@ -31,6 +34,7 @@ class DecodeConfig:
     max_len_extra: int = 10  # … plus this many
     batch_size: int = 64  # sentences decoded together
     precision: str = "fp32"  # fp32: exact, batch-independent numbers; bf16: faster
+    fixed_length: int | None = None  # benchmarks: exactly this many tokens, </s> never chosen
 
 
 @dataclass
@@ -104,7 +108,7 @@ def _greedy_batch(model, src_rows, config, keep, attention, lens, use_cache, pre
     src_pad_mask = src == PAD_ID
     memory = model.encode(src, src_pad_mask)
     cache = model.new_cache(memory, src_pad_mask)
-    limits = [max_output_length(len(row), config, model) for row in src_rows]
+    limits = [config.fixed_length or max_output_length(len(row), config, model) for row in src_rows]
     hyps = [Hypothesis([], []) for _ in range(batch)]
     active = torch.arange(batch)  # original row of each row still decoding
     tokens = torch.full((batch, 1), BOS_ID, dtype=torch.long)  # everything fed so far
@@ -117,7 +121,10 @@ def _greedy_batch(model, src_rows, config, keep, attention, lens, use_cache, pre
             fed, cache.cross, cache.allowed, cache if use_cache else None, layers_out, attention=weights
         )
         log_probs = model.log_probs(hidden[:, -1])  # (active, tgt_vocab)
-        chosen = log_probs.argmax(dim=-1)
+        if config.fixed_length:
+            chosen = log_probs.index_fill(1, torch.tensor([EOS_ID]), float("-inf")).argmax(dim=-1)
+        else:
+            chosen = log_probs.argmax(dim=-1)
         if prefixes:
             for row, original in enumerate(active.tolist()):
                 if step < len(prefixes[original]):
@@ -152,3 +159,150 @@ def _inspect_step(model, log_probs, row, weights, layers_out) -> Step:
     if layers_out:
         step.layer_log_probs = [model.log_probs(h[row, -1]).float() for h in layers_out]
     return step
+
+
+def length_penalty(length: int, alpha: float) -> float:
+    """GNMT's lp(Y) = ((5 + |Y|) / 6)^α: dividing by it keeps long outputs from losing to short ones."""
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+@dataclass
+class BeamConfig:
+    beam: int = 5
+    alpha: float = 0.6  # length penalty; 0 ranks by raw log-probability
+    n_best: int = 1
+
+
+@torch.no_grad()
+def beam_decode(
+    model: Transformer, src_ids: list[list[int]], beam: BeamConfig, config: DecodeConfig | None = None
+) -> list[list[tuple[float, Hypothesis]]]:
+    """For each source, its `n_best` hypotheses as (score, hypothesis), best first.
+
+    score = log p(Y | X) / lp(Y). Sentences are decoded in batches, each sentence keeping
+    `beam.beam` rows in the key/value cache; the cache is reordered as beams are picked.
+    """
+    config = config or DecodeConfig()
+    model.eval()
+    order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))
+    results: list = [None] * len(src_ids)
+    per_batch = max(1, config.batch_size // beam.beam)
+    for start in range(0, len(order), per_batch):
+        chunk = order[start : start + per_batch]
+        with autocast_for(config.precision):
+            outputs = _beam_batch(model, [src_ids[i] for i in chunk], beam, config)
+        for index, output in zip(chunk, outputs):
+            results[index] = output
+    return results
+
+
+def _beam_batch(model, src_rows, beam: BeamConfig, config):
+    n, k = len(src_rows), beam.beam
+    src = pad(src_rows)
+    src_pad_mask = src == PAD_ID
+    memory = model.encode(src, src_pad_mask)
+    cache = model.new_cache(memory, src_pad_mask)
+    cache.select(torch.arange(n).repeat_interleave(k))  # row s*k + j is beam j of sentence s
+    limits = [max_output_length(len(row), config, model) for row in src_rows]
+    scores = torch.full((n, k), float("-inf"))
+    scores[:, 0] = 0.0  # all beams start identical: let only the first one expand
+    tokens = torch.full((n * k, 1), BOS_ID, dtype=torch.long)
+    token_log_probs = torch.zeros((n * k, 0))
+    finished: list[list[tuple[float, Hypothesis]]] = [[] for _ in range(n)]
+    done = [False] * n
+    for step in range(max(limits)):
+        log_probs = model.log_probs(model.decode(tokens[:, -1:], cache.cross, cache.allowed, cache)[:, -1])
+        vocab = log_probs.shape[-1]
+        candidates = (scores.view(n, k, 1) + log_probs.view(n, k, vocab)).view(n, k * vocab)
+        top_scores, top_index = candidates.topk(2 * k, dim=1)  # 2k: up to k may end here
+        next_rows, next_tokens, next_scores = [], [], []
+        for s in range(n):
+            picked = []
+            for rank in range(2 * k):
+                score = float(top_scores[s, rank])
+                if score == float("-inf"):
+                    break
+                beam_index, token = divmod(int(top_index[s, rank]), vocab)
+                row = s * k + beam_index
+                ends = token == EOS_ID or step + 1 >= limits[s]
+                if ends and not done[s]:
+                    if rank < k:  # only an ending that would have made the beam counts
+                        history = token_log_probs[row].tolist() + [float(log_probs[row, token])]
+                        hyp = Hypothesis(tokens[row, 1:].tolist() + [token], history)
+                        finished[s].append((score / length_penalty(len(hyp.tokens), beam.alpha), hyp))
+                    continue
+                if token == EOS_ID:
+                    continue
+                picked.append((row, token, score))
+                if len(picked) == k:
+                    break
+            if len(finished[s]) >= max(k, beam.n_best) or step + 1 >= limits[s]:
+                done[s] = True
+            while len(picked) < k:  # a finished sentence (or too few live beams) keeps dummies
+                picked.append((s * k, PAD_ID, float("-inf")))
+            if done[s]:
+                picked = [(s * k, PAD_ID, float("-inf"))] * k
+            for row, token, score in picked:
+                next_rows.append(row)
+                next_tokens.append(token)
+                next_scores.append(score)
+        if all(done):
+            break
+        rows = torch.tensor(next_rows)
+        chosen = torch.tensor(next_tokens)
+        chosen_log_probs = log_probs[rows, chosen]
+        cache.select(rows)
+        tokens = torch.cat([tokens[rows], chosen[:, None]], dim=1)
+        token_log_probs = torch.cat([token_log_probs[rows], chosen_log_probs[:, None]], dim=1)
+        scores = torch.tensor(next_scores).view(n, k)
+    results = []
+    for s in range(n):
+        ranked = sorted(finished[s], key=lambda item: item[0], reverse=True)
+        results.append(ranked[: beam.n_best])
+    return results
+
+
+@dataclass
+class ForcedResult:
+    """The model's view of one given target, token by token."""
+
+    tokens: list[int]  # the forced target ids, as given (normally ending in </s>)
+    token_log_probs: list[float]  # ln p(y_t | y_<t, x) of each forced token
+    ranks: list[int]  # place of the forced token in the distribution: 1 = the argmax
+    argmax: list[int]  # what greedy decoding would have picked at that position
+
+    @property
+    def cross_entropy(self) -> float:
+        """Mean −ln p over the tokens, in nats; perplexity is its exp."""
+        return -sum(self.token_log_probs) / max(len(self.tokens), 1)
+
+
+@torch.no_grad()
+def force_decode(
+    model: Transformer, src_ids: list[list[int]], tgt_ids: list[list[int]], batch_size: int = 64
+) -> list[ForcedResult]:
+    """One result per (source, target) pair, in the order given; float32, one forward pass per batch."""
+    assert len(src_ids) == len(tgt_ids), "one target per source"
+    model.eval()
+    order = sorted(range(len(src_ids)), key=lambda i: (len(tgt_ids[i]), len(src_ids[i])))
+    results: list[ForcedResult | None] = [None] * len(src_ids)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        batch = make_batch([src_ids[i] for i in chunk], [tgt_ids[i] for i in chunk])
+        log_probs = model(batch.src, batch.src_pad_mask, batch.tgt_in).float()  # (batch, tgt_len, tgt_vocab)
+        target = batch.tgt_out[..., None]
+        chosen = log_probs.gather(-1, target)  # (batch, tgt_len, 1)
+        # Ties broken by id, as argmax breaks them (first index): rank 1 exactly when token == argmax.
+        ids = torch.arange(log_probs.shape[-1])
+        ahead = (log_probs > chosen) | ((log_probs == chosen) & (ids < target))
+        ranks = ahead.sum(-1) + 1
+        argmax = log_probs.argmax(-1)
+        for row, index in enumerate(chunk):
+            n = len(tgt_ids[index])
+            results[index] = ForcedResult(
+                tokens=list(tgt_ids[index]),
+                token_log_probs=chosen[row, :n, 0].tolist(),
+                ranks=ranks[row, :n].tolist(),
+                argmax=argmax[row, :n].tolist(),
+            )
+    return results  # type: ignore[return-value]

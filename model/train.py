@@ -19,7 +19,7 @@ import json
 import math
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
 
@@ -27,7 +27,11 @@ import torch
 
 from tt.data.batches import BatchStream, make_batch
 from tt.data.tokenizer import PAD_ID, Tokenizer
-from tt.model.checkpoint import METRICS, load_training_state, save_model_folder, save_training_state
+from tt.model.checkpoint import (
+    CONFIG, METRICS, load_training_state, save_model_folder, save_training_state, write_json,
+)
+from tt.model.decode import greedy_decode
+from tt.model.evaluate import score_corpus
 from tt.model.loss import label_smoothed_loss
 from tt.model.transformer import Transformer
 
@@ -36,14 +40,16 @@ from tt.model.transformer import Transformer
 class TrainConfig:
     batch_tokens: int = 4096  # per batch, padding included
     learning_rate: float = 1e-3  # the peak, reached at the end of warm-up
-    warmup_steps: int = 800
+    warmup_steps: int = 300
     label_smoothing: float = 0.1
     weight_decay: float = 0.0
     clip_norm: float = 1.0
     max_steps: int | None = None
     max_epochs: float | None = None
     max_time: float | None = None  # seconds of the whole command, tokenizer and dev included
-    dev_every: int = 500  # steps between dev evaluations
+    dev_every: int = 500  # steps between dev evaluations (loss, and greedy BLEU)
+    dev_bleu_sentences: int = 500  # dev sentences translated for BLEU; 0 = dev loss only
+    patience: int | None = None  # stop after this many dev evaluations without a better BLEU
     log_every: int = 50  # steps between metrics lines (and at least every log_seconds)
     log_seconds: float = 10.0
     save_every: float = 120.0  # seconds between checkpoints
@@ -82,6 +88,16 @@ class Reporter(Protocol):
 class DevSet:
     src_ids: list[list[int]]
     tgt_ids: list[list[int]]
+    references: list[str] = field(default_factory=list)  # target text, for BLEU
+
+
+def dev_bleu(model: Transformer, tokenizer: Tokenizer, dev: DevSet, sentences: int) -> float:
+    """Greedy BLEU on the first `sentences` dev pairs: the number best-checkpoint selection uses."""
+    was_training = model.training
+    hyps = greedy_decode(model, dev.src_ids[:sentences])
+    model.train(was_training)
+    translations = [tokenizer.decode_tgt(h.tokens) for h in hyps]
+    return score_corpus(translations, dev.references[:sentences]).bleu
 
 
 @torch.no_grad()
@@ -138,6 +154,13 @@ class Trainer:
         self.tokens = 0  # real target tokens trained on
         self.elapsed_before = 0.0  # seconds spent in earlier runs of this training (resume)
         self.last_dev: dict = {}
+        # Best checkpoint by dev BLEU: model.safetensors holds it, train_state the latest.
+        self.best: dict = {}  # {"step", "dev_bleu"} once a BLEU was measured
+        self.evaluations_since_best = 0
+
+    @property
+    def selects_best(self) -> bool:
+        return self.dev is not None and bool(self.dev.references) and self.config.dev_bleu_sentences > 0
 
     # ---- state
     def state(self) -> dict:
@@ -148,6 +171,8 @@ class Trainer:
             "epoch": self.stream.epoch,
             "position": self.stream.position,
             "last_dev": self.last_dev,
+            "best": self.best,
+            "evaluations_since_best": self.evaluations_since_best,
         }
 
     def restore(self) -> None:
@@ -156,13 +181,22 @@ class Trainer:
         self.elapsed_before = state["elapsed_s"]
         self.stream.epoch, self.stream.position = state["epoch"], state["position"]
         self.last_dev = state.get("last_dev", {})
+        self.best = state.get("best", {})
+        self.evaluations_since_best = state.get("evaluations_since_best", 0)
 
     def elapsed(self) -> float:
         return self.elapsed_before + (time.monotonic() - self.command_start)
 
     def save(self) -> None:
-        save_model_folder(self.folder, self.model, self.tokenizer, self.save_record())
+        """The training state always; model.safetensors only while no best checkpoint exists."""
+        if not self.selects_best or not self.best:
+            save_model_folder(self.folder, self.model, self.tokenizer, self.record())
+        else:
+            write_json(self.folder / CONFIG, self.record())
         save_training_state(self.folder, self.model, self.optimizer, self.state())
+
+    def record(self) -> dict:
+        return {**self.save_record(), "step": self.step, "best": self.best, "model": asdict(self.model.config)}
 
     # ---- limits
     def limit_reached(self) -> str | None:
@@ -173,6 +207,8 @@ class Trainer:
             return f"reached --max-epochs {c.max_epochs:g}"
         if c.max_time is not None and self.elapsed() >= c.max_time:
             return f"reached --max-time {format_seconds(c.max_time)}"
+        if c.patience is not None and self.evaluations_since_best >= c.patience:
+            return f"stopped early: no better dev BLEU in {c.patience} evaluations (best {self.best.get('dev_bleu', 0):.2f} at step {self.best.get('step')})"
         return None
 
     # ---- the loop
@@ -232,6 +268,15 @@ class Trainer:
 
     def _evaluate(self, metrics_file, reporter) -> None:
         self.last_dev = evaluate_loss(self.model, self.dev, self.config.batch_tokens, self.config.label_smoothing)
+        if self.selects_best:
+            bleu = dev_bleu(self.model, self.tokenizer, self.dev, self.config.dev_bleu_sentences)
+            self.last_dev["dev_bleu"] = bleu
+            if not self.best or bleu > self.best["dev_bleu"]:
+                self.best = {"step": self.step, "dev_bleu": bleu}
+                self.evaluations_since_best = 0
+                save_model_folder(self.folder, self.model, self.tokenizer, self.record())
+            else:
+                self.evaluations_since_best += 1
         self._write(metrics_file, reporter, {"step": self.step, "elapsed_s": round(self.elapsed(), 2), **self.last_dev})
 
     def _write(self, metrics_file, reporter, metrics: dict) -> None:

@@ -165,3 +165,31 @@ def test_time_limit_stops(tmp_path, corpus_file):
     result = train(corpus_file, "--out", tmp_path / "m", "--max-time", "3s")
     assert result.exit_code == 0, result.output
     assert "max-time" in result.stderr
+
+
+def test_best_checkpoint_and_early_stopping(tmp_path):
+    pairs = tiny_pairs()
+    corpus = write_tsv(tmp_path / "train.tsv", pairs[8:])
+    dev = write_tsv(tmp_path / "dev.tsv", pairs[:8])
+    out = tmp_path / "m"
+    # A 20-step model scores BLEU 0 at every evaluation: the first stays the best, and
+    # with --patience 2 training stops at the third evaluation.
+    result = train(corpus, "--dev", dev, "--out", out, "--max-steps", "50", "--dev-every", "3", "--patience", "2")
+    assert result.exit_code == 0, result.output
+    assert "stopped early" in result.stderr
+    record = json.loads((out / "config.json").read_text())
+    assert record["step"] == 9 and record["best"]["step"] == 3
+    best = load_file(str(out / "model.safetensors"))
+    latest = load_file(str(out / "train_state.safetensors"))
+    assert any(not torch.equal(best[name], latest[f"model.{name}"]) for name in best if f"model.{name}" in latest)
+    bleu_lines = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines() if "dev_bleu" in l]
+    assert [line["step"] for line in bleu_lines] == [3, 6, 9]
+
+
+def test_init_from_starts_with_the_given_weights(trained_model, tmp_path, corpus_file):
+    out = tmp_path / "tuned"
+    result = runner.invoke(app, ["train", str(corpus_file), "--out", str(out), "--init-from", str(trained_model), "--max-steps", "0"])
+    assert result.exit_code == 0, result.output
+    assert (out / "tokenizer.model").read_bytes() == (trained_model / "tokenizer.model").read_bytes()
+    a, b = load_file(str(out / "model.safetensors")), load_file(str(trained_model / "model.safetensors"))
+    assert all(torch.equal(a[name], b[name]) for name in a)

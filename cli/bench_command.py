@@ -1,0 +1,245 @@
+"""`tt bench`: how fast this machine is, and how fast tt is on it, side by side in one run.
+
+Everything is measured in this one process (or its children, for memory and start-up), so
+the figures can be read as ratios even on a shared, noisy machine:
+- the yardstick: a 1024³ matmul in float32 and bfloat16;
+- training: non-padding target tokens per second, and model-FLOPs utilisation;
+- decoding: greedy and beam-5 at batch 1 and 64, a fixed-length measurement, cache vs none;
+- peak memory (RSS) of `tt train` and `tt translate`, and start-up wall times.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from tt.data.batches import BatchStream
+from tt.data.clean import CleaningConfig, clean_pairs
+from tt.data.corpus import CorpusSpec, read_pairs
+from tt.data.tokenizer import EOS_ID, TokenizerConfig, train_tokenizer
+from tt.model.decode import BeamConfig, DecodeConfig, beam_decode, greedy_decode
+from tt.model.train import TrainConfig, Trainer, bf16_supported
+from tt.model.transformer import ModelConfig, Transformer, count_parameters
+
+REFERENCE_SHAPE = ModelConfig(d_model=256, n_heads=4, d_ff=1024, n_layers=3)  # JoeyNMT's, for comparison
+REFERENCE_VOCAB = 8000
+REFERENCE_BATCH_TOKENS = 4096
+
+
+def timed(work: Callable[[], None], seconds: float, warmup: int = 1) -> tuple[int, float]:
+    """Run `work` repeatedly for about `seconds`; (repetitions, elapsed)."""
+    for _ in range(warmup):
+        work()
+    count, started = 0, time.perf_counter()
+    while count == 0 or time.perf_counter() - started < seconds:
+        work()
+        count += 1
+    return count, time.perf_counter() - started
+
+
+def matmul_gflops(dtype: torch.dtype, size: int = 1024, seconds: float = 2.0) -> float:
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    count, elapsed = timed(lambda: a @ b, seconds)
+    return 2 * size**3 * count / elapsed / 1e9
+
+
+def corpus_for_bench(data_dir: Path | None) -> tuple[list[tuple[str, str]], list[tuple[str, str]], str]:
+    """Tatoeba Chinese→English when present; otherwise a synthetic corpus of made-up words."""
+    if data_dir is not None and (data_dir / "train.tsv").exists():
+        spec = CorpusSpec(path=str(data_dir / "train.tsv"), src_col=2, tgt_col=1)
+        train, _ = clean_pairs(read_pairs(spec), CleaningConfig())
+        dev, _ = clean_pairs(read_pairs(replace(spec, path=str(data_dir / "dev.tsv"))), CleaningConfig())
+        return train, dev, f"{data_dir} (Chinese → English)"
+    rng = random.Random(0)
+    words = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 8))) for _ in range(3000)]
+    chars = [chr(0x4E00 + i) for i in range(2500)]
+
+    def pair():
+        n = rng.randint(3, 14)
+        return "".join(rng.choice(chars) for _ in range(n)), " ".join(rng.choice(words) for _ in range(n))
+
+    return [pair() for _ in range(20000)], [pair() for _ in range(1000)], "synthetic (no shared data found)"
+
+
+def flops_per_target_token(config: ModelConfig, src_per_tgt: float) -> float:
+    """Training FLOPs per target token: 3 passes (forward + 2× backward) × 2 FLOPs per weight use.
+
+    Each source token uses the encoder's matrices once; each target token the decoder's and
+    the output projection (d_model × V). Attention scores add a little more, left out here
+    as is usual for model-FLOPs utilisation.
+    """
+    d, ff, n = config.d_model, config.d_ff, config.n_layers
+    encoder = n * (4 * d * d + 2 * d * ff)
+    decoder = n * (8 * d * d + 2 * d * ff)  # self- and cross-attention
+    output = d * config.tgt_vocab_size
+    return 6 * (encoder * src_per_tgt + decoder + output)
+
+
+def train_speed(config: ModelConfig, src_ids, tgt_ids, batch_tokens: int, precision: str, seconds: float) -> dict:
+    torch.manual_seed(0)
+    model = Transformer(config)
+    stream = BatchStream(src_ids, tgt_ids, batch_tokens, seed=0)
+    with tempfile.TemporaryDirectory() as folder:
+        trainer = Trainer(model, None, stream, None, TrainConfig(batch_tokens=batch_tokens, precision=precision), Path(folder), dict, time.monotonic())
+        batches = iter(stream)
+        for _ in range(2):
+            trainer.train_step(next(batches))
+        tokens = padded = steps = 0
+        started = time.perf_counter()
+        while steps == 0 or time.perf_counter() - started < seconds:
+            batch = next(batches)
+            parts, _ = trainer.train_step(batch)
+            tokens += parts.n_tokens
+            padded += batch.tgt_out.numel()
+            steps += 1
+        elapsed = time.perf_counter() - started
+    return {"tok_s": tokens / elapsed, "steps": steps, "padding": 1 - tokens / padded, "parameters": count_parameters(model)}
+
+
+def decode_speed(model, src_ids, batch_size: int, beam: int, seconds_cap: float = 20.0) -> dict:
+    config = DecodeConfig(batch_size=batch_size)
+    done = out_tokens = 0
+    started = time.perf_counter()
+    step = max(batch_size, 1) * (1 if batch_size > 1 else 16)
+    for start in range(0, len(src_ids), step):
+        chunk = src_ids[start : start + step]
+        if beam == 1:
+            out_tokens += sum(len(h.tokens) for h in greedy_decode(model, chunk, config))
+        else:
+            out_tokens += sum(len(r[0][1].tokens) for r in beam_decode(model, chunk, BeamConfig(beam=beam), config))
+        done += len(chunk)
+        if time.perf_counter() - started > seconds_cap:
+            break
+    elapsed = time.perf_counter() - started
+    return {"sentences_s": done / elapsed, "tok_s": out_tokens / elapsed, "sentences": done}
+
+
+def fixed_length_speed(model, vocab: int, sentences: int = 1154, src_len: int = 12, out_len: int = 20, use_cache: bool = True) -> float:
+    """Output tokens/s: random `src_len`-piece sources, batch 64, exactly `out_len` tokens, greedy."""
+    generator = torch.Generator().manual_seed(0)
+    src = [torch.randint(4, vocab, (src_len - 1,), generator=generator).tolist() + [EOS_ID] for _ in range(sentences)]
+    config = DecodeConfig(batch_size=64, fixed_length=out_len)
+    started = time.perf_counter()
+    hyps = greedy_decode(model, src, config, use_cache=use_cache)
+    elapsed = time.perf_counter() - started
+    assert all(len(h.tokens) == out_len for h in hyps)
+    return sentences * out_len / elapsed
+
+
+def child_peak_rss_mb(command: list[str], cwd: str) -> tuple[float, float]:
+    """(peak resident memory in MB, wall seconds) of one child process."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} exited with {process.returncode}")
+    return usage.ru_maxrss / 1024, time.perf_counter() - started
+
+
+def run_bench(data_dir: Path | None, seconds: float, report: Callable[[str], None]) -> dict:
+    results: dict = {"threads": torch.get_num_threads(), "bf16_supported": bf16_supported()}
+    default_precision = "bf16" if bf16_supported() else "fp32"
+    report("matmul peak")
+    results["matmul_fp32_gflops"] = matmul_gflops(torch.float32)
+    results["matmul_bf16_gflops"] = matmul_gflops(torch.bfloat16)
+
+    train_pairs, dev_pairs, source = corpus_for_bench(data_dir)
+    results["data"] = source
+    report("tokenizer (8k joint)")
+    tokenizer, _ = train_tokenizer(train_pairs, TokenizerConfig(vocab_size=REFERENCE_VOCAB))
+    src_ids = [tokenizer.encode_src(s) for s, _ in train_pairs]
+    tgt_ids = [tokenizer.encode_tgt(t) for _, t in train_pairs]
+    src_per_tgt = sum(map(len, src_ids)) / sum(map(len, tgt_ids))
+    shapes = {
+        "reference": (replace(REFERENCE_SHAPE, src_vocab_size=tokenizer.src_vocab_size, tgt_vocab_size=tokenizer.tgt_vocab_size), REFERENCE_BATCH_TOKENS),
+    }
+    from tt.cli.presets import preset_configs
+
+    default = preset_configs(None)
+    shapes["default"] = (replace(default.model, src_vocab_size=tokenizer.src_vocab_size, tgt_vocab_size=tokenizer.tgt_vocab_size), default.train.batch_tokens)
+    peak = {"fp32": results["matmul_fp32_gflops"], "bf16": results["matmul_bf16_gflops"]}
+    for name, (config, batch_tokens) in shapes.items():
+        flops = flops_per_target_token(config, src_per_tgt)
+        results[f"{name}_flops_per_token"] = flops
+        for precision in ("fp32", "bf16") if bf16_supported() else ("fp32",):
+            report(f"training, {name} shape, {precision}")
+            speed = train_speed(config, src_ids, tgt_ids, batch_tokens, precision, seconds)
+            key = f"train_{name}_{precision}"
+            results[f"{key}_tok_s"] = speed["tok_s"]
+            results[f"{key}_mfu"] = speed["tok_s"] * flops / (peak[precision] * 1e9)
+            results[f"{key}_padding"] = speed["padding"]
+    results["train_tok_s"] = results[f"train_reference_{default_precision}_tok_s"]
+
+    torch.manual_seed(0)
+    model = Transformer(shapes["reference"][0]).eval()
+    dev_src = [tokenizer.encode_src(s) for s, _ in dev_pairs]
+    for beam in (1, 5):
+        for batch in (1, 64):
+            report(f"decoding, beam {beam}, batch {batch}")
+            speed = decode_speed(model, dev_src, batch, beam)
+            results[f"decode_beam{beam}_batch{batch}_sentences_s"] = speed["sentences_s"]
+            results[f"decode_beam{beam}_batch{batch}_tok_s"] = speed["tok_s"]
+    report("decoding, fixed length")
+    results["decode_fixed_tok_s"] = fixed_length_speed(model, tokenizer.tgt_vocab_size)
+    report("decoding, cache vs recompute (30 tokens)")
+    cached = fixed_length_speed(model, tokenizer.tgt_vocab_size, sentences=128, out_len=30)
+    recomputed = fixed_length_speed(model, tokenizer.tgt_vocab_size, sentences=128, out_len=30, use_cache=False)
+    results["decode_cache_speedup"] = cached / recomputed
+
+    report("memory and start-up")
+    tt = [sys.executable, "-m", "tt.cli"]
+    with tempfile.TemporaryDirectory() as folder:
+        corpus = Path(folder) / "corpus.tsv"
+        corpus.write_text("".join(f"{s}\t{t}\n" for s, t in train_pairs[:3000]), encoding="utf-8")
+        results["train_peak_rss_mb"], _ = child_peak_rss_mb(
+            [*tt, "train", str(corpus), "--out", "m", "--max-steps", "30", "--vocab-size", str(REFERENCE_VOCAB // 2)], folder
+        )
+        results["translate_peak_rss_mb"], results["startup_translate_s"] = child_peak_rss_mb([*tt, "translate", "--model", "m", train_pairs[0][0]], folder)
+        _, results["startup_help_s"] = child_peak_rss_mb([*tt, "--help"], folder)
+    return results
+
+
+def bench_table(results: dict):
+    from rich.table import Table
+
+    table = Table(title=f"tt bench — {results['threads']} threads, data: {results['data']}", title_justify="left")
+    table.add_column("measurement")
+    table.add_column("figure", justify="right")
+    table.add_column("note")
+
+    def row(label, value, note=""):
+        table.add_row(label, value, note)
+
+    row("matmul 1024³ float32", f"{results['matmul_fp32_gflops']:,.0f} GFLOP/s", "the yardstick")
+    row("matmul 1024³ bfloat16", f"{results['matmul_bf16_gflops']:,.0f} GFLOP/s", f"{results['matmul_bf16_gflops'] / results['matmul_fp32_gflops']:.1f}× float32")
+    for name in ("reference", "default"):
+        flops = results[f"{name}_flops_per_token"]
+        for precision in ("fp32", "bf16"):
+            key = f"train_{name}_{precision}"
+            if f"{key}_tok_s" in results:
+                row(
+                    f"train {name} shape, {precision}",
+                    f"{results[f'{key}_tok_s']:,.0f} tok/s",
+                    f"MFU {results[f'{key}_mfu']:.1%} at {flops / 1e6:.1f} MFLOP/token; padding {results[f'{key}_padding']:.0%}",
+                )
+    for beam in (1, 5):
+        for batch in (1, 64):
+            key = f"decode_beam{beam}_batch{batch}"
+            row(f"{'greedy' if beam == 1 else 'beam 5'}, batch {batch}", f"{results[key + '_sentences_s']:,.1f} sent/s", f"{results[key + '_tok_s']:,.0f} output tok/s")
+    row("fixed length (1,154 × 20 tokens, batch 64)", f"{results['decode_fixed_tok_s']:,.0f} tok/s", "greedy, reference shape")
+    row("key/value cache vs recompute", f"{results['decode_cache_speedup']:.1f}×", "30-token outputs")
+    row("peak memory, tt train", f"{results['train_peak_rss_mb']:,.0f} MB", "3,000 pairs, 30 steps")
+    row("peak memory, tt translate", f"{results['translate_peak_rss_mb']:,.0f} MB", "one sentence")
+    row("start-up, tt --help", f"{results['startup_help_s']:.2f} s")
+    row("start-up, one-sentence translate", f"{results['startup_translate_s']:.2f} s")
+    return table
