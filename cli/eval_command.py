@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from tt.cli.translator import Translator
+from tt.cli.translator import Search, Translator
 from tt.data.corpus import CorpusSpec, check_spec, read_pairs
 from tt.data.errors import UserError
 from tt.model.decode import BeamConfig, DecodeConfig
@@ -37,7 +37,7 @@ def run_eval(folder: Path, spec: CorpusSpec, config: DecodeConfig, beam: BeamCon
         step = max(config.batch_size, 64)
         for start in range(0, len(sources), step):
             chunk = sources[start : start + step]
-            hypotheses += [t.translation for t in translator.translate(chunk, config, beam=beam)]
+            hypotheses += [t.translation for t in translator.translate(chunk, config, search=Search(beam=beam))]
             progress.advance(task, len(chunk))
     seconds = time.monotonic() - started
     if output is not None:

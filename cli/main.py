@@ -59,20 +59,20 @@ def train(
     src: Annotated[Optional[Path], typer.Option(help="Source side of a pair of aligned plain-text files.", rich_help_panel=CORPUS)] = None,
     tgt: Annotated[Optional[Path], typer.Option(help="Target side of a pair of aligned plain-text files.", rich_help_panel=CORPUS)] = None,
     format: Annotated[Optional[str], typer.Option(help="tsv, jsonl or text (default: from the extension).", rich_help_panel=CORPUS)] = None,
-    src_col: Annotated[Optional[int], typer.Option(help="TSV column of the source, from 1. [default: 1]", rich_help_panel=CORPUS)] = None,
-    tgt_col: Annotated[Optional[int], typer.Option(help="TSV column of the target, from 1. [default: 2]", rich_help_panel=CORPUS)] = None,
+    src_col: Annotated[Optional[int], typer.Option(help="TSV column of the source, from 1. (default: 1)", rich_help_panel=CORPUS)] = None,
+    tgt_col: Annotated[Optional[int], typer.Option(help="TSV column of the target, from 1. (default: 2)", rich_help_panel=CORPUS)] = None,
     dev: Annotated[Optional[Path], typer.Option(help="Dev set file (same format options). Default: a held-out slice.", rich_help_panel=CORPUS)] = None,
     dev_src: Annotated[Optional[Path], typer.Option(help="Dev set as aligned files: source side.", rich_help_panel=CORPUS)] = None,
     dev_tgt: Annotated[Optional[Path], typer.Option(help="Dev set as aligned files: target side.", rich_help_panel=CORPUS)] = None,
-    dev_size: Annotated[Optional[int], typer.Option(help="Pairs to hold out when no --dev is given. [default: 5%, at most 1000; none under 1000 pairs]", rich_help_panel=CORPUS)] = None,
-    max_chars: Annotated[Optional[int], typer.Option(help="Drop pairs with a side longer than this many characters. [default: 300]", rich_help_panel=CORPUS)] = None,
-    max_ratio: Annotated[Optional[float], typer.Option(help="Drop pairs whose longer side is over this many times the shorter. [default: 9]", rich_help_panel=CORPUS)] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Model folder to write. [default: ./tt-model]")] = None,
+    dev_size: Annotated[Optional[int], typer.Option(help="Pairs to hold out when no --dev is given. (default: 5%, at most 1000; none under 1000 pairs)", rich_help_panel=CORPUS)] = None,
+    max_chars: Annotated[Optional[int], typer.Option(help="Drop pairs with a side longer than this many characters. (default: 300)", rich_help_panel=CORPUS)] = None,
+    max_ratio: Annotated[Optional[float], typer.Option(help="Drop pairs whose longer side is over this many times the shorter. (default: 9)", rich_help_panel=CORPUS)] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Model folder to write. (default: ./tt-model)")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out with its recorded corpus and options; give higher limits to train longer.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a model already in --out.")] = False,
     init_from: Annotated[Optional[Path], typer.Option(help="Start from this model's weights and tokenizer (fine-tuning).")] = None,
     config: Annotated[Optional[Path], typer.Option(help="JSON or TOML file of these same options; the command line wins.")] = None,
-    preset: Annotated[Optional[str], typer.Option(help="Named starting point for the sizes below. [default: small]", rich_help_panel=MODEL)] = None,
+    preset: Annotated[Optional[str], typer.Option(help="Named starting point for the sizes below. (default: small)", rich_help_panel=MODEL)] = None,
     layers: Annotated[Optional[int], typer.Option(help="Layers in the encoder, and again in the decoder.", rich_help_panel=MODEL)] = None,
     d_model: Annotated[Optional[int], typer.Option(help="Width of the residual stream.", rich_help_panel=MODEL)] = None,
     heads: Annotated[Optional[int], typer.Option(help="Attention heads (must divide --d-model).", rich_help_panel=MODEL)] = None,
@@ -87,14 +87,14 @@ def train(
     label_smoothing: Annotated[Optional[float], typer.Option(help="ε: target mass spread over the vocabulary.", rich_help_panel=TRAINING)] = None,
     precision: Annotated[Optional[str], typer.Option(help="auto (bf16 where the CPU supports it), bf16 or fp32.", rich_help_panel=TRAINING)] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed: the same seed and limits in steps give the same model.", rich_help_panel=TRAINING)] = None,
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch. [default: torch's choice]", rich_help_panel=TRAINING)] = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch. (default: torch's choice)", rich_help_panel=TRAINING)] = None,
     max_steps: Annotated[Optional[int], typer.Option(help="Stop after this many updates.", rich_help_panel=LIMITS)] = None,
-    max_epochs: Annotated[Optional[float], typer.Option(help="Stop after this many passes over the corpus. [default for a corpus with no limit: 20]", rich_help_panel=LIMITS)] = None,
+    max_epochs: Annotated[Optional[float], typer.Option(help="Stop after this many passes over the corpus (a corpus run with no limit stops after 20).", rich_help_panel=LIMITS)] = None,
     max_time: Annotated[Optional[str], typer.Option(help="Stop after this much wall-clock time for the whole command: 90s, 15m, 2h.", rich_help_panel=LIMITS)] = None,
-    dev_every: Annotated[Optional[int], typer.Option(help="Steps between dev evaluations. [default: 500]", rich_help_panel=LIMITS)] = None,
-    save_every: Annotated[Optional[str], typer.Option(help="Time between checkpoints: 2m, 30s. [default: 2m]", rich_help_panel=LIMITS)] = None,
-    patience: Annotated[Optional[int], typer.Option(help="Stop after this many dev evaluations without a better dev BLEU. [default: never]", rich_help_panel=LIMITS)] = None,
-    dev_bleu_sentences: Annotated[Optional[int], typer.Option(help="Dev sentences translated for BLEU at each evaluation; the best-BLEU weights become model.safetensors (0: dev loss only, keep the latest). [default: 500]", rich_help_panel=LIMITS)] = None,
+    dev_every: Annotated[Optional[int], typer.Option(help="Steps between dev evaluations. (default: 500)", rich_help_panel=LIMITS)] = None,
+    save_every: Annotated[Optional[str], typer.Option(help="Time between checkpoints: 2m, 30s. (default: 2m)", rich_help_panel=LIMITS)] = None,
+    patience: Annotated[Optional[int], typer.Option(help="Stop after this many dev evaluations without a better dev BLEU. (default: never)", rich_help_panel=LIMITS)] = None,
+    dev_bleu_sentences: Annotated[Optional[int], typer.Option(help="Dev sentences translated for BLEU at each evaluation; the best-BLEU weights become model.safetensors (0: dev loss only, keep the latest). (default: 500)", rich_help_panel=LIMITS)] = None,
 ):
     """Train a tokenizer and a Transformer on a parallel corpus (or, with no corpus, the demo).
 
@@ -126,7 +126,7 @@ def model_folder(model: Optional[Path]) -> Path:
 @user_errors
 def translate(
     texts: Annotated[Optional[list[str]], typer.Argument(help="Sentences to translate, one per argument. None: read stdin (or prompt).", show_default=False)] = None,
-    model: Annotated[Optional[Path], typer.Option(help="Model folder. [default: $TT_MODEL, else ./tt-model]", show_default=False)] = None,
+    model: Annotated[Optional[Path], typer.Option(help="Model folder. (default: $TT_MODEL, else ./tt-model)", show_default=False)] = None,
     file: Annotated[Optional[Path], typer.Option(help="Translate this file, one sentence per line.")] = None,
     output: Annotated[Optional[Path], typer.Option(help="Write translations here (atomically) instead of stdout.")] = None,
     probs: Annotated[bool, typer.Option("--probs", help="Show a table per sentence: each step's token, probability, entropy and top-k.")] = False,
@@ -139,8 +139,16 @@ def translate(
     precision: Annotated[str, typer.Option(help="fp32 (exact, batch-independent numbers) or bf16 (faster).")] = "fp32",
     lens: Annotated[bool, typer.Option("--lens", help="Logit lens: what each decoder layer would pick, and its probability of the chosen token (a table, or \"layers\" in --json).")] = False,
     attention: Annotated[bool, typer.Option("--attention", help="Cross-attention: a heatmap of source pieces × target pieces (or \"attention\" in --json).")] = False,
-    attention_layer: Annotated[Optional[int], typer.Option(help="Decoder layer shown by --attention, from 1. [default: the last]", show_default=False)] = None,
-    attention_head: Annotated[Optional[int], typer.Option(help="Head shown by --attention, from 1. [default: the mean over heads]", show_default=False)] = None,
+    attention_layer: Annotated[Optional[int], typer.Option(help="Decoder layer shown by --attention, from 1 (default: the last).", show_default=False)] = None,
+    attention_head: Annotated[Optional[int], typer.Option(help="Head shown by --attention, from 1 (default: the mean over heads).", show_default=False)] = None,
+    prefix: Annotated[Optional[str], typer.Option(help="Force the output to start with this text, then continue greedily (or sampling).")] = None,
+    step: Annotated[bool, typer.Option("--step", help="Decode by hand: at each step pick one of the top-k tokens (Enter = the top one).")] = False,
+    sample: Annotated[bool, typer.Option("--sample", help="Draw each token at random from the model's distribution instead of the argmax.")] = False,
+    temperature: Annotated[float, typer.Option(help="Sampling: below 1 sharpens the distribution, above 1 flattens it.")] = 1.0,
+    top_k_sampling: Annotated[Optional[int], typer.Option(help="Sampling: draw only among the k most probable tokens.", show_default=False)] = None,
+    top_p: Annotated[Optional[float], typer.Option(help="Sampling: draw only among the most probable tokens whose mass reaches p (nucleus).", show_default=False)] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Sampling: a seed makes the draws repeatable.", show_default=False)] = None,
+    n: Annotated[int, typer.Option("--n", help="Sampling: outputs per input, as lines of INPUT_INDEX<TAB>LOG_PROB<TAB>TEXT.")] = 1,
 ):
     """Translate sentences with a trained model.
 
@@ -168,14 +176,30 @@ def translate(
         raise UserError("--top-k must be at least 1")
     if texts and file:
         raise UserError("give sentences as arguments or --file, not both")
+    from tt.cli.translator import AttentionView, Search
     from tt.model.decode import BeamConfig, DecodeConfig
+    from tt.model.sampling import Sampler
 
+    sampling = sample or n > 1 or top_k_sampling is not None or top_p is not None
+    if sampling and (beam > 1 or n_best > 1):
+        raise UserError("choose sampling (--sample, --n) or beam search (--beam, --n-best), not both")
+    if n < 1 or temperature <= 0 or (top_k_sampling is not None and top_k_sampling < 1) or (top_p is not None and not 0 < top_p <= 1):
+        raise UserError("sampling needs --n ≥ 1, --temperature > 0, --top-k-sampling ≥ 1 and 0 < --top-p ≤ 1")
+    if prefix is not None and (beam > 1 or n_best > 1):
+        raise UserError("--prefix works with greedy decoding and sampling, not --beam")
     config = DecodeConfig(batch_size=batch_size, precision=precision)
-    beam_config = BeamConfig(beam=max(beam, n_best), alpha=length_penalty, n_best=n_best)
-    from tt.cli.translator import AttentionView
+    search = Search(
+        beam=BeamConfig(beam=max(beam, n_best), alpha=length_penalty, n_best=n_best),
+        sampler=Sampler(temperature, top_k_sampling, top_p, seed) if sampling else None,
+        samples=n,
+        prefix=prefix,
+    )
+    if step:
+        from tt.cli.step_command import run_step
 
+        return run_step(model_folder(model), texts, top_k, stderr)
     view = AttentionView(attention_layer, attention_head) if show_attention else None
-    run_translate(model_folder(model), texts, file, output, probs, top_k, json_lines, config, beam_config, lens, view)
+    run_translate(model_folder(model), texts, file, output, probs, top_k, json_lines, config, search, lens, view)
 
 
 def check_decoding(beam: int, n_best: int, precision: str, batch_size: int) -> None:
@@ -193,7 +217,7 @@ def check_decoding(beam: int, n_best: int, precision: str, batch_size: int) -> N
 @user_errors
 def evaluate(
     test: Annotated[Optional[Path], typer.Argument(help="Test set (.tsv or .jsonl) with references.", show_default=False)] = None,
-    model: Annotated[Optional[Path], typer.Option(help="Model folder. [default: $TT_MODEL, else ./tt-model]", show_default=False)] = None,
+    model: Annotated[Optional[Path], typer.Option(help="Model folder. (default: $TT_MODEL, else ./tt-model)", show_default=False)] = None,
     src: Annotated[Optional[Path], typer.Option(help="Source side of a pair of aligned plain-text files.")] = None,
     tgt: Annotated[Optional[Path], typer.Option(help="Reference side of a pair of aligned plain-text files.")] = None,
     format: Annotated[Optional[str], typer.Option(help="tsv, jsonl or text (default: from the extension).")] = None,
@@ -237,24 +261,51 @@ def evaluate(
 
 @app.command()
 @user_errors
+def bench(
+    data: Annotated[Optional[Path], typer.Option(help="Folder with train.tsv/dev.tsv (Tatoeba layout); synthetic data where absent.")] = None,
+    seconds: Annotated[float, typer.Option(help="Seconds per training measurement.")] = 20.0,
+    json_line: Annotated[bool, typer.Option("--json", help="One JSON object instead of the table.")] = False,
+):
+    """Measure this machine and tt on it: matmul peak, training and decoding speed, memory, start-up.
+
+    Takes a few minutes. Examples:
+
+      tt bench
+
+      tt bench --data ../shared/data/tatoeba-cmn-eng --json
+    """
+    from tt.cli.bench_command import bench_table, run_bench
+
+    # ../shared/data beside the project, whether run from its root or from an editable install
+    candidates = [Path("../shared/data/tatoeba-cmn-eng"), Path(__file__).resolve().parents[2] / "shared" / "data" / "tatoeba-cmn-eng"]
+    folder = data if data is not None else next((c for c in candidates if (c / "train.tsv").exists()), None)
+    if data is not None and not (data / "train.tsv").exists():
+        raise UserError(f"--data {data}: no train.tsv there")
+    results = run_bench(folder, seconds, lambda what: stderr.print(f"[dim]measuring {what}…[/]"))
+    if json_line:
+        print(json.dumps(results))
+    else:
+        Console().print(bench_table(results))
+
+
+@app.command()
+@user_errors
 def score(
     src: Annotated[Optional[str], typer.Option(help="Source sentence (with --ref).", show_default=False)] = None,
     ref: Annotated[Optional[str], typer.Option(help="Reference translation of --src, to score.", show_default=False)] = None,
-    model: Annotated[Optional[Path], typer.Option(help="Model folder. [default: $TT_MODEL, else ./tt-model]", show_default=False)] = None,
+    model: Annotated[Optional[Path], typer.Option(help="Model folder. (default: $TT_MODEL, else ./tt-model)", show_default=False)] = None,
     file: Annotated[Optional[Path], typer.Option(help="Pairs to score (.tsv or .jsonl), read as `tt train` reads a corpus.", show_default=False)] = None,
     src_file: Annotated[Optional[Path], typer.Option(help="Source side of a pair of aligned plain-text files.", show_default=False)] = None,
     ref_file: Annotated[Optional[Path], typer.Option(help="Reference side of a pair of aligned plain-text files.", show_default=False)] = None,
     format: Annotated[Optional[str], typer.Option(help="tsv, jsonl or text (default: from the extension).", show_default=False)] = None,
     src_col: Annotated[int, typer.Option(help="TSV column of the source, from 1.")] = 1,
     tgt_col: Annotated[int, typer.Option(help="TSV column of the reference, from 1.")] = 2,
-    json_lines: Annotated[bool, typer.Option("--json", help="JSON Lines, one per pair, instead of tables.")] = False,
+    json_lines: Annotated[bool, typer.Option("--json", help="JSON Lines, one per pair, instead of tables (a file's totals go to stderr).")] = False,
     batch_size: Annotated[int, typer.Option(help="Pairs scored together.")] = 64,
 ):
     """Forced decoding: the model's probability of each token of a reference translation.
 
-    Per token: p, −ln p, its rank (1 = the model's own pick) and the model's pick; per
-    sentence: cross-entropy (mean −ln p, nats) and perplexity = exp(cross-entropy); for a
-    file, corpus totals at the end.
+    Per token: p, −ln p, its rank (1 = the model's own pick) and the model's pick; per sentence: cross-entropy (mean −ln p, nats) and perplexity = exp(cross-entropy); for a file, corpus totals at the end.
 
     Examples:
 
@@ -274,7 +325,7 @@ def score(
 @user_errors
 def tokenize(
     texts: Annotated[list[str], typer.Argument(help="Text to split into pieces, one table per argument.", show_default=False)],
-    model: Annotated[Optional[Path], typer.Option(help="Model folder. [default: $TT_MODEL, else ./tt-model]", show_default=False)] = None,
+    model: Annotated[Optional[Path], typer.Option(help="Model folder. (default: $TT_MODEL, else ./tt-model)", show_default=False)] = None,
     side: Annotated[str, typer.Option(help="src: the encoder's tokenizer; tgt: the decoder's (the same one when joint).")] = "src",
     json_lines: Annotated[bool, typer.Option("--json", help="JSON Lines, one per text, instead of tables.")] = False,
 ):
@@ -296,6 +347,46 @@ def tokenize(
             print(json.dumps(record, ensure_ascii=False))
         else:
             console.print(pieces_table(record))
+
+
+@app.command()
+@user_errors
+def explain(
+    src: Annotated[str, typer.Option(help="The source sentence.")],
+    ref: Annotated[str, typer.Option(help="Its reference translation.")],
+    position: Annotated[int, typer.Option(help="Target position to explain, from 1 (the reference's pieces, </s> last).")] = 1,
+    smoothing: Annotated[Optional[float], typer.Option(help="Label smoothing ε (default: the model's training value).", show_default=False)] = None,
+    model: Annotated[Optional[Path], typer.Option(help="Model folder (default: $TT_MODEL, else ./tt-model).", show_default=False)] = None,
+):
+    """The loss and the residual stream at one position, with every number shown.
+
+    logits → softmax → cross-entropy against the one-hot target; with label smoothing the
+    smoothed target, KL(q‖p) and the identity H(q, p) = KL(q‖p) + H(q), computed by the
+    function training uses; and, per decoder sub-layer, the sizes of x, f(x) and x + f(x).
+
+    Example:
+
+      tt explain --src "你好世界!" --ref "Hello World!" --position 2
+    """
+    from tt.cli.explain_command import explain as run_explain, explanation_view
+    from tt.model.checkpoint import load_model_folder
+
+    network, tokenizer, record = load_model_folder(model_folder(model))
+    epsilon = smoothing if smoothing is not None else float((record.get("train") or {}).get("label_smoothing", 0.1))
+    if not 0 <= epsilon < 1:
+        raise UserError("--smoothing must be in [0, 1)")
+    Console().print(explanation_view(run_explain(network, tokenizer, src, ref, position, epsilon)))
+
+
+@app.command()
+@user_errors
+def info(
+    model: Annotated[Optional[Path], typer.Option(help="Model folder (default: $TT_MODEL, else ./tt-model).", show_default=False)] = None,
+):
+    """What a model folder holds: config, parameters per component, training data, loss curves."""
+    from tt.cli.info_command import info_view
+
+    Console().print(info_view(model_folder(model)))
 
 
 def main() -> None:

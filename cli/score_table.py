@@ -19,7 +19,8 @@ if TYPE_CHECKING:  # types only: score_command imports this module
 
 def score_table(scored: ScoredPair) -> Table:
     """Per reference token: p, −ln p, its rank, and what the model would have picked instead."""
-    table = Table(title=f"{scored.source} → {scored.reference}", title_justify="left")
+    # Text, not a str: a bracket in the user's text must not be read as rich markup.
+    table = Table(title=Text(f"{scored.source} → {scored.reference}"), title_justify="left")
     table.add_column("#", justify="right")
     table.add_column("token")
     table.add_column("p", justify="right")
@@ -41,8 +42,9 @@ def score_table(scored: ScoredPair) -> Table:
         )
     caption = f"cross-entropy = {scored.cross_entropy:.3f} nats/token   perplexity = {scored.perplexity:.3f}"
     if scored.segmentation_differs:
-        caption += "   (decoding and re-encoding these pieces gives another segmentation)"
+        caption += "\n(decoding and re-encoding these pieces gives another segmentation)"
     table.caption = caption
+    table.min_width = max(map(len, caption.splitlines()))  # a caption wider than the table would wrap mid-phrase
     return table
 
 

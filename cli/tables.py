@@ -23,7 +23,8 @@ def confidence_style(prob: float) -> str:
 
 
 def probability_table(result: Translation, translator: Translator, k: int) -> Table:
-    table = Table(title=f"{result.source} → {result.translation}", title_justify="left", show_lines=False)
+    # Text, not a str: a bracket in the user's text must not be read as rich markup.
+    table = Table(title=Text(f"{result.source} → {result.translation}"), title_justify="left", show_lines=False)
     table.add_column("step", justify="right")
     table.add_column("token")
     table.add_column("p", justify="right")
@@ -57,7 +58,7 @@ def probability_table(result: Translation, translator: Translator, k: int) -> Ta
 
 def lens_table(result: Translation, translator: Translator) -> Table:
     """Per step: the chosen token, then per decoder layer its own top token and the chosen token's p."""
-    table = Table(title=f"logit lens: {result.source} → {result.translation}", title_justify="left")
+    table = Table(title=Text(f"logit lens: {result.source} → {result.translation}"), title_justify="left")
     table.add_column("step", justify="right")
     table.add_column("token")
     hyp = result.hypothesis
@@ -74,4 +75,5 @@ def lens_table(result: Translation, translator: Translator) -> Table:
             cells.append(cell)
         table.add_row(str(position), Text(chosen, style="bold"), *cells)
     table.caption = "each layer: its top token, then its probability of the chosen token"
+    table.min_width = len(table.caption)  # a caption wider than the table would wrap mid-phrase
     return table

@@ -42,7 +42,7 @@ def tokenize(tokenizer: Tokenizer, text: str, side: str) -> dict:
 def pieces_table(record: dict) -> Table:
     pieces = record["pieces"]
     n_bytes = sum(1 for p in pieces if p["byte"])
-    table = Table(title=record["normalized"], title_justify="left")
+    table = Table(title=Text(record["normalized"]), title_justify="left")  # Text: never markup
     table.add_column("#", justify="right")
     table.add_column("piece")
     table.add_column("id", justify="right")
@@ -51,4 +51,5 @@ def pieces_table(record: dict) -> Table:
         byte = item["byte"]
         table.add_row(str(position), Text(item["piece"], style="yellow" if byte else "bold"), str(item["id"]), "byte" if byte else "")
     table.caption = f"{len(pieces)} pieces ({n_bytes} byte fallback), {record['side']} vocabulary"
+    table.min_width = len(table.caption)  # a caption wider than the table would wrap mid-phrase
     return table

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import replace
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterable, TextIO
 
@@ -19,14 +19,14 @@ from rich.console import Console
 
 from tt.cli.heatmap import attention_heatmap
 from tt.cli.tables import lens_table, probability_table
-from tt.cli.translator import AttentionView, Translator, chunks, to_json
+from tt.cli.translator import AttentionView, Search, Translator, chunks, to_json
 from tt.data.corpus import read_lines
 from tt.data.errors import UserError
-from tt.model.decode import BeamConfig, DecodeConfig
+from tt.model.decode import DecodeConfig
 
 
 def run_translate(
-    folder: Path, texts, file, output, probs, k, json_lines, config: DecodeConfig, beam: BeamConfig,
+    folder: Path, texts, file, output, probs, k, json_lines, config: DecodeConfig, search: Search,
     lens: bool = False, view: AttentionView | None = None,
 ) -> None:
     """`view` (not None) asks for cross-attention; `lens` for each decoder layer's guess."""
@@ -37,25 +37,25 @@ def run_translate(
     elif texts:
         lines = texts
     elif sys.stdin.isatty():
-        return _interactive(folder, probs, k, json_lines, replace(config, batch_size=1), beam, lens, view)
+        return _interactive(folder, probs, k, json_lines, replace(config, batch_size=1), search, lens, view)
     else:
         lines = sys.stdin
     translator = Translator(folder)
     if view is not None:
         translator.check_view(view)
     if output is None:
-        _translate_to(sys.stdout, translator, lines, config, beam, probs, k, json_lines, lens, view)
+        _translate_to(sys.stdout, translator, lines, config, search, probs, k, json_lines, lens, view)
         return
     temporary = output.with_name(f".{output.name}.tmp-{os.getpid()}")
     try:
         with open(temporary, "w", encoding="utf-8") as handle:
-            _translate_to(handle, translator, lines, config, beam, probs, k, json_lines, lens, view)
+            _translate_to(handle, translator, lines, config, search, probs, k, json_lines, lens, view)
         os.replace(temporary, output)
     finally:
         temporary.unlink(missing_ok=True)
 
 
-def _translate_to(handle: TextIO, translator, lines, config, beam, probs, k, json_lines, lens=False, view=None) -> None:
+def _translate_to(handle: TextIO, translator, lines, config, search, probs, k, json_lines, lens=False, view=None) -> None:
     tables = probs or lens or view is not None
     console = Console(file=handle) if tables else None
     inspect = probs or json_lines
@@ -63,12 +63,13 @@ def _translate_to(handle: TextIO, translator, lines, config, beam, probs, k, jso
     first_index = 0
     # Small chunks from an interactive pipe keep answers flowing; files go in full batches.
     for chunk in chunks(lines, config.batch_size):
-        results = translator.translate(chunk, config, inspect=inspect, attention=attention, lens=lens, beam=beam)
+        results = translator.translate(chunk, config, inspect=inspect, attention=attention, lens=lens, search=search)
         for offset, result in enumerate(results):
             if json_lines:
                 record = to_json(result, translator, k, view)
-                if beam.n_best > 1:
-                    record["n_best"] = [{"translation": text, "log_prob": lp} for lp, text in result.n_best or []]
+                if search.outputs > 1:
+                    key = "samples" if search.sampler is not None else "n_best"
+                    record[key] = [{"translation": text, "log_prob": lp} for lp, text in result.n_best or []]
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
             elif tables:
                 if probs:
@@ -77,7 +78,7 @@ def _translate_to(handle: TextIO, translator, lines, config, beam, probs, k, jso
                     console.print(lens_table(result, translator))
                 if view is not None:
                     console.print(attention_heatmap(result, translator, view))
-            elif beam.n_best > 1:
+            elif search.outputs > 1:
                 for log_prob, text in result.n_best or [(0.0, "")]:
                     handle.write(f"{first_index + offset}\t{log_prob:.4f}\t{text}\n")
             else:
@@ -86,7 +87,7 @@ def _translate_to(handle: TextIO, translator, lines, config, beam, probs, k, jso
         handle.flush()
 
 
-def _interactive(folder: Path, probs, k, json_lines, config, beam, lens, view) -> None:
+def _interactive(folder: Path, probs, k, json_lines, config, search, lens, view) -> None:
     stderr = Console(stderr=True)
     translator = Translator(folder)
     if view is not None:
@@ -98,4 +99,4 @@ def _interactive(folder: Path, probs, k, json_lines, config, beam, lens, view) -
         except (EOFError, KeyboardInterrupt):
             print(file=sys.stderr)
             return
-        _translate_to(sys.stdout, translator, [line], config, beam, probs, k, json_lines, lens, view)
+        _translate_to(sys.stdout, translator, [line], config, search, probs, k, json_lines, lens, view)

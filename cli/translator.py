@@ -7,7 +7,7 @@ file streams through a pipe instead of waiting for its end.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -18,6 +18,7 @@ from tt.data.normalize import normalize
 from tt.data.tokenizer import EOS_ID, Tokenizer
 from tt.model.checkpoint import load_model_folder
 from tt.model.decode import BeamConfig, DecodeConfig, Hypothesis, Step, beam_decode, greedy_decode
+from tt.model.sampling import Sampler
 from tt.model.transformer import Transformer
 
 
@@ -27,7 +28,25 @@ class Translation:
     translation: str
     src_pieces: list[str]  # what the encoder saw, </s> included
     hypothesis: Hypothesis | None  # None for an empty line
-    n_best: list[tuple[float, str]] | None = None  # (log-probability, text), best first, with --n-best
+    n_best: list[tuple[float, str]] | None = None  # (log-probability, text): --n-best (best first) or --n samples
+
+
+@dataclass
+class Search:
+    """How each next token is chosen: greedy (the default), beam search, or sampling."""
+
+    beam: BeamConfig = field(default_factory=lambda: BeamConfig(beam=1))
+    sampler: Sampler | None = None
+    samples: int = 1  # outputs per input when sampling
+    prefix: str | None = None  # forced start of every output (greedy and sampling)
+
+    @property
+    def outputs(self) -> int:
+        return self.samples if self.sampler is not None else self.beam.n_best
+
+    @property
+    def uses_beam(self) -> bool:
+        return self.sampler is None and (self.beam.beam > 1 or self.beam.n_best > 1)
 
 
 @dataclass
@@ -51,28 +70,35 @@ class Translator:
         inspect: bool = False,
         attention: bool = False,
         lens: bool = False,
-        beam: BeamConfig | None = None,
+        search: Search | None = None,
     ) -> list[Translation]:
-        """Greedy unless `beam` is given with more than one beam (beam 1 is greedy)."""
+        """One Translation per text; empty lines stay empty and cost nothing."""
+        search = search or Search()
         normalized = [normalize(text) for text in texts]
         work = [i for i, text in enumerate(normalized) if text]
         src_ids = [self.tokenizer.encode_src(normalized[i]) for i in work]
         out = [Translation(text, "", [], None) for text in texts]
         if not work:
             return out
-        if beam is not None and (beam.beam > 1 or beam.n_best > 1):
-            ranked = beam_decode(self.model, src_ids, beam, config)
-            hyps = [items[0][1] for items in ranked]
+        prefix = self.tokenizer.tgt.encode(normalize(search.prefix)) if search.prefix else None
+        keep = dict(keep_distributions=inspect, attention=attention, lens=lens)
+        if search.uses_beam:
+            ranked = [[h for _, h in items] for items in beam_decode(self.model, src_ids, search.beam, config)]
+        elif search.sampler is not None:
+            n = search.samples
+            repeated = [ids for ids in src_ids for _ in range(n)]
+            drawn = greedy_decode(self.model, repeated, config, sampler=search.sampler, prefixes=[prefix] * len(repeated) if prefix else None, **keep)
+            ranked = [drawn[i * n : (i + 1) * n] for i in range(len(src_ids))]
         else:
-            ranked = None
-            hyps = greedy_decode(self.model, src_ids, config, keep_distributions=inspect, attention=attention, lens=lens)
-        for position, (index, ids, hyp) in enumerate(zip(work, src_ids, hyps)):
+            hyps = greedy_decode(self.model, src_ids, config, prefixes=[prefix] * len(src_ids) if prefix else None, **keep)
+            ranked = [[h] for h in hyps]
+        for index, ids, hyps in zip(work, src_ids, ranked):
             out[index] = Translation(
                 source=texts[index],
-                translation=self.tokenizer.decode_tgt(hyp.tokens),
+                translation=self.tokenizer.decode_tgt(hyps[0].tokens),
                 src_pieces=[self.tokenizer.src_piece(i) for i in ids],
-                hypothesis=hyp,
-                n_best=[(h.log_prob, self.tokenizer.decode_tgt(h.tokens)) for _, h in ranked[position]] if ranked else None,
+                hypothesis=hyps[0],
+                n_best=[(h.log_prob, self.tokenizer.decode_tgt(h.tokens)) for h in hyps] if search.outputs > 1 else None,
             )
         return out
 

@@ -25,6 +25,7 @@ import sentencepiece as spm
 from tt.data.errors import UserError
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+_CONTROL_TO_SPACE = {c: " " for c in [*range(0x20), 0x7F, 0x85, 0x2028, 0x2029]}
 BYTE_PIECES = 256  # with byte fallback every byte value owns a piece
 SPECIAL_PIECES = 4
 
@@ -79,7 +80,10 @@ class Tokenizer:
         return self.tgt.encode(text) + [EOS_ID]
 
     def decode_tgt(self, ids: Sequence[int]) -> str:
-        return self.tgt.decode([i for i in ids if i not in (PAD_ID, BOS_ID, EOS_ID)])
+        text = self.tgt.decode([i for i in ids if i not in (PAD_ID, BOS_ID, EOS_ID)])
+        # Byte fallback can spell any byte, a newline or tab included; one translation must
+        # stay one line (and one TSV field), so control characters become spaces.
+        return text.translate(_CONTROL_TO_SPACE)
 
     # ---- files
     def save(self, folder: Path) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 
@@ -78,6 +79,7 @@ def greedy_decode(
     lens: bool = False,
     use_cache: bool = True,
     prefixes: list[list[int]] | None = None,
+    sampler: Callable[[torch.Tensor], torch.Tensor] | None = None,  # e.g. tt.model.sampling.Sampler
 ) -> list[Hypothesis]:
     """One hypothesis per source, in the order given. `prefixes` force the first tokens."""
     config = config or DecodeConfig()
@@ -96,13 +98,14 @@ def greedy_decode(
                 lens,
                 use_cache,
                 [prefixes[i] for i in chunk] if prefixes else None,
+                sampler,
             )
         for index, hyp in zip(chunk, hyps):
             results[index] = hyp
     return results  # type: ignore[return-value]
 
 
-def _greedy_batch(model, src_rows, config, keep, attention, lens, use_cache, prefixes):
+def _greedy_batch(model, src_rows, config, keep, attention, lens, use_cache, prefixes, sampler=None):
     batch = len(src_rows)
     src = pad(src_rows)
     src_pad_mask = src == PAD_ID
@@ -124,7 +127,7 @@ def _greedy_batch(model, src_rows, config, keep, attention, lens, use_cache, pre
         if config.fixed_length:
             chosen = log_probs.index_fill(1, torch.tensor([EOS_ID]), float("-inf")).argmax(dim=-1)
         else:
-            chosen = log_probs.argmax(dim=-1)
+            chosen = log_probs.argmax(dim=-1) if sampler is None else sampler(log_probs)
         if prefixes:
             for row, original in enumerate(active.tolist()):
                 if step < len(prefixes[original]):

@@ -180,3 +180,11 @@ def test_load_corrupt_model(tmp_path):
     (tmp_path / "tokenizer.model").write_bytes(b"not a model")
     with pytest.raises(UserError, match="not a SentencePiece model"):
         Tokenizer.load(tmp_path)
+
+
+def test_decoded_text_never_breaks_a_line(tokenizer):
+    """Byte pieces can spell a newline; a translation must still be one line and one field."""
+    newline = tokenizer.tgt.piece_to_id("<0x0A>")
+    tab = tokenizer.tgt.piece_to_id("<0x09>")
+    text = tokenizer.decode_tgt([newline, tab, *tokenizer.tgt.encode("ok")])
+    assert "\n" not in text and "\t" not in text and text.endswith("ok")

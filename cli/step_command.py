@@ -1,0 +1,69 @@
+"""`tt translate --step`: decode by hand. At each step the person picks one of the top-k tokens.
+
+Enter takes the most probable one (what greedy would do); a number picks another. At the
+end the chosen translation's log-probability is shown beside greedy's, so one sees what a
+different choice cost (or gained) under the model.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from tt.data.normalize import normalize
+from tt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from tt.model.decode import DecodeConfig, greedy_decode, max_output_length
+from tt.cli.translator import Translator
+
+
+@torch.no_grad()
+def step_through(translator: Translator, text: str, k: int, ask: Callable[[str], str], console: Console) -> tuple[str, float, float]:
+    """Returns (translation, its log-probability, greedy's log-probability)."""
+    model, tokenizer = translator.model, translator.tokenizer
+    src_ids = tokenizer.encode_src(normalize(text))
+    src = torch.tensor([src_ids])
+    src_pad_mask = src == PAD_ID
+    cache = model.new_cache(model.encode(src, src_pad_mask), src_pad_mask)
+    limit = max_output_length(len(src_ids), DecodeConfig(), model)
+    chosen: list[int] = []
+    total = 0.0
+    token = BOS_ID
+    while len(chosen) < limit and token != EOS_ID:
+        log_probs = model.log_probs(model.decode(torch.tensor([[token]]), cache.cross, cache.allowed, cache)[0, -1])
+        values, ids = log_probs.topk(k)
+        table = Table(title=f"step {len(chosen) + 1}: {tokenizer.decode_tgt(chosen)!r} …", title_justify="left")
+        table.add_column("#", justify="right")
+        table.add_column("token")
+        table.add_column("p", justify="right")
+        for rank, (value, token_id) in enumerate(zip(values, ids), start=1):
+            table.add_row(str(rank), tokenizer.tgt_piece(int(token_id)), f"{math.exp(float(value)):.4f}")
+        console.print(table)
+        answer = ask(f"pick 1–{k} (Enter = 1): ").strip()
+        pick = int(answer) - 1 if answer.isdigit() and 1 <= int(answer) <= k else 0
+        token = int(ids[pick])
+        chosen.append(token)
+        total += float(values[pick])
+    greedy = greedy_decode(model, [src_ids])[0].log_prob
+    return tokenizer.decode_tgt(chosen), total, greedy
+
+
+def run_step(folder, texts, k: int, console: Console) -> None:
+    """Each argument (or one prompted sentence) decoded by hand; the result goes to stdout."""
+    translator = Translator(folder)
+
+    def ask(prompt: str) -> str:  # the prompt goes to stderr: stdout holds only translations
+        console.print(prompt, end="")
+        try:
+            return input()
+        except EOFError:
+            return ""
+
+    sentences = list(texts or []) or [ask("sentence: ")]
+    for text in sentences:
+        translation, chosen, greedy = step_through(translator, text, k, ask, console)
+        print(translation)
+        console.print(f"log p = {chosen:.3f} for this translation; greedy's is {greedy:.3f} ({chosen - greedy:+.3f})")

@@ -1,0 +1,99 @@
+"""Sampling: the filters keep exactly the tokens they should, seeds repeat, scores are the model's."""
+
+from collections import Counter
+
+import pytest
+import torch
+
+from tt.model.decode import greedy_decode
+from tt.model.sampling import Sampler
+from tt.model.transformer import Transformer
+
+
+def draws(sampler, log_probs, n=400):
+    return Counter(int(sampler(log_probs)) for _ in range(n))
+
+
+LOG_PROBS = torch.tensor([[0.5, 0.3, 0.15, 0.05]]).log()
+
+
+def test_top_k_keeps_only_the_k_most_probable():
+    assert set(draws(Sampler(top_k=2, seed=0), LOG_PROBS)) == {0, 1}
+
+
+def test_top_p_keeps_the_smallest_set_reaching_p():
+    assert set(draws(Sampler(top_p=0.7, seed=0), LOG_PROBS)) == {0, 1}  # 0.5 < 0.7 ≤ 0.8
+    assert set(draws(Sampler(top_p=0.4, seed=0), LOG_PROBS)) == {0}
+
+
+def test_low_temperature_approaches_greedy_and_frequencies_follow_p():
+    assert set(draws(Sampler(temperature=0.01, seed=0), LOG_PROBS)) == {0}
+    counts = draws(Sampler(seed=0), LOG_PROBS, n=4000)
+    assert counts[0] / 4000 == pytest.approx(0.5, abs=0.04)
+    assert counts[3] / 4000 == pytest.approx(0.05, abs=0.02)
+
+
+def test_seeded_samples_repeat_and_scores_are_the_models(tiny_config):
+    torch.manual_seed(2)
+    model = Transformer(tiny_config).eval()
+    sources = [[5, 6, 7, 3], [8, 9, 3]]
+    first = greedy_decode(model, sources, sampler=Sampler(seed=7))
+    again = greedy_decode(model, sources, sampler=Sampler(seed=7))
+    assert [h.tokens for h in first] == [h.tokens for h in again]
+    for row, hyp in zip(sources, first):
+        src = torch.tensor([row])
+        tgt_in = torch.tensor([[2] + hyp.tokens[:-1]])
+        log_probs = model(src, src == 0, tgt_in)[0]
+        expected = log_probs.gather(1, torch.tensor(hyp.tokens)[:, None]).squeeze(1)
+        torch.testing.assert_close(torch.tensor(hyp.token_log_probs), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_cli_samples_lines_and_json(trained_model):
+    from typer.testing import CliRunner
+
+    from tt.cli.main import app
+
+    runner = CliRunner()
+    args = ["translate", "--model", str(trained_model), "--sample", "--n", "3", "--seed", "5", "我有三本书。", "你有猫吗？"]
+    first, again = runner.invoke(app, args), runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert first.stdout == again.stdout  # seeded
+    rows = [line.split("\t") for line in first.stdout.splitlines()]
+    assert [int(r[0]) for r in rows] == [0, 0, 0, 1, 1, 1]
+    assert all(float(r[1]) <= 0 for r in rows)
+    as_json = runner.invoke(app, [*args[:-2], "--json", "我有三本书。"])
+    record = __import__("json").loads(as_json.stdout)
+    assert len(record["samples"]) == 3 and all(s["log_prob"] <= 0 for s in record["samples"])
+    both = runner.invoke(app, ["translate", "--model", str(trained_model), "--sample", "--beam", "3", "我"])
+    assert both.exit_code == 1 and "not both" in both.stderr
+
+
+def test_cli_prefix_forces_the_start(trained_model):
+    import json
+
+    from typer.testing import CliRunner
+
+    from tt.cli.main import app
+
+    result = CliRunner().invoke(app, ["translate", "--model", str(trained_model), "--json", "--prefix", "I have", "我有三本书。"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["translation"].startswith("I have")
+    from tt.model.checkpoint import load_model_folder
+
+    _, tokenizer, _ = load_model_folder(trained_model)
+    forced = [tokenizer.tgt_piece(i) for i in tokenizer.tgt.encode("I have")]
+    assert [s["token"] for s in record["steps"][: len(forced)]] == forced
+
+
+def test_cli_step_mode_picks_and_compares(trained_model):
+    from typer.testing import CliRunner
+
+    from tt.cli.main import app
+
+    # Always press Enter: the hand-decoded translation is greedy's, at no cost.
+    result = CliRunner().invoke(app, ["translate", "--model", str(trained_model), "--step", "--top-k", "3", "我有三本书。"], input="\n" * 80)
+    assert result.exit_code == 0, result.output
+    greedy = CliRunner().invoke(app, ["translate", "--model", str(trained_model), "我有三本书。"])
+    assert result.stdout.splitlines()[-1] == greedy.stdout.splitlines()[0]
+    assert "(+0.000)" in result.stderr
