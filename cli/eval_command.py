@@ -72,3 +72,45 @@ def eval_table(result: dict) -> Table:
     table.add_row("BLEU signature", result["signature"]["bleu"])
     table.add_row("chrF signature", result["signature"]["chrf"])
     return table
+
+
+def run_calibration(folder: Path, spec: CorpusSpec, bins: int = 10) -> dict:
+    """Teacher-forced reliability of the argmax on the test set (tt.model.calibration)."""
+    import math
+
+    from tt.data.normalize import normalize
+    from tt.model.calibration import calibration
+    from tt.model.decode import force_decode
+
+    check_spec(spec)
+    pairs = [p for p in read_pairs(spec) if normalize(p.src) and normalize(p.tgt)]
+    if not pairs:
+        raise UserError(f"{spec.describe()}: no pairs with both sides to score")
+    translator = Translator(folder)
+    tokenizer = translator.tokenizer
+    limit = translator.model.config.max_positions - 1
+    src = [tokenizer.encode_src(normalize(p.src))[:limit] for p in pairs]
+    tgt = [tokenizer.encode_tgt(normalize(p.tgt))[:limit] for p in pairs]
+    confidences, correct = [], []
+    for result in force_decode(translator.model, src, tgt):
+        for token, top, top_log_prob in zip(result.tokens, result.argmax, result.argmax_log_probs):
+            confidences.append(math.exp(top_log_prob))
+            correct.append(top == token)
+    table, ece = calibration(confidences, correct, bins)
+    return {
+        "ece": ece,
+        "tokens": len(confidences),
+        "accuracy": sum(correct) / len(correct),
+        "bins": [vars(b) for b in table],
+    }
+
+
+def calibration_table(result: dict) -> Table:
+    table = Table(title=f"calibration under teacher forcing: ECE {result['ece']:.4f} over {result['tokens']:,} tokens", title_justify="left")
+    for column in ("confidence bin", "tokens", "mean confidence", "accuracy", "gap"):
+        table.add_column(column, justify="right")
+    for b in result["bins"]:
+        gap = b["accuracy"] - b["confidence"]
+        table.add_row(f"{b['low']:.1f}–{b['high']:.1f}", f"{b['count']:,}", f"{b['confidence']:.3f}", f"{b['accuracy']:.3f}", f"{gap:+.3f}")
+    table.caption = "gap < 0: over-confident; > 0: under-confident"
+    return table

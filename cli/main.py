@@ -94,6 +94,7 @@ def train(
     dev_every: Annotated[Optional[int], typer.Option(help="Steps between dev evaluations. (default: 500)", rich_help_panel=LIMITS)] = None,
     save_every: Annotated[Optional[str], typer.Option(help="Time between checkpoints: 2m, 30s. (default: 2m)", rich_help_panel=LIMITS)] = None,
     patience: Annotated[Optional[int], typer.Option(help="Stop after this many dev evaluations without a better dev BLEU. (default: never)", rich_help_panel=LIMITS)] = None,
+    average_last: Annotated[Optional[int], typer.Option(help="At the end, also try the mean of the weights at the last N dev evaluations; kept if its dev BLEU is higher.", rich_help_panel=LIMITS)] = None,
     dev_bleu_sentences: Annotated[Optional[int], typer.Option(help="Dev sentences translated for BLEU at each evaluation; the best-BLEU weights become model.safetensors (0: dev loss only, keep the latest). (default: 500)", rich_help_panel=LIMITS)] = None,
 ):
     """Train a tokenizer and a Transformer on a parallel corpus (or, with no corpus, the demo).
@@ -229,6 +230,7 @@ def evaluate(
     precision: Annotated[str, typer.Option(help="fp32 or bf16.")] = "fp32",
     output: Annotated[Optional[Path], typer.Option(help="Also write the translations here, one per line.")] = None,
     json_line: Annotated[bool, typer.Option("--json", help="One JSON line instead of the table.")] = False,
+    calibration: Annotated[bool, typer.Option("--calibration", help="Also: under teacher forcing, how often the argmax is right per confidence bin, and the expected calibration error.")] = False,
 ):
     """Translate a test set and score it with sacrebleu: BLEU and chrF (default tokenization).
 
@@ -253,10 +255,16 @@ def evaluate(
         model_folder(model), spec, DecodeConfig(batch_size=batch_size, precision=precision),
         BeamConfig(beam=beam, alpha=length_penalty), output, stderr,
     )
+    if calibration:
+        from tt.cli.eval_command import calibration_table, run_calibration
+
+        result["calibration"] = run_calibration(model_folder(model), spec)
     if json_line:
         print(json.dumps(result, ensure_ascii=False))
     else:
         Console().print(eval_table(result))
+        if calibration:
+            Console().print(calibration_table(result["calibration"]))
 
 
 @app.command()

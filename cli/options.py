@@ -31,7 +31,7 @@ TRAIN_OPTIONS = {
     "label_smoothing": "label_smoothing", "weight_decay": "weight_decay", "clip_norm": "clip_norm",
     "max_steps": "max_steps", "max_epochs": "max_epochs", "max_time": "max_time",
     "dev_every": "dev_every", "save_every": "save_every", "seed": "seed", "precision": "precision",
-    "patience": "patience", "dev_bleu_sentences": "dev_bleu_sentences",
+    "patience": "patience", "dev_bleu_sentences": "dev_bleu_sentences", "average_last": "average_last",
 }
 TOKENIZER_OPTIONS = {"vocab_size": "vocab_size", "separate_vocab": "joint"}
 CLEANING_OPTIONS = {"max_chars": "max_chars", "max_ratio": "max_ratio"}

@@ -18,7 +18,7 @@ class TrainingProgress:
         self.progress = Progress(
             TextColumn("[bold]step {task.fields[step]:>6}"),
             BarColumn(bar_width=24),
-            TextColumn("loss {task.fields[loss]}  ppl {task.fields[ppl]}  lr {task.fields[lr]}  {task.fields[speed]} tok/s"),
+            TextColumn("KL+H(q) {task.fields[loss]}  CE {task.fields[ce]}  ppl {task.fields[ppl]}  lr {task.fields[lr]}  {task.fields[speed]} tok/s"),
             TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),
@@ -26,12 +26,12 @@ class TrainingProgress:
             transient=False,
         )
         self.task = None
-        self.smoothed: float | None = None
+        self.smoothed: dict[str, float] = {}
         self.speed = "…"
 
     def __enter__(self):
         self.progress.__enter__()
-        self.task = self.progress.add_task("train", total=1000, step=0, loss="…", ppl="…", lr="…", speed="…")
+        self.task = self.progress.add_task("train", total=1000, step=0, loss="…", ce="…", ppl="…", lr="…", speed="…")
         return self
 
     def __exit__(self, *exc):
@@ -48,20 +48,32 @@ class TrainingProgress:
             parts.append(trainer.elapsed() / c.max_time)
         return min(max(parts), 1.0)
 
-    def step(self, trainer: Trainer, loss: float) -> None:
-        # Mean −ln p of the reference tokens, smoothed over recent steps for a readable bar.
-        self.smoothed = loss if self.smoothed is None else 0.95 * self.smoothed + 0.05 * loss
+    def step(self, trainer: Trainer, parts) -> None:
+        """The loss as training computes it, KL(q‖p) + H(q), beside the plain CE −ln p(reference).
+
+        Per-token means, smoothed over recent steps so the numbers can be read as they move.
+        """
+        n = max(parts.n_tokens, 1)
+        latest = {"kl": float(parts.kl.detach()) / n, "entropy": float(parts.entropy) / n, "nll": float(parts.nll.detach()) / n}
+        for key, value in latest.items():
+            self.smoothed[key] = value if key not in self.smoothed else 0.95 * self.smoothed[key] + 0.05 * value
+        kl, entropy, nll = self.smoothed["kl"], self.smoothed["entropy"], self.smoothed["nll"]
         self.progress.update(
             self.task,
             completed=1000 * self.fraction(trainer),
             step=trainer.step,
-            loss=f"{self.smoothed:.3f}",
-            ppl=f"{math.exp(min(self.smoothed, 50)):.1f}",
+            loss=f"{kl:.3f}+{entropy:.3f}",
+            ce=f"{nll:.3f}",
+            ppl=f"{math.exp(min(nll, 50)):.1f}",
             lr=f"{learning_rate(trainer.step, self.config):.2e}",
             speed=self.speed,
         )
 
     def log(self, metrics: dict) -> None:
+        if "dev_bleu_averaged" in metrics:
+            self.progress.console.print(
+                f"mean of the weights at the last {metrics['averaged_last']} evaluations: dev BLEU {metrics['dev_bleu_averaged']:.2f}"
+            )
         if "tokens_per_s" in metrics:
             self.speed = f"{metrics['tokens_per_s']:,.0f}"
         if "dev_loss" in metrics:

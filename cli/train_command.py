@@ -161,7 +161,8 @@ def _train(model, tokenizer, data, configs: RunConfigs, out, record, command_sta
     last = trainer.last_dev
     dev_text = f", dev loss {last['dev_loss']:.3f} (perplexity {last['dev_ppl']:.2f})" if last else ""
     if trainer.best:
-        dev_text += f"; model.safetensors holds the best dev BLEU, {trainer.best['dev_bleu']:.2f} at step {trainer.best['step']}"
+        averaged = f" (mean of the last {trainer.best['averaged_last']} evaluations)" if "averaged_last" in trainer.best else ""
+        dev_text += f"; model.safetensors holds the best dev BLEU, {trainer.best['dev_bleu']:.2f} at step {trainer.best['step']}{averaged}"
     console.print(
         f"[green]done:[/] {reason} at step {trainer.step} after {format_seconds(round(trainer.elapsed()))}"
         f"{dev_text}; saved to {out}/"

@@ -273,6 +273,7 @@ class ForcedResult:
     token_log_probs: list[float]  # ln p(y_t | y_<t, x) of each forced token
     ranks: list[int]  # place of the forced token in the distribution: 1 = the argmax
     argmax: list[int]  # what greedy decoding would have picked at that position
+    argmax_log_probs: list[float] = field(default_factory=list)  # ln p of that argmax: the model's confidence
 
     @property
     def cross_entropy(self) -> float:
@@ -299,7 +300,7 @@ def force_decode(
         ids = torch.arange(log_probs.shape[-1])
         ahead = (log_probs > chosen) | ((log_probs == chosen) & (ids < target))
         ranks = ahead.sum(-1) + 1
-        argmax = log_probs.argmax(-1)
+        top_log_probs, argmax = log_probs.max(-1)
         for row, index in enumerate(chunk):
             n = len(tgt_ids[index])
             results[index] = ForcedResult(
@@ -307,5 +308,6 @@ def force_decode(
                 token_log_probs=chosen[row, :n, 0].tolist(),
                 ranks=ranks[row, :n].tolist(),
                 argmax=argmax[row, :n].tolist(),
+                argmax_log_probs=top_log_probs[row, :n].tolist(),
             )
     return results  # type: ignore[return-value]

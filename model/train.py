@@ -50,6 +50,7 @@ class TrainConfig:
     dev_every: int = 500  # steps between dev evaluations (loss, and greedy BLEU)
     dev_bleu_sentences: int = 500  # dev sentences translated for BLEU; 0 = dev loss only
     patience: int | None = None  # stop after this many dev evaluations without a better BLEU
+    average_last: int = 0  # at the end, also try the mean of the weights at the last N dev evaluations
     log_every: int = 50  # steps between metrics lines (and at least every log_seconds)
     log_seconds: float = 10.0
     save_every: float = 120.0  # seconds between checkpoints
@@ -80,7 +81,7 @@ def learning_rate(step: int, config: TrainConfig) -> float:
 
 
 class Reporter(Protocol):
-    def step(self, trainer: "Trainer", loss: float) -> None: ...
+    def step(self, trainer: "Trainer", parts) -> None: ...
     def log(self, metrics: dict) -> None: ...
 
 
@@ -158,6 +159,7 @@ class Trainer:
         self.best: dict = {}  # {"step", "dev_bleu"} once a BLEU was measured
         self.evaluations_since_best = 0
         self.finishing_seconds = 0.0  # how long the last dev evaluation + save took
+        self.snapshots: list[dict[str, torch.Tensor]] = []  # weights at recent dev evaluations (--average-last)
 
     @property
     def selects_best(self) -> bool:
@@ -246,7 +248,7 @@ class Trainer:
                 batch = next(batches)
                 parts, lr = self.train_step(batch)
                 window.add(parts, time.monotonic() - started)
-                reporter.step(self, float(parts.nll.detach()) / parts.n_tokens)
+                reporter.step(self, parts)
                 due = self.step % self.config.log_every == 0 or window.age() >= self.config.log_seconds
                 if due:
                     self._write(metrics_file, reporter, window.metrics(self, lr))
@@ -263,6 +265,8 @@ class Trainer:
             self._write(metrics_file, reporter, window.metrics(self, learning_rate(self.step, self.config)))
         if self.dev is not None and self.step % self.config.dev_every != 0:
             self._evaluate(metrics_file, reporter)
+        if self.selects_best and self.config.average_last > 1 and len(self.snapshots) > 1:
+            self._try_average(metrics_file, reporter)
         metrics_file.close()
         self.model.eval()
         self.save()
@@ -280,8 +284,26 @@ class Trainer:
                 save_model_folder(self.folder, self.model, self.tokenizer, self.record())
             else:
                 self.evaluations_since_best += 1
+            if self.config.average_last > 1:
+                weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                self.snapshots = [*self.snapshots, weights][-self.config.average_last :]
         self.finishing_seconds = time.monotonic() - started
         self._write(metrics_file, reporter, {"step": self.step, "elapsed_s": round(self.elapsed(), 2), **self.last_dev})
+
+    def _try_average(self, metrics_file, reporter) -> None:
+        """Mean of the last snapshots' weights: kept as model.safetensors if its dev BLEU is higher.
+
+        Averaging nearby points of one run smooths out the noise of the last updates; it
+        often scores a little higher than any single one of them. Training state keeps the
+        latest (unaveraged) weights, so --resume continues the real run.
+        """
+        averaged = Transformer(self.model.config)
+        averaged.load_state_dict({k: torch.stack([s[k].float() for s in self.snapshots]).mean(0) for k in self.snapshots[0]})
+        bleu = dev_bleu(averaged, self.tokenizer, self.dev, self.config.dev_bleu_sentences)
+        self._write(metrics_file, reporter, {"step": self.step, "averaged_last": len(self.snapshots), "dev_bleu_averaged": bleu})
+        if bleu > self.best.get("dev_bleu", float("-inf")):
+            self.best = {"step": self.step, "dev_bleu": bleu, "averaged_last": len(self.snapshots)}
+            save_model_folder(self.folder, averaged, self.tokenizer, self.record())
 
     def _write(self, metrics_file, reporter, metrics: dict) -> None:
         metrics_file.write(json.dumps(metrics) + "\n")

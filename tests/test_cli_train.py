@@ -193,3 +193,15 @@ def test_init_from_starts_with_the_given_weights(trained_model, tmp_path, corpus
     assert (out / "tokenizer.model").read_bytes() == (trained_model / "tokenizer.model").read_bytes()
     a, b = load_file(str(out / "model.safetensors")), load_file(str(trained_model / "model.safetensors"))
     assert all(torch.equal(a[name], b[name]) for name in a)
+
+
+def test_average_of_last_checkpoints_is_tried(tmp_path):
+    pairs = tiny_pairs()
+    corpus = write_tsv(tmp_path / "train.tsv", pairs[8:])
+    dev = write_tsv(tmp_path / "dev.tsv", pairs[:8])
+    out = tmp_path / "m"
+    result = train(corpus, "--dev", dev, "--out", out, "--max-steps", "8", "--dev-every", "2", "--average-last", "3")
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    averaged = [l for l in lines if "dev_bleu_averaged" in l]
+    assert len(averaged) == 1 and averaged[0]["averaged_last"] == 3
