@@ -135,15 +135,36 @@ def fixed_length_speed(model, vocab: int, sentences: int = 1154, src_len: int = 
     return sentences * out_len / elapsed
 
 
-def child_peak_rss_mb(command: list[str], cwd: str) -> tuple[float, float]:
-    """(peak resident memory in MB, wall seconds) of one child process."""
+# Run `tt` inside a child that reports its own peak resident memory (VmHWM) as it exits.
+# The child's ru_maxrss would not do: Linux carries the parent's size across fork + exec.
+_CHILD = """
+import atexit, runpy, sys
+def report():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM"):
+            sys.stderr.write("TT_PEAK_RSS_KB " + line.split()[1] + "\\n")
+atexit.register(report)
+sys.argv = ["tt", *sys.argv[1:]]
+runpy.run_module("tt.cli", run_name="__main__")
+"""
+
+
+def child_peak_rss_mb(arguments: list[str], cwd: str) -> tuple[float | None, float]:
+    """(peak resident memory in MB, or None where /proc is missing; wall seconds) of one `tt` run."""
     started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} exited with {process.returncode}")
-    return usage.ru_maxrss / 1024, time.perf_counter() - started
+    done = subprocess.run([sys.executable, "-c", _CHILD, *arguments], cwd=cwd, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"tt {' '.join(arguments)} exited with {done.returncode}: {done.stderr[-300:]}")
+    peaks = [line.split()[1] for line in done.stderr.splitlines() if line.startswith("TT_PEAK_RSS_KB")]
+    return (int(peaks[-1]) / 1024 if peaks else None), seconds
+
+
+def _wall(command: list[str], cwd: str) -> float:
+    """Wall time of the installed `tt` command itself, the way a user starts it."""
+    started = time.perf_counter()
+    subprocess.run(command, cwd=cwd, capture_output=True, check=True)
+    return time.perf_counter() - started
 
 
 def run_bench(data_dir: Path | None, seconds: float, report: Callable[[str], None]) -> dict:
@@ -166,14 +187,24 @@ def run_bench(data_dir: Path | None, seconds: float, report: Callable[[str], Non
     from tt.cli.presets import preset_configs
 
     default = preset_configs(None)
-    shapes["default"] = (replace(default.model, src_vocab_size=tokenizer.src_vocab_size, tgt_vocab_size=tokenizer.tgt_vocab_size), default.train.batch_tokens)
+    report(f"tokenizer ({default.tokenizer.vocab_size:,}, the default)")
+    default_tokenizer, _ = train_tokenizer(train_pairs, default.tokenizer)
+    default_ids = (
+        [default_tokenizer.encode_src(s) for s, _ in train_pairs],
+        [default_tokenizer.encode_tgt(t) for _, t in train_pairs],
+    )
+    shapes["default"] = (
+        replace(default.model, src_vocab_size=default_tokenizer.src_vocab_size, tgt_vocab_size=default_tokenizer.tgt_vocab_size),
+        default.train.batch_tokens,
+    )
     peak = {"fp32": results["matmul_fp32_gflops"], "bf16": results["matmul_bf16_gflops"]}
+    data = {"reference": (src_ids, tgt_ids), "default": default_ids}
     for name, (config, batch_tokens) in shapes.items():
         flops = flops_per_target_token(config, src_per_tgt)
         results[f"{name}_flops_per_token"] = flops
         for precision in ("fp32", "bf16") if bf16_supported() else ("fp32",):
             report(f"training, {name} shape, {precision}")
-            speed = train_speed(config, src_ids, tgt_ids, batch_tokens, precision, seconds)
+            speed = train_speed(config, *data[name], batch_tokens, precision, seconds)
             key = f"train_{name}_{precision}"
             results[f"{key}_tok_s"] = speed["tok_s"]
             results[f"{key}_mfu"] = speed["tok_s"] * flops / (peak[precision] * 1e9)
@@ -197,15 +228,12 @@ def run_bench(data_dir: Path | None, seconds: float, report: Callable[[str], Non
     results["decode_cache_speedup"] = cached / recomputed
 
     report("memory and start-up")
-    tt = [sys.executable, "-m", "tt.cli"]
     with tempfile.TemporaryDirectory() as folder:
         corpus = Path(folder) / "corpus.tsv"
         corpus.write_text("".join(f"{s}\t{t}\n" for s, t in train_pairs[:3000]), encoding="utf-8")
-        results["train_peak_rss_mb"], _ = child_peak_rss_mb(
-            [*tt, "train", str(corpus), "--out", "m", "--max-steps", "30", "--vocab-size", str(REFERENCE_VOCAB // 2)], folder
-        )
-        results["translate_peak_rss_mb"], results["startup_translate_s"] = child_peak_rss_mb([*tt, "translate", "--model", "m", train_pairs[0][0]], folder)
-        _, results["startup_help_s"] = child_peak_rss_mb([*tt, "--help"], folder)
+        results["train_peak_rss_mb"], _ = child_peak_rss_mb(["train", str(corpus), "--out", "m", "--max-steps", "30"], folder)
+        results["translate_peak_rss_mb"], results["startup_translate_s"] = child_peak_rss_mb(["translate", "--model", "m", train_pairs[0][0]], folder)
+        results["startup_help_s"] = _wall([str(Path(sys.executable).parent / "tt"), "--help"], folder)
     return results
 
 
@@ -238,8 +266,11 @@ def bench_table(results: dict):
             row(f"{'greedy' if beam == 1 else 'beam 5'}, batch {batch}", f"{results[key + '_sentences_s']:,.1f} sent/s", f"{results[key + '_tok_s']:,.0f} output tok/s")
     row("fixed length (1,154 × 20 tokens, batch 64)", f"{results['decode_fixed_tok_s']:,.0f} tok/s", "greedy, reference shape")
     row("key/value cache vs recompute", f"{results['decode_cache_speedup']:.1f}×", "30-token outputs")
-    row("peak memory, tt train", f"{results['train_peak_rss_mb']:,.0f} MB", "3,000 pairs, 30 steps")
-    row("peak memory, tt translate", f"{results['translate_peak_rss_mb']:,.0f} MB", "one sentence")
+    def megabytes(value):
+        return "n/a (no /proc)" if value is None else f"{value:,.0f} MB"
+
+    row("peak memory, tt train", megabytes(results["train_peak_rss_mb"]), "3,000 pairs, default shape, 30 steps")
+    row("peak memory, tt translate", megabytes(results["translate_peak_rss_mb"]), "one sentence")
     row("start-up, tt --help", f"{results['startup_help_s']:.2f} s")
     row("start-up, one-sentence translate", f"{results['startup_translate_s']:.2f} s")
     return table

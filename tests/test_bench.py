@@ -1,0 +1,30 @@
+"""`tt bench`'s building blocks (the full run takes minutes and is a benchmark, not a test)."""
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tt.cli.bench_command import child_peak_rss_mb, fixed_length_speed, flops_per_target_token
+from tt.model.transformer import ModelConfig, Transformer
+
+
+def test_flops_per_token_by_hand():
+    config = ModelConfig(tgt_vocab_size=10, d_model=4, d_ff=8, n_layers=1)
+    encoder = 4 * 16 + 2 * 32  # q, k, v, out projections + the two feed-forward matrices
+    decoder = 8 * 16 + 2 * 32  # self- and cross-attention + feed-forward
+    assert flops_per_target_token(config, src_per_tgt=0.5) == 6 * (encoder * 0.5 + decoder + 4 * 10)
+
+
+def test_fixed_length_decoding_makes_exactly_the_tokens_it_counts(tiny_config):
+    torch.manual_seed(0)
+    model = Transformer(tiny_config).eval()
+    assert fixed_length_speed(model, tiny_config.tgt_vocab_size, sentences=8, out_len=5) > 0
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="peak memory is read from /proc")
+def test_child_peak_memory_is_its_own(tmp_path):
+    peak, seconds = child_peak_rss_mb(["--help"], str(tmp_path))
+    # A bare `tt --help` needs some tens of MB; not this test process's size.
+    assert peak is not None and 10 < peak < 1500 and seconds > 0
