@@ -119,10 +119,10 @@ def _greedy_batch(model, src_rows, config, keep, attention, lens, use_cache, pre
     while len(active) > 0:
         layers_out: list | None = [] if lens else None
         weights: list | None = [] if attention else None
-        fed = tokens[:, -1:] if use_cache else tokens
-        hidden = model.decode(
-            fed, cache.cross, cache.allowed, cache if use_cache else None, layers_out, attention=weights
-        )
+        if use_cache:
+            hidden = model.decode(tokens[:, -1:], cache.cross, cache.allowed, cache, layers_out, attention=weights)
+        else:  # no cache at all: the whole prefix again, and the encoder output's keys and values
+            hidden = model.decode(tokens, model.memory_keys_values(memory), cache.allowed, None, layers_out, attention=weights)
         log_probs = model.log_probs(hidden[:, -1])  # (active, tgt_vocab)
         if config.fixed_length:
             chosen = log_probs.index_fill(1, torch.tensor([EOS_ID]), float("-inf")).argmax(dim=-1)
@@ -132,13 +132,12 @@ def _greedy_batch(model, src_rows, config, keep, attention, lens, use_cache, pre
             for row, original in enumerate(active.tolist()):
                 if step < len(prefixes[original]):
                     chosen[row] = prefixes[original][step]
-        chosen_log_probs = log_probs.gather(1, chosen[:, None]).squeeze(1)
+        chosen_log_probs = log_probs.gather(1, chosen[:, None]).squeeze(1).tolist()
         still = []
-        for row, original in enumerate(active.tolist()):
+        for row, (original, token) in enumerate(zip(active.tolist(), chosen.tolist())):
             hyp = hyps[original]
-            token = int(chosen[row])
             hyp.tokens.append(token)
-            hyp.token_log_probs.append(float(chosen_log_probs[row]))
+            hyp.token_log_probs.append(chosen_log_probs[row])
             if keep:
                 hyp.steps.append(_inspect_step(model, log_probs[row], row, weights, layers_out))
             if token != EOS_ID and len(hyp.tokens) < limits[original]:
@@ -148,6 +147,7 @@ def _greedy_batch(model, src_rows, config, keep, attention, lens, use_cache, pre
             keep_rows = torch.tensor(still, dtype=torch.long)
             active = active[keep_rows]
             cache.select(keep_rows)
+            memory = memory[keep_rows]
             tokens = tokens[keep_rows]
             chosen = chosen[keep_rows]
         tokens = torch.cat([tokens, chosen[:, None]], dim=1)
