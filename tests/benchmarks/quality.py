@@ -1,6 +1,6 @@
 """Quality at a fixed budget: train on Tatoeba zh→en for a wall-clock budget, then score dev.
 
-    python bench/quality.py [--minutes 15] [--out runs/q] [-- extra tt train options]
+    python tests/benchmarks/quality.py [--minutes 15] [--out runs/q] [-- extra tt train options]
 
 Trains with the defaults a user gets from `tt train corpus.tsv --max-time 15m` (plus any
 extra options after `--`), then runs `tt eval` on the dev split, greedy and beam 5, and
@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "tatoeba-cmn-eng"
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "tatoeba-cmn-eng"
 TT = [sys.executable, "-m", "tt.cli"]
 
 

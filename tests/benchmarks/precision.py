@@ -1,6 +1,6 @@
 """bfloat16 autocast vs float32: the same run twice, compared on dev loss at the same steps.
 
-    python bench/precision.py [--steps 600] [--every 150]
+    python tests/benchmarks/precision.py [--steps 600] [--every 150]
 
 Both runs start from the same seed (same initial weights, same batches, same dropout
 masks), train the default model shape on Tatoeba zh→en, and evaluate dev loss in float32.
@@ -27,7 +27,7 @@ from tt.data.tokenizer import train_tokenizer
 from tt.model.train import DevSet, Trainer, evaluate_loss
 from tt.model.transformer import Transformer
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "tatoeba-cmn-eng"
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "tatoeba-cmn-eng"
 
 
 def main() -> None:
