@@ -121,9 +121,13 @@ def _greedy_batch(model, src_rows, config, keep, attention, lens, use_cache, pre
         weights: list | None = [] if attention else None
         if use_cache:
             hidden = model.decode(tokens[:, -1:], cache.cross, cache.allowed, cache, layers_out, attention=weights)
-        else:  # no cache at all: the whole prefix again, and the encoder output's keys and values
+            log_probs = model.log_probs(hidden[:, -1])  # (active, tgt_vocab)
+        else:
+            # No cache at all: the plain forward pass over the whole prefix, every step (the
+            # encoder output's keys and values and every position's distribution included),
+            # as a decoder without a cache computes it; only the last position is used.
             hidden = model.decode(tokens, model.memory_keys_values(memory), cache.allowed, None, layers_out, attention=weights)
-        log_probs = model.log_probs(hidden[:, -1])  # (active, tgt_vocab)
+            log_probs = model.log_probs(hidden)[:, -1]
         if config.fixed_length:
             chosen = log_probs.index_fill(1, torch.tensor([EOS_ID]), float("-inf")).argmax(dim=-1)
         else:
