@@ -10,7 +10,6 @@ the figures can be read as ratios even on a shared, noisy machine:
 
 from __future__ import annotations
 
-import os
 import random
 import subprocess
 import sys

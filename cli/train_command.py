@@ -6,7 +6,6 @@ before anything is written into the model folder: a failed `tt train` leaves no 
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import asdict, replace
 from importlib.resources import as_file, files
@@ -23,7 +22,7 @@ from tt.cli.progress import TrainingProgress
 from tt.data.clean import CleaningConfig, CleaningReport, auto_dev_size, clean_pairs, pair_key, split_dev
 from tt.data.corpus import CorpusSpec, check_spec, read_pairs
 from tt.data.errors import UserError
-from tt.data.tokenizer import Tokenizer, TokenizerConfig, TokenizerReport, measure, train_tokenizer
+from tt.data.tokenizer import TokenizerConfig, TokenizerReport, measure, train_tokenizer
 from tt.model.checkpoint import (
     CONFIG, METRICS, STATE_JSON, STATE_TENSORS, WEIGHTS, config_from_dict, is_model_folder,
     load_model_folder, read_json,

@@ -194,7 +194,3 @@ def chunks(lines: Iterable[str], size: int) -> Iterator[list[str]]:
             chunk = []
     if chunk:
         yield chunk
-
-
-def ends_with_eos(hyp: Hypothesis) -> bool:
-    return bool(hyp.tokens) and hyp.tokens[-1] == EOS_ID

@@ -1,6 +1,5 @@
 """`tt bench`'s building blocks (the full run takes minutes and is a benchmark, not a test)."""
 
-import sys
 from pathlib import Path
 
 import pytest
