@@ -6,7 +6,6 @@ line with an empty source gets an empty translation and is still scored.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from rich.table import Table
 from tt.cli.translator import Search, Translator
 from tt.data.corpus import CorpusSpec, check_spec, read_pairs
 from tt.data.errors import UserError
+from tt.data.tokenizer import write_atomic
 from tt.model.decode import BeamConfig, DecodeConfig
 from tt.model.evaluate import score_corpus
 
@@ -41,9 +41,7 @@ def run_eval(folder: Path, spec: CorpusSpec, config: DecodeConfig, beam: BeamCon
             progress.advance(task, len(chunk))
     seconds = time.monotonic() - started
     if output is not None:
-        temporary = output.with_name(f".{output.name}.tmp-{os.getpid()}")
-        temporary.write_text("".join(h + "\n" for h in hypotheses), encoding="utf-8")
-        os.replace(temporary, output)
+        write_atomic(output, "".join(h + "\n" for h in hypotheses).encode("utf-8"))
     scores = score_corpus(hypotheses, references)
     return {
         "bleu": scores.bleu,

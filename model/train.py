@@ -25,7 +25,7 @@ from typing import Callable, Protocol
 
 import torch
 
-from tt.data.batches import BatchStream, make_batch
+from tt.data.batches import BatchStream, make_batch, plan_batches
 from tt.data.tokenizer import PAD_ID, Tokenizer
 from tt.model.checkpoint import (
     CONFIG, METRICS, load_training_state, save_model_folder, save_training_state, write_json,
@@ -108,24 +108,12 @@ def evaluate_loss(model: Transformer, dev: DevSet, batch_tokens: int, smoothing:
     model.eval()
     nll = kl = 0.0
     tokens = 0
-    order = sorted(range(len(dev.src_ids)), key=lambda i: len(dev.tgt_ids[i]))
-    rows: list[int] = []
-    longest = 0
-
-    def flush():
-        nonlocal nll, kl, tokens
+    lengths = [(len(s), len(t)) for s, t in zip(dev.src_ids, dev.tgt_ids)]
+    # The same token-budget batching as training; the order of batches does not change a sum.
+    for rows in plan_batches(lengths, batch_tokens, seed=0):
         batch = make_batch([dev.src_ids[i] for i in rows], [dev.tgt_ids[i] for i in rows])
         parts = label_smoothed_loss(model(batch.src, batch.src_pad_mask, batch.tgt_in), batch.tgt_out, smoothing, PAD_ID)
         nll, kl, tokens = nll + float(parts.nll), kl + float(parts.kl), tokens + parts.n_tokens
-
-    for i in order:
-        longest = max(longest, len(dev.src_ids[i]), len(dev.tgt_ids[i]))
-        if rows and (len(rows) + 1) * longest > batch_tokens:
-            flush()
-            rows, longest = [], max(len(dev.src_ids[i]), len(dev.tgt_ids[i]))
-        rows.append(i)
-    if rows:
-        flush()
     model.train(was_training)
     mean_nll = nll / max(tokens, 1)
     return {"dev_loss": mean_nll, "dev_kl": kl / max(tokens, 1), "dev_ppl": math.exp(min(mean_nll, 50))}
