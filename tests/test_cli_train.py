@@ -167,10 +167,15 @@ def test_time_limit_stops(tmp_path, corpus_file):
     assert "max-time" in result.stderr
 
 
-def test_best_checkpoint_and_early_stopping(tmp_path):
+@pytest.fixture
+def split_corpus(tmp_path):
+    """The tiny corpus cut in two files: 72 pairs to train on, 8 disjoint dev pairs."""
     pairs = tiny_pairs()
-    corpus = write_tsv(tmp_path / "train.tsv", pairs[8:])
-    dev = write_tsv(tmp_path / "dev.tsv", pairs[:8])
+    return write_tsv(tmp_path / "train.tsv", pairs[8:]), write_tsv(tmp_path / "dev.tsv", pairs[:8])
+
+
+def test_best_checkpoint_and_early_stopping(tmp_path, split_corpus):
+    corpus, dev = split_corpus
     out = tmp_path / "m"
     # A 20-step model scores BLEU 0 at every evaluation: the first stays the best, and
     # with --patience 2 training stops at the third evaluation.
@@ -195,10 +200,8 @@ def test_init_from_starts_with_the_given_weights(trained_model, tmp_path, corpus
     assert all(torch.equal(a[name], b[name]) for name in a)
 
 
-def test_average_of_last_checkpoints_is_tried(tmp_path):
-    pairs = tiny_pairs()
-    corpus = write_tsv(tmp_path / "train.tsv", pairs[8:])
-    dev = write_tsv(tmp_path / "dev.tsv", pairs[:8])
+def test_average_of_last_checkpoints_is_tried(tmp_path, split_corpus):
+    corpus, dev = split_corpus
     out = tmp_path / "m"
     result = train(corpus, "--dev", dev, "--out", out, "--max-steps", "8", "--dev-every", "2", "--average-last", "3")
     assert result.exit_code == 0, result.output
