@@ -16,7 +16,7 @@ from rich.table import Table
 from tt.cli.translator import Search, Translator
 from tt.data.corpus import CorpusSpec, check_spec, read_pairs
 from tt.data.errors import UserError
-from tt.data.tokenizer import write_atomic
+from tt.data.atomic import write_atomic
 from tt.model.decode import BeamConfig, DecodeConfig
 from tt.model.evaluate import score_corpus
 

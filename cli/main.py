@@ -38,6 +38,9 @@ def user_errors(command):
         except UserError as err:
             stderr.print(f"[red]error:[/] {escape(str(err))}")
             raise typer.Exit(code=1)
+        except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM where a command turns it into this
+            stderr.print("[red]interrupted[/]")
+            raise typer.Exit(code=getattr(err, "exit_code", 130)) from None
         except BrokenPipeError:
             # `tt translate … | head` closed the pipe: not an error of ours or the user's.
             sys.stderr = open(os.devnull, "w")

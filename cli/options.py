@@ -18,6 +18,7 @@ from tt.data.clean import CleaningConfig
 from tt.data.corpus import CorpusSpec
 from tt.data.errors import UserError
 from tt.data.tokenizer import TokenizerConfig
+from tt.model.checkpoint import SIZE_LIMITS
 from tt.model.train import TrainConfig, parse_duration
 from tt.model.transformer import ModelConfig
 
@@ -112,6 +113,14 @@ def build_configs(options: dict[str, Any], base: RunConfigs) -> RunConfigs:
     return configs
 
 
+def absolute(spec: CorpusSpec | None) -> CorpusSpec | None:
+    """The spec with absolute paths: --resume finds the corpus from any working folder."""
+    if spec is None:
+        return None
+    resolve = lambda name: str(Path(name).resolve()) if name else None  # noqa: E731
+    return replace(spec, path=resolve(spec.path), src_path=resolve(spec.src_path), tgt_path=resolve(spec.tgt_path))
+
+
 def validate(configs: RunConfigs) -> None:
     m, t, k = configs.model, configs.train, configs.tokenizer
     checks = [
@@ -129,7 +138,18 @@ def validate(configs: RunConfigs) -> None:
         (t.max_time is None or t.max_time > 0, "--max-time must be positive"),
         (t.precision in ("auto", "bf16", "fp32"), "--precision must be auto, bf16 or fp32"),
         (k.vocab_size >= 300, "--vocab-size must be at least 300 (256 byte pieces live in it)"),
+        (t.dev_every >= 1, "--dev-every must be at least 1"),
+        (t.save_every > 0, "--save-every must be positive"),
+        (t.patience is None or t.patience >= 1, "--patience must be at least 1"),
+        (t.average_last >= 0, "--average-last must not be negative"),
+        (t.dev_bleu_sentences >= 0, "--dev-bleu-sentences must not be negative"),
+        (t.clip_norm > 0, "--clip-norm must be positive"),
     ]
+    # The same hard limits a model folder from a stranger is held to.
+    for option, field in (("layers", "n_layers"), ("d_model", "d_model"), ("heads", "n_heads"), ("ff", "d_ff")):
+        high = SIZE_LIMITS[field][1]
+        checks.append((getattr(m, field) <= high, f"--{option.replace('_', '-')} {getattr(m, field)} is over tt's limit of {high:,}"))
+    checks.append((k.vocab_size <= SIZE_LIMITS["tgt_vocab_size"][1], f"--vocab-size is over tt's limit of {SIZE_LIMITS['tgt_vocab_size'][1]:,}"))
     for ok, message in checks:
         if not ok:
             raise UserError(message)
@@ -162,3 +182,68 @@ def record_of(configs: RunConfigs) -> dict[str, Any]:
         "tokenizer": asdict(configs.tokenizer),
         "cleaning": asdict(configs.cleaning),
     }
+
+
+# ---- --resume: which options may change
+
+# These change how long and how fast a run trains, not what it is: on --resume they take
+# effect (and are reported). Everything else describes the model, its vocabulary or its
+# data; a value different from the recorded one is refused rather than silently ignored.
+RESUMABLE_OPTIONS = LIMIT_OPTIONS + (
+    "lr", "warmup", "batch_tokens", "label_smoothing", "clip_norm", "weight_decay", "precision",
+    "dev_bleu_sentences", "average_last",
+)
+_SPEC_FIELDS = {  # corpus option → (record section, CorpusSpec field)
+    "corpus": ("corpus", "path"), "src": ("corpus", "src_path"), "tgt": ("corpus", "tgt_path"),
+    "format": ("corpus", "format"), "src_col": ("corpus", "src_col"), "tgt_col": ("corpus", "tgt_col"),
+    "dev": ("dev", "path"), "dev_src": ("dev", "src_path"), "dev_tgt": ("dev", "tgt_path"),
+}
+
+
+def resume_configs(options: dict[str, Any], recorded: RunConfigs, record: dict) -> tuple[RunConfigs, list[str]]:
+    """The recorded configs with the allowed changes applied, and a note per change.
+
+    Raises UserError naming every option that may not change on --resume.
+    """
+    refused = [name for name, value in options.items() if value is not None and _differs(name, value, recorded, record)]
+    if refused:
+        names = ", ".join("--" + name.replace("_", "-") for name in sorted(refused))
+        raise UserError(
+            f"--resume cannot change {names}: the model shape, vocabulary, data and seed are fixed for a run "
+            "(start a new one with --overwrite or another --out)"
+        )
+    configs = build_configs({k: v for k, v in options.items() if k in RESUMABLE_OPTIONS}, recorded)
+    changes = []
+    for name, field in TRAIN_OPTIONS.items():
+        before, after = getattr(recorded.train, field), getattr(configs.train, field)
+        if name in RESUMABLE_OPTIONS and before != after:
+            changes.append(f"--{name.replace('_', '-')} {_show(before)} → {_show(after)}")
+    return configs, changes
+
+
+def _differs(name: str, value: Any, recorded: RunConfigs, record: dict) -> bool:
+    if name in RESUMABLE_OPTIONS or name == "out":
+        return False
+    if name in MODEL_OPTIONS:
+        return value != getattr(recorded.model, MODEL_OPTIONS[name])
+    if name in TRAIN_OPTIONS:
+        return value != getattr(recorded.train, TRAIN_OPTIONS[name])
+    if name == "vocab_size":
+        return value != recorded.tokenizer.vocab_size
+    if name == "separate_vocab":
+        return value == recorded.tokenizer.joint
+    if name in CLEANING_OPTIONS:
+        return value != getattr(recorded.cleaning, CLEANING_OPTIONS[name])
+    if name == "dev_size":
+        return record.get("dev") is not None or value != record.get("dev_size")
+    if name in _SPEC_FIELDS:
+        section, field = _SPEC_FIELDS[name]
+        spec = record.get(section) or {}
+        if field.endswith("path"):
+            return spec.get(field) is None or Path(str(value)).resolve() != Path(spec[field]).resolve()
+        return value != spec.get(field)
+    return True  # --init-from, --preset: they only mean something when a run starts
+
+
+def _show(value: Any) -> str:
+    return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)

@@ -6,6 +6,7 @@ before anything is written into the model folder: a failed `tt train` leaves no 
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, replace
 from importlib.resources import as_file, files
@@ -13,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import typer
 from rich.console import Console
 from rich.table import Table
 
-from tt.cli.options import LIMIT_OPTIONS, RunConfigs, build_configs, corpus_specs, record_of
+from tt.cli.interrupts import Interrupted, interrupt_immediately, stop_after_step
+from tt.cli.options import RunConfigs, absolute, build_configs, corpus_specs, record_of, resume_configs
 from tt.cli.presets import DEFAULT_EPOCHS, demo_configs, preset_configs
 from tt.cli.progress import TrainingProgress
 from tt.data.clean import CleaningConfig, CleaningReport, auto_dev_size, clean_pairs, pair_key, split_dev
@@ -24,23 +27,43 @@ from tt.data.corpus import CorpusSpec, check_spec, read_pairs
 from tt.data.errors import UserError
 from tt.data.tokenizer import TokenizerConfig, TokenizerReport, measure, train_tokenizer
 from tt.model.checkpoint import (
-    CONFIG, METRICS, STATE_JSON, STATE_TENSORS, WEIGHTS, config_from_dict, is_model_folder,
-    load_model_folder, read_json,
+    CONFIG, METRICS, STATE_TENSORS, WEIGHTS, config_from_dict, is_model_folder, load_model_folder, read_json,
 )
 from tt.model.train import DevSet, Trainer, TrainConfig, format_seconds, resolve_precision
 from tt.model.transformer import ModelConfig, Transformer, count_parameters
 from tt.data.batches import BatchStream
 
-RUN_FILES = (WEIGHTS, CONFIG, METRICS, STATE_JSON, STATE_TENSORS, "tokenizer.model", "tokenizer.src.model", "tokenizer.tgt.model")
+RUN_FILES = (WEIGHTS, CONFIG, METRICS, STATE_TENSORS, "tokenizer.model", "tokenizer.src.model", "tokenizer.tgt.model")
 
 
 def run_train(options: dict[str, Any], resume: bool, overwrite: bool, console: Console) -> None:
     command_start = time.monotonic()
-    if options.get("threads"):
+    if options.get("threads") is not None:
+        if not 1 <= int(options["threads"]) <= 1024:
+            raise UserError("--threads must be between 1 and 1024")
         torch.set_num_threads(int(options["threads"]))
     out = Path(options.get("out") or "tt-model")
-    if resume:
-        return _resume(out, options, command_start, console)
+    check_writable(out)
+    with interrupt_immediately():  # until the loop starts, Ctrl-C and SIGTERM simply stop
+        if resume:
+            return _resume(out, options, command_start, console)
+        _start(out, options, overwrite, command_start, console)
+
+
+def check_writable(out: Path) -> None:
+    """Fail before hours of work, not at the first save: is --out a folder we can write?"""
+    existing = out
+    while not existing.exists():  # the nearest part of the path that exists
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise UserError(f"--out {out}: {existing} is a file, not a folder")
+    if existing.exists() and not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"--out {out}: {existing} is not writable")
+
+
+def _start(out: Path, options: dict[str, Any], overwrite: bool, command_start: float, console: Console) -> None:
     if is_model_folder(out) and not overwrite:
         raise UserError(f"{out}: already holds a model; continue it with --resume or replace it with --overwrite")
 
@@ -80,14 +103,14 @@ def run_train(options: dict[str, Any], resume: bool, overwrite: bool, console: C
     _clear(out, overwrite)
     out.mkdir(parents=True, exist_ok=True)
     record = {
-        "corpus": None if demo else asdict(train_spec),
+        "corpus": None if demo else asdict(absolute(train_spec)),
         "demo": demo,
-        "dev": asdict(dev_spec) if dev_spec else None,
+        "dev": asdict(absolute(dev_spec)) if dev_spec else None,
         "dev_size": len(data.dev),
         **record_of(configs),
         "summary": _summary_record(data, tokenizer_report, model),
     }
-    _train(model, tokenizer, data, configs, out, record, command_start, console, resume_state=False)
+    _train(model, tokenizer, data, configs, out, record, command_start, console, resume_notes=None)
 
 
 class PreparedData:
@@ -123,7 +146,8 @@ def prepare_data(train_spec: CorpusSpec, dev_spec: CorpusSpec | None, configs: R
     return PreparedData(train, dev, report)
 
 
-def _train(model, tokenizer, data, configs: RunConfigs, out, record, command_start, console, resume_state) -> None:
+def _train(model, tokenizer, data, configs: RunConfigs, out, record, command_start, console, resume_notes: list[str] | None) -> None:
+    """`resume_notes`: None for a new run; on --resume, what the changed options changed."""
     src_ids = [tokenizer.encode_src(s) for s, _ in data.train]
     tgt_ids = [tokenizer.encode_tgt(t) for _, t in data.train]
     limit = model.config.max_positions - 1
@@ -143,8 +167,9 @@ def _train(model, tokenizer, data, configs: RunConfigs, out, record, command_sta
         return {**record, **record_of(configs), "step": trainer.step}
 
     trainer = Trainer(model, tokenizer, stream, dev, configs.train, out, save_record, command_start)
-    if resume_state:
-        trainer.restore()
+    if resume_notes is not None:
+        notes = resume_notes + trainer.restore()
+        console.print(f"resuming {out} at step {trainer.step:,}" + (f"; changed: {'; '.join(notes)}" if notes else ""))
         reason = trainer.limit_reached()
         if reason is not None:
             console.print(f"[green]nothing to do:[/] {out} already {reason} (step {trainer.step}); raise the limit to train on")
@@ -155,8 +180,19 @@ def _train(model, tokenizer, data, configs: RunConfigs, out, record, command_sta
         f"{stream.batches_per_epoch():,} batches of ≤{configs.train.batch_tokens:,} tokens per epoch, "
         f"{torch.get_num_threads()} threads"
     )
-    with TrainingProgress(console, configs.train) as progress:
-        reason = trainer.run(progress)
+    try:
+        with TrainingProgress(console, configs.train) as progress, stop_after_step(trainer):
+            reason = trainer.run(progress)
+    except Interrupted as err:  # a second Ctrl-C: out at once, without saving
+        kept = f"{out} keeps the checkpoint of step {trainer.saved_step}" if trainer.saved_step is not None else "no checkpoint was written"
+        console.print(f"[red]aborted[/] at step {trainer.step}: {kept}")
+        raise typer.Exit(err.exit_code) from None
+    if trainer.stop_signal is not None:
+        console.print(
+            f"[yellow]stopped:[/] {reason} at step {trainer.step}; checkpoint saved to {out}/\n"
+            f"continue with: tt train --out {out} --resume"
+        )
+        raise typer.Exit(128 + trainer.stop_signal)
     last = trainer.last_dev
     dev_text = f", dev loss {last['dev_loss']:.3f} (perplexity {last['dev_ppl']:.2f})" if last else ""
     if trainer.best:
@@ -170,28 +206,30 @@ def _train(model, tokenizer, data, configs: RunConfigs, out, record, command_sta
 
 
 def _resume(out: Path, options: dict[str, Any], command_start: float, console: Console) -> None:
-    if not (out / STATE_JSON).exists():
-        raise UserError(f"{out}: no training state to resume (expected {out / STATE_JSON})")
+    if not (out / STATE_TENSORS).exists():
+        raise UserError(f"{out}: no training run to resume here (expected {out / STATE_TENSORS})")
     record = read_json(out / CONFIG)
-    not_allowed = [k for k, v in options.items() if v is not None and k not in LIMIT_OPTIONS and k != "out"]
-    if not_allowed:
-        names = ", ".join("--" + k.replace("_", "-") for k in sorted(not_allowed))
-        raise UserError(f"--resume reuses the recorded corpus and options; only limits may change (got {names})")
     where = f"{out / CONFIG}"
-    configs = RunConfigs(
+    recorded = RunConfigs(
         model=config_from_dict(ModelConfig, record.get("model"), f"{where}: model"),
         train=config_from_dict(TrainConfig, record.get("train"), f"{where}: train"),
         tokenizer=config_from_dict(TokenizerConfig, record.get("tokenizer"), f"{where}: tokenizer"),
         cleaning=config_from_dict(CleaningConfig, record.get("cleaning"), f"{where}: cleaning"),
     )
-    configs = build_configs({k: v for k, v in options.items() if k in LIMIT_OPTIONS}, configs)
+    configs, changes = resume_configs(options, recorded, record)
     with _demo_path() as demo_file:
         train_spec = CorpusSpec(path=str(demo_file)) if record.get("demo") else config_from_dict(CorpusSpec, record.get("corpus"), f"{where}: corpus")
         dev_spec = config_from_dict(CorpusSpec, record["dev"], f"{where}: dev") if record.get("dev") else None
         data = prepare_data(train_spec, dev_spec, configs, record.get("dev_size"), console)
+    recorded_pairs = (record.get("summary") or {}).get("train_pairs")
+    if recorded_pairs is not None and recorded_pairs != len(data.train):
+        raise UserError(
+            f"{train_spec.describe()}: the corpus changed since this run started ({len(data.train):,} usable pairs now, "
+            f"{recorded_pairs:,} then); --resume needs the same data"
+        )
     model, tokenizer, _ = load_model_folder(out)
     model.train()
-    _train(model, tokenizer, data, configs, out, record, command_start, console, resume_state=True)
+    _train(model, tokenizer, data, configs, out, record, command_start, console, resume_notes=changes)
 
 
 def _demo_path():

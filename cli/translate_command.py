@@ -9,20 +9,22 @@ file and renamed at the end: an interrupted run never leaves half a file.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterable, TextIO
+from typing import BinaryIO, Iterable, Iterator, TextIO
 
 from rich.console import Console
+from rich.markup import escape
 
 from tt.cli.heatmap import attention_heatmap
 from tt.cli.tables import lens_table, probability_table
 from tt.cli.translator import AttentionView, Search, Translator, chunks, to_json
-from tt.data.corpus import read_lines
+from tt.data.atomic import atomic_text
 from tt.data.errors import UserError
 from tt.model.decode import DecodeConfig
+
+warnings = Console(stderr=True, soft_wrap=True)  # one line each, even in a pipe
 
 
 def run_translate(
@@ -33,26 +35,51 @@ def run_translate(
     if output is not None and output.exists() and output.is_dir():
         raise UserError(f"--output {output}: is a folder")
     if file is not None:
-        lines: Iterable[str] = (line for _, line in read_lines(str(file)))
+        lines: Iterable[str] = input_lines(_open_input(file), str(file))
     elif texts:
         lines = texts
     elif sys.stdin.isatty():
         return _interactive(folder, probs, k, json_lines, replace(config, batch_size=1), search, lens, view)
     else:
-        lines = sys.stdin
+        lines = input_lines(sys.stdin.buffer, "<stdin>")
     translator = Translator(folder)
     if view is not None:
         translator.check_view(view)
     if output is None:
         _translate_to(sys.stdout, translator, lines, config, search, probs, k, json_lines, lens, view)
         return
-    temporary = output.with_name(f".{output.name}.tmp-{os.getpid()}")
+    with atomic_text(output) as handle:
+        _translate_to(handle, translator, lines, config, search, probs, k, json_lines, lens, view)
+
+
+def _open_input(file: Path) -> BinaryIO:
     try:
-        with open(temporary, "w", encoding="utf-8") as handle:
-            _translate_to(handle, translator, lines, config, search, probs, k, json_lines, lens, view)
-        os.replace(temporary, output)
-    finally:
-        temporary.unlink(missing_ok=True)
+        return open(file, "rb")
+    except FileNotFoundError:
+        raise UserError(f"{file}: no such file") from None
+    except IsADirectoryError:
+        raise UserError(f"{file}: is a folder, not a file") from None
+    except OSError as err:
+        raise UserError(f"{file}: cannot read ({err.strerror})") from None
+
+
+def input_lines(stream: BinaryIO, name: str) -> Iterator[str]:
+    """The lines to translate: one per "\n", whatever bytes they hold.
+
+    Only "\n" ends a line (a form feed or U+2028 inside a line does not), so the output
+    has exactly one line per input line. Invalid UTF-8 is not fatal here, unlike in a
+    training corpus: the bad bytes become U+FFFD and a warning names the line.
+    """
+    with stream:
+        for number, raw in enumerate(stream, start=1):
+            raw = raw.removesuffix(b"\n").removesuffix(b"\r")
+            if number == 1:
+                raw = raw.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                warnings.print(f"[yellow]warning:[/] {escape(name)}:{number}: invalid UTF-8 (byte 0x{raw[err.start]:02x} at column {err.start + 1}), replaced by U+FFFD")
+                yield raw.decode("utf-8", errors="replace")
 
 
 def _translate_to(handle: TextIO, translator, lines, config, search, probs, k, json_lines, lens=False, view=None) -> None:
@@ -65,6 +92,11 @@ def _translate_to(handle: TextIO, translator, lines, config, search, probs, k, j
     for chunk in chunks(lines, config.batch_size):
         results = translator.translate(chunk, config, inspect=inspect, attention=attention, lens=lens, search=search)
         for offset, result in enumerate(results):
+            if result.truncated_from is not None:
+                warnings.print(
+                    f"[yellow]warning:[/] input line {first_index + offset + 1}: {result.truncated_from:,} source pieces, "
+                    f"more than the model's {len(result.src_pieces):,}: only the start is translated"
+                )
             if json_lines:
                 record = to_json(result, translator, k, view)
                 if search.outputs > 1:

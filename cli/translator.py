@@ -29,6 +29,7 @@ class Translation:
     src_pieces: list[str]  # what the encoder saw, </s> included
     hypothesis: Hypothesis | None  # None for an empty line
     n_best: list[tuple[float, str]] | None = None  # (log-probability, text): --n-best (best first) or --n samples
+    truncated_from: int | None = None  # source pieces before cutting to the model's limit
 
 
 @dataclass
@@ -77,6 +78,10 @@ class Translator:
         normalized = [normalize(text) for text in texts]
         work = [i for i, text in enumerate(normalized) if text]
         src_ids = [self.tokenizer.encode_src(normalized[i]) for i in work]
+        # The encoder has max_positions positions: a longer source is cut, keeping its </s>.
+        limit = self.model.config.max_positions
+        lengths = [len(ids) for ids in src_ids]
+        src_ids = [ids if len(ids) <= limit else ids[: limit - 1] + [EOS_ID] for ids in src_ids]
         out = [Translation(text, "", [], None) for text in texts]
         if not work:
             return out
@@ -92,13 +97,14 @@ class Translator:
         else:
             hyps = greedy_decode(self.model, src_ids, config, prefixes=[prefix] * len(src_ids) if prefix else None, **keep)
             ranked = [[h] for h in hyps]
-        for index, ids, hyps in zip(work, src_ids, ranked):
+        for index, ids, hyps, length in zip(work, src_ids, ranked, lengths):
             out[index] = Translation(
                 source=texts[index],
                 translation=self.tokenizer.decode_tgt(hyps[0].tokens),
                 src_pieces=[self.tokenizer.src_piece(i) for i in ids],
                 hypothesis=hyps[0],
                 n_best=[(h.log_prob, self.tokenizer.decode_tgt(h.tokens)) for h in hyps] if search.outputs > 1 else None,
+                truncated_from=length if length > len(ids) else None,
             )
         return out
 

@@ -12,10 +12,14 @@ import unicodedata
 _WHITESPACE = re.compile(r"\s+")
 # Zero-width characters survive NFKC and \s, yet are invisible: drop them.
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
+# A lone surrogate is not text: it is how Python spells an undecodable byte in a command-line
+# argument. Left in, it would make the tokenizer fail; it becomes the replacement character.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def normalize(text: str) -> str:
     # Invisible characters go first: left in place, one can keep NFKC from composing a
     # letter with its accent, and the result would change if normalized a second time.
+    text = _SURROGATE.sub("\ufffd", text)
     text = unicodedata.normalize("NFKC", text.translate(_INVISIBLE))
     return _WHITESPACE.sub(" ", text).strip()

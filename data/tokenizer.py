@@ -22,6 +22,7 @@ from typing import Sequence
 
 import sentencepiece as spm
 
+from tt.data.atomic import write_atomic
 from tt.data.errors import UserError
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
@@ -105,21 +106,6 @@ class Tokenizer:
         if src_file.exists() and tgt_file.exists():
             return cls(_load_model(src_file), _load_model(tgt_file), joint=False)
         raise UserError(f"{folder}: no tokenizer.model in the model folder")
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary name, then rename: a reader never sees half a file."""
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
-
-
-def replace_atomic(temporary: Path, path: Path) -> None:
-    """Rename a finished temporary file into place, with the usual permissions (0666 − umask)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(temporary, 0o666 & ~umask)
-    os.replace(temporary, path)
 
 
 def _load_model(path: Path) -> spm.SentencePieceProcessor:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from typing import Callable, Protocol
 import torch
 
 from tt.data.batches import BatchStream, make_batch, plan_batches
+from tt.data.errors import UserError
 from tt.data.tokenizer import PAD_ID, Tokenizer
 from tt.model.checkpoint import (
     CONFIG, METRICS, load_training_state, save_model_folder, save_training_state, write_json,
@@ -78,6 +80,10 @@ def learning_rate(step: int, config: TrainConfig) -> float:
     step = max(step, 1)
     warmup = max(config.warmup_steps, 1)
     return config.learning_rate * min(step / warmup, math.sqrt(warmup / step))
+
+
+class Diverged(UserError):
+    """The loss or the gradient stopped being a finite number; no update was applied."""
 
 
 class Reporter(Protocol):
@@ -148,6 +154,9 @@ class Trainer:
         self.evaluations_since_best = 0
         self.finishing_seconds = 0.0  # how long the last dev evaluation + save took
         self.snapshots: list[dict[str, torch.Tensor]] = []  # weights at recent dev evaluations (--average-last)
+        self.saved_step: int | None = None  # the step of the last checkpoint written
+        # Set from a signal handler (Ctrl-C, SIGTERM): the loop finishes its step, saves and stops.
+        self.stop_signal: int | None = None
 
     @property
     def selects_best(self) -> bool:
@@ -164,16 +173,29 @@ class Trainer:
             "last_dev": self.last_dev,
             "best": self.best,
             "evaluations_since_best": self.evaluations_since_best,
+            "batch_tokens": self.config.batch_tokens,  # the plan `position` counts batches of
         }
 
-    def restore(self) -> None:
+    def restore(self) -> list[str]:
+        """Load the training state; returns notes on what a changed option did to it."""
         state = load_training_state(self.folder, self.model, self.optimizer)
         self.step, self.tokens = state["step"], state["tokens"]
+        self.saved_step = self.step
         self.elapsed_before = state["elapsed_s"]
         self.stream.epoch, self.stream.position = state["epoch"], state["position"]
         self.last_dev = state.get("last_dev", {})
         self.best = state.get("best", {})
         self.evaluations_since_best = state.get("evaluations_since_best", 0)
+        notes = []
+        recorded_tokens = state.get("batch_tokens", self.config.batch_tokens)
+        if recorded_tokens != self.config.batch_tokens:
+            # `position` counted batches of the old size: continue at the same share of the epoch.
+            old = BatchStream(self.stream.src_ids, self.stream.tgt_ids, recorded_tokens, self.stream.seed)
+            old.epoch = self.stream.epoch
+            share = self.stream.position / old.batches_per_epoch()
+            self.stream.position = round(share * self.stream.batches_per_epoch())
+            notes.append(f"epoch {self.stream.epoch + 1} goes on from {share:.0%} of its data in batches of the new size")
+        return notes
 
     def elapsed(self) -> float:
         return self.elapsed_before + (time.monotonic() - self.command_start)
@@ -185,6 +207,7 @@ class Trainer:
         else:
             write_json(self.folder / CONFIG, self.record())
         save_training_state(self.folder, self.model, self.optimizer, self.state())
+        self.saved_step = self.step
 
     def record(self) -> dict:
         return {**self.save_record(), "step": self.step, "best": self.best, "model": asdict(self.model.config)}
@@ -213,19 +236,52 @@ class Trainer:
             log_probs = self.model(batch.src, batch.src_pad_mask, batch.tgt_in)
         parts = label_smoothed_loss(log_probs, batch.tgt_out, self.config.label_smoothing, PAD_ID)
         loss = parts.kl / parts.n_tokens  # mean KL(q‖p) per real target token
+        self._check_finite("loss", loss)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_norm)
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_norm)
+        self._check_finite("gradient norm", norm)  # one inf gradient would turn every weight into NaN
         self.optimizer.step()
         self.tokens += parts.n_tokens
         return parts, lr
 
+    def _check_finite(self, what: str, value: torch.Tensor) -> None:
+        """Stop before a non-finite number reaches the weights: the last checkpoint stays good."""
+        if torch.isfinite(value):
+            return
+        self.step -= 1  # this step was never applied
+        kept = (
+            f"{self.folder} keeps the checkpoint of step {self.saved_step}; continue from it with a lower "
+            f"learning rate: tt train --out {self.folder} --resume --lr {self.config.learning_rate / 2:g}"
+            if self.saved_step is not None
+            else f"no checkpoint was written yet; start again with a lower --lr than {self.config.learning_rate:g}"
+        )
+        raise Diverged(f"training diverged at step {self.step + 1}: the {what} is {float(value)}; {kept}")
+
     def run(self, reporter: Reporter) -> str:
-        """Train until a limit; returns why it stopped. Ctrl-C saves a checkpoint first."""
+        """Train until a limit or a stop request; returns why it stopped.
+
+        A stop request (`stop_signal`, set by the CLI's Ctrl-C/SIGTERM handler) is honoured
+        between steps, so the checkpoint written on the way out is a whole step.
+        """
         if self.step == 0:  # a resumed run continues the RNG stream restored from its state
             torch.manual_seed(self.config.seed)
         self.model.train()
-        metrics_file = open(self.folder / METRICS, "a", encoding="utf-8")
+        with open(self.folder / METRICS, "a", encoding="utf-8") as metrics_file:
+            reason = self._loop(metrics_file, reporter)
+            if self.stop_signal is not None:
+                self.model.eval()
+                self.save()  # straight out: no dev evaluation, the user is waiting
+                return reason
+            if self.dev is not None and self.step % self.config.dev_every != 0:
+                self._evaluate(metrics_file, reporter)
+            if self.selects_best and self.config.average_last > 1 and len(self.snapshots) > 1:
+                self._try_average(metrics_file, reporter)
+        self.model.eval()
+        self.save()
+        return reason
+
+    def _loop(self, metrics_file, reporter: Reporter) -> str:
         window = _Window()
         last_save = time.monotonic()
         reason = self.limit_reached()
@@ -244,20 +300,14 @@ class Trainer:
                 if self.dev is not None and self.step % self.config.dev_every == 0:
                     self._evaluate(metrics_file, reporter)
                 reason = self.limit_reached()
-                if reason is None and time.monotonic() - last_save >= self.config.save_every:
+                if self.stop_signal is not None:
+                    reason = f"interrupted by {signal_name(self.stop_signal)}"
+                elif reason is None and time.monotonic() - last_save >= self.config.save_every:
                     self.save()
                     last_save = time.monotonic()
-        except KeyboardInterrupt:
-            reason = "interrupted (continue with --resume)"
-        if window.steps:
-            self._write(metrics_file, reporter, window.metrics(self, learning_rate(self.step, self.config)))
-        if self.dev is not None and self.step % self.config.dev_every != 0:
-            self._evaluate(metrics_file, reporter)
-        if self.selects_best and self.config.average_last > 1 and len(self.snapshots) > 1:
-            self._try_average(metrics_file, reporter)
-        metrics_file.close()
-        self.model.eval()
-        self.save()
+        finally:
+            if window.steps:
+                self._write(metrics_file, reporter, window.metrics(self, learning_rate(self.step, self.config)))
         return reason
 
     def _evaluate(self, metrics_file, reporter) -> None:
@@ -334,6 +384,13 @@ class _Window:
             "elapsed_s": round(trainer.elapsed(), 2),
             "tokens_per_s": self.tokens / max(self.seconds, 1e-9),
         }
+
+
+def signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
 
 
 def format_seconds(seconds: float) -> str:

@@ -22,7 +22,7 @@ def test_save_load_keeps_logits(trained_model):
 
 def test_folder_holds_every_file_a_run_writes(trained_model):
     names = {p.name for p in trained_model.iterdir()}
-    assert {"model.safetensors", "config.json", "tokenizer.model", "metrics.jsonl", "train_state.json", "train_state.safetensors"} <= names
+    assert {"model.safetensors", "config.json", "tokenizer.model", "metrics.jsonl", "train_state.safetensors"} <= names
     assert not [n for n in names if ".tmp" in n]  # no temporary left behind
     record = read_json(trained_model / "config.json")
     assert record["step"] == 20

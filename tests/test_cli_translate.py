@@ -52,15 +52,24 @@ def test_file_to_output(trained_model, tmp_path):
     assert [p.name for p in tmp_path.iterdir() if ".tmp" in p.name] == []
 
 
-def test_bad_input_file_leaves_no_output(trained_model, tmp_path):
+def test_invalid_utf8_is_replaced_with_a_warning_and_keeps_one_line_per_line(trained_model, tmp_path):
     source = tmp_path / "in.zh"
-    source.write_bytes("好\n".encode() + b"\xff\n")
+    source.write_bytes("好\n".encode() + b"\xff\xfe\x00junk\n" + "三".encode())
     target = tmp_path / "out.en"
     result = translate(trained_model, "--file", source, "--output", target)
+    assert result.exit_code == 0, result.output
+    assert f"{source}:2: invalid UTF-8 (byte 0xff at column 1)" in result.stderr
+    assert len(target.read_text(encoding="utf-8").split("\n")) == 3 + 1  # three lines, each ended
+
+
+def test_failed_translation_leaves_no_output(tmp_path):
+    source = tmp_path / "in.zh"
+    source.write_text("好\n", encoding="utf-8")
+    target = tmp_path / "out.en"
+    result = translate(tmp_path / "no-model", "--file", source, "--output", target)
     assert result.exit_code == 1
-    assert f"{source}:2" in result.stderr and "Traceback" not in result.output
-    assert not target.exists()
-    assert list(tmp_path.iterdir()) == [source]
+    assert "no-model" in result.stderr and "Traceback" not in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.zh"]
 
 
 def test_json_lines_contract(trained_model):

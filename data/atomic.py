@@ -1,0 +1,73 @@
+"""Writing a file so that no crash, kill or full disk ever leaves half of one.
+
+    write to  .name.tmp-PID     (same folder, so the rename below stays on one file system)
+    fsync the temporary file    (its bytes are on the disk, not only in the page cache)
+    rename over  name           (atomic: a reader sees the old file or the new, never a mix)
+    fsync the folder            (the rename itself survives a power cut)
+
+A failure anywhere before the rename (ENOSPC, EIO, a read-only disk, Ctrl-C) removes the
+temporary file and leaves the previous `name` untouched. Disk errors become one
+UserError naming the file, so the command line can say what happened in one line.
+Every writer of tt's outputs (weights, training state, JSON, tokenizer, translations) comes
+through here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Iterator, TextIO
+
+from tt.data.errors import UserError
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path to write `path`'s new contents to; committed when the block ends."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        yield temporary
+        _sync_file(temporary)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # the usual permissions, as a plain open() would give
+        os.replace(temporary, path)
+        _sync_folder(path.parent)
+    except OSError as err:
+        raise UserError(f"{path}: cannot write ({err.strerror or err}); the previous file, if any, is unchanged") from None
+    finally:
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    with atomic_path(path) as temporary:
+        temporary.write_bytes(data)
+
+
+@contextlib.contextmanager
+def atomic_text(path: Path) -> Iterator[TextIO]:
+    """A text handle (UTF-8, "\\n" line ends) whose file appears at `path` only when complete."""
+    with atomic_path(path) as temporary:
+        with open(temporary, "w", encoding="utf-8", newline="\n") as handle:
+            yield handle
+
+
+def _sync_file(path: Path) -> None:
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+
+
+def _sync_folder(folder: Path) -> None:
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return  # some file systems (and Windows) cannot open a folder; the rename is done anyway
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass  # fsync on a folder is not supported everywhere; nothing more we can do
+    finally:
+        os.close(descriptor)
