@@ -159,8 +159,8 @@ def corpus_specs(options: dict[str, Any]) -> tuple[CorpusSpec | None, CorpusSpec
     """The training corpus and the dev set, as given (None where not given)."""
     common = {
         "format": options.get("format"),
-        "src_col": options.get("src_col") or 1,
-        "tgt_col": options.get("tgt_col") or 2,
+        "src_col": 1 if options.get("src_col") is None else options["src_col"],
+        "tgt_col": 2 if options.get("tgt_col") is None else options["tgt_col"],
     }
 
     def text(key: str) -> str | None:

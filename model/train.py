@@ -256,7 +256,7 @@ class Trainer:
             if self.saved_step is not None
             else f"no checkpoint was written yet; start again with a lower --lr than {self.config.learning_rate:g}"
         )
-        raise Diverged(f"training diverged at step {self.step + 1}: the {what} is {float(value)}; {kept}")
+        raise Diverged(f"training diverged at step {self.step + 1}: the {what} is {float(value.detach())}; {kept}")
 
     def run(self, reporter: Reporter) -> str:
         """Train until a limit or a stop request; returns why it stopped.

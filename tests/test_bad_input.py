@@ -1,0 +1,266 @@
+"""Bad input, one table per command: exit 1, one `error:` line naming file (and line), nothing written.
+
+Every case runs in its own `tmp_path`, which is also the working directory, and the whole
+folder is compared before and after: a refused command must leave no model folder, no
+`--output` file and no `.tmp` leftovers anywhere, and must not touch an existing folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import TINY_MODEL_OPTIONS, tiny_pairs
+from tt.cli.main import app
+
+runner = CliRunner()
+
+GOOD_TSV = "".join(f"{src}\t{tgt}\n" for src, tgt in tiny_pairs())
+TRAINED = object()  # in a `files` table: a copy of the session's trained model folder
+FOLDER = object()  # in a `files` table: an empty folder
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """Every path under `folder` → a digest of its bytes ("folder" for folders)."""
+    listing = {}
+    for path in sorted(folder.rglob("*")):
+        key = str(path.relative_to(folder))
+        listing[key] = "folder" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
+    return listing
+
+
+def assert_refused(result, before: dict[str, str], tmp_path: Path, fragments, exit_code: int = 1) -> str:
+    """The contract of every case below; returns the error line."""
+    # CliRunner swallows an uncaught exception (exit code 1, no traceback in the output), so
+    # "no traceback" means: no exception but SystemExit (typer.Exit or a usage error) got out.
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        pytest.fail("uncaught exception:\n" + "".join(traceback.format_exception(*result.exc_info)))
+    for text in (result.output, result.stdout, result.stderr):
+        assert "Traceback" not in text, text
+    assert result.exit_code == exit_code, result.output
+    if exit_code == 2:
+        # A usage error keeps typer's convention (the issue asks for it): usage text, then the
+        # complaint in a box. Reduce it to the line that names the problem.
+        assert result.stderr.startswith("Usage: "), result.stderr  # CliRunner names the program "root"
+        lines = [line.strip("│ ") for line in result.stderr.splitlines() if "No such option" in line]
+        assert len(lines) == 1, result.stderr
+        line = "error: " + lines[0]
+    else:
+        lines = result.stderr.splitlines()
+        assert len(lines) == 1, result.stderr
+        line = lines[0]
+    assert line.startswith("error:"), line
+    for fragment in fragments:
+        if isinstance(fragment, tuple):  # any one of these words will do
+            assert any(word in line for word in fragment), line
+        else:
+            assert fragment in line, line
+    leftovers = [path for path in tmp_path.rglob("*") if ".tmp" in path.name]
+    assert not leftovers, leftovers
+    assert snapshot(tmp_path) == before  # no new file or folder, none changed
+    return line
+
+
+# ---- tt train CORPUS --out OUT
+
+
+@dataclass
+class TrainCase:
+    args: list[str]  # "{tmp}" stands for tmp_path
+    fragments: list  # what the error line must contain ("{tmp}" too); a tuple: any one of
+    files: dict = field(default_factory=dict)  # name → text, bytes, FOLDER or TRAINED
+    tiny: bool = True  # append the tiny model options and --max-steps 2
+    exit_code: int = 1
+
+
+# Options a case adds come after these, so they win (the last of a repeated option counts).
+TINY = [*TINY_MODEL_OPTIONS, "--max-steps", "2"]
+CORPUS = {"corpus.tsv": GOOD_TSV}
+OUT = ["--out", "{tmp}/out"]
+
+TRAIN_CASES = {
+    "unknown-option": TrainCase(["{tmp}/corpus.tsv", *OUT, "--no-such-option"], ["--no-such-option"], CORPUS, exit_code=2),
+    "missing-corpus": TrainCase(["{tmp}/nope.tsv", *OUT], ["{tmp}/nope.tsv"]),
+    "empty-corpus": TrainCase(["{tmp}/empty.tsv", *OUT], ["{tmp}/empty.tsv"], {"empty.tsv": ""}),
+    "blank-lines": TrainCase(["{tmp}/blank.tsv", *OUT], ["{tmp}/blank.tsv"], {"blank.tsv": "\n\n \n\n"}),
+    # b.en ends after line 2: its line 3 is the first one missing.
+    "misaligned": TrainCase(
+        ["--src", "{tmp}/a.zh", "--tgt", "{tmp}/b.en", *OUT], ["{tmp}/b.en:3"],
+        {"a.zh": "一\n二\n三\n", "b.en": "one\ntwo\n"},
+    ),
+    "missing-column": TrainCase(
+        ["{tmp}/two.tsv", *OUT, "--tgt-col", "3"], ["{tmp}/two.tsv:1"], {"two.tsv": "你好\tHello\n世界\tWorld\n"},
+    ),
+    "invalid-utf8": TrainCase(
+        ["{tmp}/bad.tsv", *OUT], ["{tmp}/bad.tsv:2"], {"bad.tsv": "你好\tHello\n".encode() + b"\xff\xfe\tbad\n"},
+    ),
+    "jsonl-list": TrainCase(
+        ["{tmp}/list.jsonl", *OUT], ["{tmp}/list.jsonl:2"], {"list.jsonl": '{"src": "你好", "tgt": "Hello"}\n["你好", "Hello"]\n'},
+    ),
+    "jsonl-no-tgt": TrainCase(
+        ["{tmp}/notgt.jsonl", *OUT], ["{tmp}/notgt.jsonl:2", "tgt"],
+        {"notgt.jsonl": '{"src": "你好", "tgt": "Hello"}\n{"src": "世界"}\n'},
+    ),
+    "jsonl-not-json": TrainCase(
+        ["{tmp}/broken.jsonl", *OUT], ["{tmp}/broken.jsonl:2"], {"broken.jsonl": '{"src": "你好", "tgt": "Hello"}\n{src: oops\n'},
+    ),
+    "src-col-0": TrainCase(["{tmp}/corpus.tsv", *OUT, "--src-col", "0"], ["--src-col"], CORPUS),
+    "layers-0": TrainCase(["{tmp}/corpus.tsv", *OUT, "--layers", "0"], ["--layers"], CORPUS),
+    "heads-3-of-16": TrainCase(["{tmp}/corpus.tsv", *OUT, "--heads", "3", "--d-model", "16"], ["--heads"], CORPUS),
+    "max-steps-negative": TrainCase(["{tmp}/corpus.tsv", *OUT, "--max-steps", "-1"], ["--max-steps"], CORPUS),
+    "max-time-soon": TrainCase(["{tmp}/corpus.tsv", *OUT, "--max-time", "soon"], ["--max-time"], CORPUS),
+    # A size limit, checked before anything is allocated (a 10⁹-wide model would need terabytes).
+    "d-model-huge": TrainCase(["{tmp}/corpus.tsv", *OUT, "--d-model", "1000000000"], ["--d-model", "limit"], CORPUS),
+    # --resume takes its options from the folder; the tiny ones would count as changes.
+    "resume-empty-folder": TrainCase(["--resume", "--out", "{tmp}/empty"], ["{tmp}/empty"], {"empty": FOLDER}, tiny=False),
+    "resume-no-folder": TrainCase(["--resume", "--out", "{tmp}/nowhere"], ["{tmp}/nowhere"], tiny=False),
+    # We run as root, so a read-only folder would still be writable: a path through a
+    # regular file is the unwritable --out we can make.
+    "out-under-a-file": TrainCase(
+        ["{tmp}/corpus.tsv", "--out", "{tmp}/afile/model"], ["{tmp}/afile"], {**CORPUS, "afile": "a file, not a folder\n"},
+    ),
+    "config-not-json": TrainCase(
+        ["{tmp}/corpus.tsv", *OUT, "--config", "{tmp}/run.json"], ["{tmp}/run.json"], {**CORPUS, "run.json": '{"layers": 2,'},
+    ),
+    "config-unknown-key": TrainCase(
+        ["{tmp}/corpus.tsv", *OUT, "--config", "{tmp}/run.json"], ["{tmp}/run.json", "layerz"], {**CORPUS, "run.json": '{"layerz": 2}'},
+    ),
+    # No --max-steps: the recorded limit is already reached, so a wrong success ends at once.
+    "resume-changed-d-model": TrainCase(
+        ["--resume", "--out", "{tmp}/trained", "--d-model", "32"], ["--d-model"], {"trained": TRAINED}, tiny=False,
+    ),
+}
+
+
+def make_files(tmp_path: Path, files: dict, request) -> None:
+    for name, content in files.items():
+        path = tmp_path / name
+        if content is TRAINED:
+            shutil.copytree(request.getfixturevalue("trained_model"), path)
+        elif content is FOLDER:
+            path.mkdir()
+        elif isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+
+
+@pytest.mark.parametrize("case", TRAIN_CASES.values(), ids=TRAIN_CASES.keys())
+def test_train_refuses(case: TrainCase, tmp_path, monkeypatch, request):
+    monkeypatch.chdir(tmp_path)  # a stray file in the working directory counts as written too
+    make_files(tmp_path, case.files, request)
+    before = snapshot(tmp_path)
+    args = [arg.format(tmp=tmp_path) for arg in case.args]
+    result = runner.invoke(app, ["train", *(TINY if case.tiny else []), *args])
+    assert_refused(result, before, tmp_path, [f.format(tmp=tmp_path) if isinstance(f, str) else f for f in case.fragments], case.exit_code)
+    assert not (tmp_path / "out").exists()
+
+
+# ---- tt translate / score / eval --model DAMAGED
+
+
+def rewrite_json(path: Path, change: Callable[[dict], None]) -> None:
+    record = json.loads(path.read_text(encoding="utf-8"))
+    change(record)
+    path.write_text(json.dumps(record), encoding="utf-8")
+
+
+def truncate_half(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def garbage_header_length(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(b"\xde\xad\xbe\xef\xde\xad\xbe\xef" + data[8:])  # the u64 length of the JSON header
+
+
+def flip_last_bytes(path: Path) -> None:
+    # The header is at the front; the last bytes are tensor data, which only the checksum guards.
+    data = bytearray(path.read_bytes())
+    for index in range(len(data) - 16, len(data) - 1, 5):
+        data[index] ^= 0x5A
+    path.write_bytes(bytes(data))
+
+
+def set_model_key(key, value) -> Callable[[Path], None]:
+    return lambda folder: rewrite_json(folder / "config.json", lambda record: record["model"].__setitem__(key, value))
+
+
+# name → (damage done to the copied model folder, what the error line must name)
+DAMAGES = {
+    "no-model-folder": (shutil.rmtree, ["{model}"]),
+    "no-weights": (lambda folder: (folder / "model.safetensors").unlink(), ["model.safetensors"]),
+    "weights-truncated": (lambda folder: truncate_half(folder / "model.safetensors"), ["{model}/model.safetensors"]),
+    "weights-header-garbage": (lambda folder: garbage_header_length(folder / "model.safetensors"), ["{model}/model.safetensors"]),
+    "weights-bytes-flipped": (
+        lambda folder: flip_last_bytes(folder / "model.safetensors"), ["{model}/model.safetensors", ("damaged", "altered")],
+    ),
+    "config-not-json": (lambda folder: (folder / "config.json").write_text('{"model": {', encoding="utf-8"), ["{model}/config.json"]),
+    "config-d-model-32": (set_model_key("d_model", 32), ["{model}", "config.json"]),
+    "config-d-model-huge": (set_model_key("d_model", 1_000_000_000), ["{model}/config.json", "d_model"]),
+    "config-layers-not-a-number": (set_model_key("n_layers", "three"), ["{model}/config.json", "n_layers"]),
+    "config-unknown-key": (set_model_key("colour", "blue"), ["{model}/config.json", "colour"]),
+    "no-tokenizer": (lambda folder: (folder / "tokenizer.model").unlink(), ["{model}", "tokenizer.model"]),
+    "tokenizer-garbage": (
+        lambda folder: (folder / "tokenizer.model").write_bytes(b"\x00garbage\xff" * 50), ["{model}/tokenizer.model"],
+    ),
+}
+
+# Each command given everything it needs but a working model; --output where it has one,
+# so that "nothing written" covers it.
+COMMANDS = {
+    "translate": ["translate", "--model", "{model}", "--output", "{tmp}/out.txt", "我有三本书。"],
+    "score": ["score", "--model", "{model}", "--src", "我有三本书。", "--ref", "I have three books."],
+    "eval": ["eval", "{tmp}/test.tsv", "--model", "{model}", "--output", "{tmp}/out.txt"],
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGES.keys())
+@pytest.mark.parametrize("command", COMMANDS.keys())
+def test_damaged_model_is_refused(command, damage, trained_model, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    model = tmp_path / "model"
+    shutil.copytree(trained_model, model)
+    (tmp_path / "test.tsv").write_text(GOOD_TSV, encoding="utf-8")
+    spoil, fragments = DAMAGES[damage]
+    spoil(model)
+    before = snapshot(tmp_path)
+    args = [arg.format(tmp=tmp_path, model=model) for arg in COMMANDS[command]]
+    result = runner.invoke(app, args, env={"TT_MODEL": None})
+    fragments = [f.format(model=model) if isinstance(f, str) else f for f in fragments]
+    assert_refused(result, before, tmp_path, fragments)
+    assert not (tmp_path / "out.txt").exists()
+
+
+# ---- a real process, stderr a pipe
+
+
+def test_long_error_stays_one_line_in_a_pipe(tmp_path):
+    # Rich wraps at 80 columns when stderr is not a terminal, unless told not to.
+    base = f"{tmp_path}/"
+    needed = 300 - len(base)
+    # Folder names of 50 characters (a name may have at most 255 bytes), never a trailing "/".
+    path = base + "".join("/" if i % 50 == 49 and i < needed - 1 else "m" for i in range(needed))
+    assert len(path) == 300 and not Path(path).exists()
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "FORCE_COLOR", "TT_MODEL")}
+    process = subprocess.run(
+        [sys.executable, "-m", "tt.cli", "translate", "--model", path],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, timeout=120, text=True,
+    )
+    assert process.returncode == 1, process.stderr
+    assert "Traceback" not in process.stderr
+    lines = process.stderr.splitlines()
+    assert len(lines) == 1, process.stderr
+    assert lines[0].startswith("error:") and path in lines[0], lines[0]

@@ -1,0 +1,267 @@
+"""Faults during training and translation: a NaN, a full disk, changed options on --resume,
+batch neighbours, the network, pickle. Each must end in one clear line or in the same answer.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import errno
+import json
+import math
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import tt.data.atomic
+import tt.model.checkpoint
+import tt.model.train
+from conftest import TINY_MODEL_OPTIONS, tiny_pairs, write_tsv
+from tt.cli.main import app
+from tt.cli.translator import Translator
+from tt.model.checkpoint import load_model_folder, read_training_state
+from tt.model.decode import BeamConfig, DecodeConfig, beam_decode, greedy_decode
+
+runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def train(*args):
+    return runner.invoke(app, ["train", *map(str, args), *TINY_MODEL_OPTIONS])
+
+
+def one_error_line(result) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert len(lines) >= 1 and lines[-1].startswith("error:"), result.stderr
+    return lines[-1]
+
+
+def no_temporary_files(folder: Path) -> bool:
+    return not [p for p in folder.iterdir() if ".tmp-" in p.name]
+
+
+# ---- a loss that stops being a number
+
+
+def nan_at_step(monkeypatch, bad_step: int) -> None:
+    """Make the loss of one training step NaN, as an exploding run would."""
+    original = tt.model.train.label_smoothed_loss
+    calls = {"n": 0}
+
+    def loss(log_probs, *args, **kwargs):
+        parts = original(log_probs, *args, **kwargs)
+        if torch.is_grad_enabled():  # training steps, not dev evaluation
+            calls["n"] += 1
+            if calls["n"] == bad_step:
+                return dataclasses.replace(parts, kl=parts.kl * float("nan"))
+        return parts
+
+    monkeypatch.setattr(tt.model.train, "label_smoothed_loss", loss)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(monkeypatch, tmp_path, corpus_file):
+    out = tmp_path / "model"
+    nan_at_step(monkeypatch, 6)
+    result = train(corpus_file, "--out", out, "--max-steps", "20", "--save-every", "0.000001")
+    line = one_error_line(result)
+    assert "training diverged at step 6: the loss is nan" in line
+    assert "keeps the checkpoint of step 5" in line and "--resume --lr" in line
+    state, _ = read_training_state(out)
+    assert state["step"] == 5
+    model, _, record = load_model_folder(out)
+    assert record["step"] == 5
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert no_temporary_files(out)
+
+
+def test_nan_before_any_checkpoint_says_so(monkeypatch, tmp_path, corpus_file):
+    out = tmp_path / "model"
+    nan_at_step(monkeypatch, 1)
+    line = one_error_line(train(corpus_file, "--out", out, "--max-steps", "5"))
+    assert "no checkpoint was written yet" in line and "lower --lr" in line
+    assert not (out / "model.safetensors").exists()
+
+
+# ---- a full disk
+
+
+def test_disk_full_at_fsync_keeps_the_previous_checkpoint(monkeypatch, tmp_path, corpus_file):
+    out = tmp_path / "model"
+    assert train(corpus_file, "--out", out, "--max-steps", "3").exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.name != "metrics.jsonl"}
+
+    def full(path):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tt.data.atomic, "_sync_file", full)
+    result = runner.invoke(app, ["train", "--resume", "--out", str(out), "--max-steps", "6"])
+    line = one_error_line(result)
+    assert "No space left on device" in line and "previous file" in line
+    after = {p.name: p.read_bytes() for p in out.iterdir() if p.name != "metrics.jsonl"}
+    assert after == before  # every checkpoint file exactly as it was
+    assert read_training_state(out)[0]["step"] == 3
+
+
+def test_disk_full_halfway_through_a_write_leaves_no_partial_file(monkeypatch, tmp_path, corpus_file):
+    out = tmp_path / "model"
+    assert train(corpus_file, "--out", out, "--max-steps", "3").exit_code == 0
+    state_before = (out / "train_state.safetensors").read_bytes()
+    real_save_file = tt.model.checkpoint.save_file
+
+    def save_half(tensors, filename, metadata=None):
+        real_save_file(tensors, filename, metadata=metadata)
+        data = Path(filename).read_bytes()
+        Path(filename).write_bytes(data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tt.model.checkpoint, "save_file", save_half)
+    result = runner.invoke(app, ["train", "--resume", "--out", str(out), "--max-steps", "6"])
+    assert "No space left on device" in one_error_line(result)
+    assert (out / "train_state.safetensors").read_bytes() == state_before
+    assert no_temporary_files(out)
+
+
+def test_a_failed_output_write_leaves_no_file(monkeypatch, trained_model, tmp_path):
+    def full(path):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tt.data.atomic, "_sync_file", full)
+    target = tmp_path / "out.txt"
+    result = runner.invoke(app, ["translate", "--model", str(trained_model), "--output", str(target), "我有三本书。"])
+    assert f"{target}: cannot write (No space left on device)" in one_error_line(result)
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---- --resume with changed options
+
+
+@pytest.fixture
+def short_run(tmp_path, corpus_file) -> Path:
+    out = tmp_path / "model"
+    assert train(corpus_file, "--out", out, "--max-steps", "4").exit_code == 0
+    return out
+
+
+def test_resume_applies_and_reports_allowed_changes(short_run):
+    result = runner.invoke(
+        app, ["train", "--resume", "--out", str(short_run), "--max-steps", "30", "--lr", "0.0005", "--batch-tokens", "128",
+              "--d-model", "16", "--seed", "3"],  # the same shape and seed as recorded: not a change
+    )
+    assert result.exit_code == 0, result.output
+    assert "resuming" in result.stderr and "at step 4" in result.stderr
+    assert "--lr 0.001 → 0.0005" in result.stderr
+    assert "--batch-tokens 256 → 128" in result.stderr
+    assert "--max-steps 4 → 30" in result.stderr
+    record = json.loads((short_run / "config.json").read_text())
+    assert record["train"]["learning_rate"] == 0.0005 and record["train"]["batch_tokens"] == 128
+    metrics = [json.loads(line) for line in (short_run / "metrics.jsonl").read_text().splitlines()]
+    last = [m for m in metrics if "lr" in m][-1]
+    # the schedule with the new peak: 5e-4 · min(step/5, √(5/step)) (warm-up 5 in TINY_MODEL_OPTIONS)
+    assert last["lr"] == pytest.approx(0.0005 * min(last["step"] / 5, math.sqrt(5 / last["step"])))
+    assert read_training_state(short_run)[0]["batch_tokens"] == 128
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [("--d-model", "32"), ("--layers", "2"), ("--vocab-size", "400"), ("--separate-vocab", None), ("--seed", "9"),
+     ("--max-chars", "50"), ("--src-col", "2"), ("--init-from", "somewhere"), ("--preset", "tiny")],
+)
+def test_resume_refuses_options_that_define_the_run(short_run, option, value):
+    before = {p.name: p.read_bytes() for p in short_run.iterdir()}
+    args = ["train", "--resume", "--out", str(short_run), "--max-steps", "8", option] + ([value] if value else [])
+    line = one_error_line(runner.invoke(app, args))
+    assert f"--resume cannot change {option}" in line
+    assert {p.name: p.read_bytes() for p in short_run.iterdir()} == before
+
+
+def test_resume_accepts_the_same_corpus_and_refuses_a_changed_one(short_run, corpus_file, tmp_path):
+    same = runner.invoke(app, ["train", str(corpus_file), "--resume", "--out", str(short_run), "--max-steps", "6"])
+    assert same.exit_code == 0, same.output
+    other = write_tsv(tmp_path / "other.tsv", tiny_pairs())
+    assert "--resume cannot change --corpus" in one_error_line(
+        runner.invoke(app, ["train", str(other), "--resume", "--out", str(short_run), "--max-steps", "8"])
+    )
+    write_tsv(corpus_file, tiny_pairs()[:50])  # the recorded file itself, edited since
+    line = one_error_line(runner.invoke(app, ["train", "--resume", "--out", str(short_run), "--max-steps", "8"]))
+    assert "the corpus changed since this run started (50 usable pairs now, 80 then)" in line
+
+
+# ---- the same sentence, whatever its neighbours
+
+
+SENTENCES = ["我有三本书。", "你有两只猫吗？", "我有十杯茶。", "好", "你有九个苹果吗？我有八本书。", "猫"]
+
+
+@pytest.mark.parametrize("search", ["greedy", "beam"])
+def test_a_sentence_translates_the_same_in_any_batch(trained_model, search):
+    translator = Translator(trained_model)
+    ids = [translator.tokenizer.encode_src(text) for text in SENTENCES]
+    config = DecodeConfig(max_len_ratio=1.0, max_len_extra=4)
+
+    def decode(batch):
+        if search == "greedy":
+            return [(h.tokens, h.token_log_probs) for h in greedy_decode(translator.model, batch, config)]
+        ranked = beam_decode(translator.model, batch, BeamConfig(beam=3), config)
+        return [(items[0][1].tokens, items[0][1].token_log_probs) for items in ranked]
+
+    alone = [decode([one])[0] for one in ids]
+    together = decode(ids)
+    reordered = decode(ids[::-1])[::-1]
+    crowded = decode([ids[4]] * 3 + ids + [ids[0]])[3:-1]  # repeated and long neighbours
+    for batch in (together, reordered, crowded):
+        for (tokens, log_probs), (tokens_alone, log_probs_alone) in zip(batch, alone):
+            assert tokens == tokens_alone
+            assert log_probs == pytest.approx(log_probs_alone, abs=1e-5)
+
+
+# ---- no network, no pickle
+
+
+def test_no_network_during_training_and_translation(monkeypatch, tmp_path, corpus_file):
+    def refuse(*args, **kwargs):
+        raise AssertionError("tt tried to open a network connection")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    out = tmp_path / "model"
+    assert train(corpus_file, "--out", out, "--max-steps", "2").exit_code == 0
+    assert runner.invoke(app, ["translate", "--model", str(out), "我有三本书。"]).exit_code == 0
+    evaluation = runner.invoke(app, ["eval", str(corpus_file), "--model", str(out), "--json"])
+    assert evaluation.exit_code == 0, evaluation.output
+
+
+def test_nothing_in_tt_can_unpickle():
+    """Loading from strangers must never run code: no pickle, no torch.load, no eval/exec.
+
+    Read from the syntax tree, so that prose mentioning pickle does not count.
+    """
+    unsafe_modules = {"pickle", "dill", "joblib", "marshal", "shelve", "cloudpickle"}
+    offenders = []
+    for folder in ("cli", "model", "data"):
+        for path in (ROOT / folder).glob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                where = f"{path.name}:{getattr(node, 'lineno', '?')}"
+                if isinstance(node, ast.Import) and {a.name.split(".")[0] for a in node.names} & unsafe_modules:
+                    offenders.append(where)
+                if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in unsafe_modules:
+                    offenders.append(where)
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("eval", "exec"):
+                    offenders.append(where)
+                if isinstance(node, ast.Attribute) and node.attr == "load" and getattr(node.value, "id", None) == "torch":
+                    offenders.append(where)
+    assert offenders == []
+
+
+def test_loading_a_model_never_calls_torch_load(monkeypatch, trained_model):
+    def forbidden(*args, **kwargs):
+        raise AssertionError("torch.load was called")
+
+    monkeypatch.setattr(torch, "load", forbidden)
+    result = runner.invoke(app, ["translate", "--model", str(trained_model), "我有三本书。"])
+    assert result.exit_code == 0, result.output
