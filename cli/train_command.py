@@ -27,7 +27,7 @@ from tt.data.corpus import CorpusSpec, check_spec, read_pairs
 from tt.data.errors import UserError
 from tt.data.tokenizer import TokenizerConfig, TokenizerReport, measure, train_tokenizer
 from tt.model.checkpoint import (
-    CONFIG, METRICS, STATE_TENSORS, WEIGHTS, config_from_dict, is_model_folder, load_model_folder, read_json,
+    CONFIG, METRICS, STATE_TENSORS, WEIGHTS, FolderLock, config_from_dict, is_model_folder, load_model_folder, read_json,
 )
 from tt.model.train import DevSet, Trainer, TrainConfig, format_seconds, resolve_precision
 from tt.model.transformer import ModelConfig, Transformer, count_parameters
@@ -44,10 +44,10 @@ def run_train(options: dict[str, Any], resume: bool, overwrite: bool, console: C
         torch.set_num_threads(int(options["threads"]))
     out = Path(options.get("out") or "tt-model")
     check_writable(out)
-    with interrupt_immediately():  # until the loop starts, Ctrl-C and SIGTERM simply stop
+    with interrupt_immediately(), FolderLock(out) as lock:  # until the loop starts, Ctrl-C and SIGTERM simply stop
         if resume:
-            return _resume(out, options, command_start, console)
-        _start(out, options, overwrite, command_start, console)
+            return _resume(out, options, command_start, console, lock)
+        _start(out, options, overwrite, command_start, console, lock)
 
 
 def check_writable(out: Path) -> None:
@@ -63,7 +63,7 @@ def check_writable(out: Path) -> None:
         raise UserError(f"--out {out}: {existing} is not writable")
 
 
-def _start(out: Path, options: dict[str, Any], overwrite: bool, command_start: float, console: Console) -> None:
+def _start(out: Path, options: dict[str, Any], overwrite: bool, command_start: float, console: Console, lock: FolderLock) -> None:
     if is_model_folder(out) and not overwrite:
         raise UserError(f"{out}: already holds a model; continue it with --resume or replace it with --overwrite")
 
@@ -100,8 +100,8 @@ def _start(out: Path, options: dict[str, Any], overwrite: bool, command_start: f
         model = Transformer(configs.model)
     console.print(summary_table(data.report, data, tokenizer_report, model))
 
+    lock.acquire()  # creates the folder: nothing before this point writes anything
     _clear(out, overwrite)
-    out.mkdir(parents=True, exist_ok=True)
     record = {
         "corpus": None if demo else asdict(absolute(train_spec)),
         "demo": demo,
@@ -205,7 +205,7 @@ def _train(model, tokenizer, data, configs: RunConfigs, out, record, command_sta
     console.print(f'next: tt translate --model {out} "…"')
 
 
-def _resume(out: Path, options: dict[str, Any], command_start: float, console: Console) -> None:
+def _resume(out: Path, options: dict[str, Any], command_start: float, console: Console, lock: FolderLock) -> None:
     if not (out / STATE_TENSORS).exists():
         raise UserError(f"{out}: no training run to resume here (expected {out / STATE_TENSORS})")
     record = read_json(out / CONFIG)
@@ -217,6 +217,9 @@ def _resume(out: Path, options: dict[str, Any], command_start: float, console: C
         cleaning=config_from_dict(CleaningConfig, record.get("cleaning"), f"{where}: cleaning"),
     )
     configs, changes = resume_configs(options, recorded, record)
+    lock.acquire()
+    for stale in out.glob(".*.tmp-*"):  # half-written files of a run that was killed mid-save
+        stale.unlink(missing_ok=True)
     with _demo_path() as demo_file:
         train_spec = CorpusSpec(path=str(demo_file)) if record.get("demo") else config_from_dict(CorpusSpec, record.get("corpus"), f"{where}: corpus")
         dev_spec = config_from_dict(CorpusSpec, record["dev"], f"{where}: dev") if record.get("dev") else None

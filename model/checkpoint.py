@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import typing
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -116,6 +117,52 @@ def check_model_config(config: ModelConfig, where: str) -> None:
         raise UserError(f"{where}: tie_embeddings needs equal source and target vocabularies")
     if estimated_parameters(config) > MAX_PARAMETERS:
         raise UserError(f"{where}: a model of about {estimated_parameters(config):,} parameters is over tt's limit of {MAX_PARAMETERS:,}")
+
+
+# ---- one trainer per folder
+
+
+class FolderLock:
+    """An exclusive lock on a model folder while `tt train` writes it (a second run is refused).
+
+    flock(2) locks vanish with the process, so a killed run never leaves a stale lock.
+    Where fcntl does not exist (Windows) the lock is skipped.
+    """
+
+    NAME = ".lock"
+
+    def __init__(self, folder: Path):
+        self.folder, self.handle = folder, None
+
+    def acquire(self) -> None:
+        if self.handle is not None:
+            return
+        try:
+            import fcntl
+        except ImportError:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        handle = open(self.folder / self.NAME, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "?"
+            handle.close()
+            raise UserError(f"{self.folder}: another tt train (process {owner}) is writing this folder") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self.handle = handle
+
+    def __enter__(self) -> "FolderLock":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.handle is not None:
+            self.handle.close()  # closing releases the flock
+            self.handle = None
 
 
 # ---- weights: model.safetensors

@@ -9,6 +9,7 @@ import dataclasses
 import errno
 import json
 import math
+import os
 import socket
 from pathlib import Path
 
@@ -22,7 +23,7 @@ import tt.model.train
 from conftest import TINY_MODEL_OPTIONS, tiny_pairs, write_tsv
 from tt.cli.main import app
 from tt.cli.translator import Translator
-from tt.model.checkpoint import load_model_folder, read_training_state
+from tt.model.checkpoint import FolderLock, load_model_folder, read_training_state
 from tt.model.decode import BeamConfig, DecodeConfig, beam_decode, greedy_decode
 
 runner = CliRunner()
@@ -265,3 +266,12 @@ def test_loading_a_model_never_calls_torch_load(monkeypatch, trained_model):
     monkeypatch.setattr(torch, "load", forbidden)
     result = runner.invoke(app, ["translate", "--model", str(trained_model), "我有三本书。"])
     assert result.exit_code == 0, result.output
+
+
+def test_a_second_trainer_on_the_same_folder_is_refused(short_run):
+    with FolderLock(short_run) as lock:  # as a run in another process would hold it
+        lock.acquire()
+        line = one_error_line(runner.invoke(app, ["train", "--resume", "--out", str(short_run), "--max-steps", "8"]))
+        assert f"{short_run}: another tt train (process {os.getpid()}) is writing this folder" in line
+    result = runner.invoke(app, ["train", "--resume", "--out", str(short_run), "--max-steps", "8"])
+    assert result.exit_code == 0, result.output  # released with its holder
