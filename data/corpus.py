@@ -148,6 +148,8 @@ def _read_jsonl(name: str) -> Iterator[Pair]:
             record = json.loads(line)
         except json.JSONDecodeError as err:
             raise UserError(f"{name}:{number}: invalid JSON ({err.msg} at column {err.colno})") from None
+        except (ValueError, RecursionError) as err:  # a 5,000-digit number, arrays nested 1,000 deep
+            raise UserError(f"{name}:{number}: invalid JSON ({str(err).splitlines()[0][:80]})") from None
         if not isinstance(record, dict):
             raise UserError(f"{name}:{number}: expected a JSON object with \"src\" and \"tgt\"")
         for key in ("src", "tgt"):

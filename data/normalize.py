@@ -15,11 +15,14 @@ _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
 # A lone surrogate is not text: it is how Python spells an undecodable byte in a command-line
 # argument. Left in, it would make the tokenizer fail; it becomes the replacement character.
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# SentencePiece spells a space as ▁ (U+2581): a literal ▁ in the text would come back as a
+# space. It becomes the nearest ordinary character, so that what is trained is what comes out.
+_SPACE_MARKER = str.maketrans({"\u2581": "_"})
 
 
 def normalize(text: str) -> str:
     # Invisible characters go first: left in place, one can keep NFKC from composing a
     # letter with its accent, and the result would change if normalized a second time.
     text = _SURROGATE.sub("\ufffd", text)
-    text = unicodedata.normalize("NFKC", text.translate(_INVISIBLE))
+    text = unicodedata.normalize("NFKC", text.translate(_INVISIBLE)).translate(_SPACE_MARKER)
     return _WHITESPACE.sub(" ", text).strip()
