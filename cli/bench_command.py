@@ -26,7 +26,8 @@ from tt.data.clean import CleaningConfig, clean_pairs
 from tt.data.corpus import CorpusSpec, read_pairs
 from tt.data.tokenizer import EOS_ID, TokenizerConfig, train_tokenizer
 from tt.model.decode import BeamConfig, DecodeConfig, beam_decode, greedy_decode
-from tt.model.train import TrainConfig, Trainer, bf16_supported
+from tt.model.device import cpu_bf16_supported as bf16_supported
+from tt.model.train import TrainConfig, Trainer
 from tt.model.transformer import ModelConfig, Transformer, count_parameters
 
 REFERENCE_SHAPE = ModelConfig(d_model=256, n_heads=4, d_ff=1024, n_layers=3)  # JoeyNMT's, for comparison
@@ -88,17 +89,18 @@ def train_speed(config: ModelConfig, src_ids, tgt_ids, batch_tokens: int, precis
     model = Transformer(config)
     stream = BatchStream(src_ids, tgt_ids, batch_tokens, seed=0)
     with tempfile.TemporaryDirectory() as folder:
-        trainer = Trainer(model, None, stream, None, TrainConfig(batch_tokens=batch_tokens, precision=precision), Path(folder), dict, time.monotonic())
-        batches = iter(stream)
+        config = TrainConfig(batch_tokens=batch_tokens, precision=precision, device="cpu")
+        trainer = Trainer(model, None, stream, None, config, Path(folder), dict, time.monotonic())
+        batches = stream.rows()
         for _ in range(2):
             trainer.train_step(next(batches))
         tokens = padded = steps = 0
         started = time.perf_counter()
         while steps == 0 or time.perf_counter() - started < seconds:
-            batch = next(batches)
-            parts, _ = trainer.train_step(batch)
-            tokens += parts.n_tokens
-            padded += batch.tgt_out.numel()
+            rows = next(batches)
+            totals, _ = trainer.train_step(rows)
+            tokens += totals.n_tokens
+            padded += len(rows) * max(stream.lengths[i][1] for i in rows)  # the padded target tensor
             steps += 1
         elapsed = time.perf_counter() - started
     return {"tok_s": tokens / elapsed, "steps": steps, "padding": 1 - tokens / padded, "parameters": count_parameters(model)}

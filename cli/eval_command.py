@@ -26,7 +26,7 @@ def run_eval(folder: Path, spec: CorpusSpec, config: DecodeConfig, beam: BeamCon
     pairs = list(read_pairs(spec))
     if not pairs:
         raise UserError(f"{spec.describe()}: the test set is empty")
-    translator = Translator(folder)
+    translator = Translator(folder, config.device)
     sources = [pair.src for pair in pairs]
     references = [pair.tgt for pair in pairs]
     hypotheses: list[str] = []
@@ -72,7 +72,7 @@ def eval_table(result: dict) -> Table:
     return table
 
 
-def run_calibration(folder: Path, spec: CorpusSpec, bins: int = 10) -> dict:
+def run_calibration(folder: Path, spec: CorpusSpec, bins: int = 10, device: str = "cpu") -> dict:
     """Teacher-forced reliability of the argmax on the test set (tt.model.calibration)."""
     import math
 
@@ -84,7 +84,7 @@ def run_calibration(folder: Path, spec: CorpusSpec, bins: int = 10) -> dict:
     pairs = [p for p in read_pairs(spec) if normalize(p.src) and normalize(p.tgt)]
     if not pairs:
         raise UserError(f"{spec.describe()}: no pairs with both sides to score")
-    translator = Translator(folder)
+    translator = Translator(folder, device)
     tokenizer = translator.tokenizer
     limit = translator.model.config.max_positions - 1
     src = [tokenizer.encode_src(normalize(p.src))[:limit] for p in pairs]

@@ -88,7 +88,9 @@ def train(
     lr: Annotated[Optional[float], typer.Option(help="Peak learning rate, reached after warm-up.", rich_help_panel=TRAINING)] = None,
     warmup: Annotated[Optional[int], typer.Option(help="Warm-up steps (linear rise, then 1/√step decay).", rich_help_panel=TRAINING)] = None,
     label_smoothing: Annotated[Optional[float], typer.Option(help="ε: target mass spread over the vocabulary.", rich_help_panel=TRAINING)] = None,
-    precision: Annotated[Optional[str], typer.Option(help="auto (bf16 where the CPU supports it), bf16 or fp32.", rich_help_panel=TRAINING)] = None,
+    precision: Annotated[Optional[str], typer.Option(help="auto (bf16 where the CPU or GPU does it fast), bf16 or fp32. Weights stay float32.", rich_help_panel=TRAINING)] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto (CUDA when present), cpu or cuda.", rich_help_panel=TRAINING)] = None,
+    accum: Annotated[Optional[int], typer.Option(help="Gradient accumulation: cut each batch in N pieces, one update per batch (less memory; under torchrun, per process).", rich_help_panel=TRAINING)] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed: the same seed and limits in steps give the same model.", rich_help_panel=TRAINING)] = None,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch. (default: torch's choice)", rich_help_panel=TRAINING)] = None,
     max_steps: Annotated[Optional[int], typer.Option(help="Stop after this many updates.", rich_help_panel=LIMITS)] = None,
@@ -141,6 +143,7 @@ def translate(
     n_best: Annotated[int, typer.Option(help="Outputs per input (beam search): lines of INPUT_INDEX<TAB>LOG_PROB<TAB>TEXT.")] = 1,
     batch_size: Annotated[int, typer.Option(help="Sentences decoded together.")] = 64,
     precision: Annotated[str, typer.Option(help="fp32 (exact, batch-independent numbers) or bf16 (faster).")] = "fp32",
+    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
     lens: Annotated[bool, typer.Option("--lens", help="Logit lens: what each decoder layer would pick, and its probability of the chosen token (a table, or \"layers\" in --json).")] = False,
     attention: Annotated[bool, typer.Option("--attention", help="Cross-attention: a heatmap of source pieces × target pieces (or \"attention\" in --json).")] = False,
     attention_layer: Annotated[Optional[int], typer.Option(help="Decoder layer shown by --attention, from 1 (default: the last).", show_default=False)] = None,
@@ -191,7 +194,7 @@ def translate(
         raise UserError("sampling needs --n ≥ 1, --temperature > 0, --top-k-sampling ≥ 1 and 0 < --top-p ≤ 1")
     if prefix is not None and (beam > 1 or n_best > 1):
         raise UserError("--prefix works with greedy decoding and sampling, not --beam")
-    config = DecodeConfig(batch_size=batch_size, precision=precision)
+    config = DecodeConfig(batch_size=batch_size, precision=precision, device=device)
     search = Search(
         beam=BeamConfig(beam=max(beam, n_best), alpha=length_penalty, n_best=n_best),
         sampler=Sampler(temperature, top_k_sampling, top_p, seed) if sampling else None,
@@ -231,6 +234,7 @@ def evaluate(
     length_penalty: Annotated[float, typer.Option(help="GNMT length penalty α for beam search.")] = 0.6,
     batch_size: Annotated[int, typer.Option(help="Sentences decoded together.")] = 64,
     precision: Annotated[str, typer.Option(help="fp32 or bf16.")] = "fp32",
+    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
     output: Annotated[Optional[Path], typer.Option(help="Also write the translations here, one per line.")] = None,
     json_line: Annotated[bool, typer.Option("--json", help="One JSON line instead of the table.")] = False,
     calibration: Annotated[bool, typer.Option("--calibration", help="Also: under teacher forcing, how often the argmax is right per confidence bin, and the expected calibration error.")] = False,
@@ -255,13 +259,13 @@ def evaluate(
         format=format, src_col=src_col, tgt_col=tgt_col,
     )
     result = run_eval(
-        model_folder(model), spec, DecodeConfig(batch_size=batch_size, precision=precision),
+        model_folder(model), spec, DecodeConfig(batch_size=batch_size, precision=precision, device=device),
         BeamConfig(beam=beam, alpha=length_penalty), output, stderr,
     )
     if calibration:
         from tt.cli.eval_command import calibration_table, run_calibration
 
-        result["calibration"] = run_calibration(model_folder(model), spec)
+        result["calibration"] = run_calibration(model_folder(model), spec, device=device)
     if json_line:
         print(json.dumps(result, ensure_ascii=False))
     else:
@@ -313,6 +317,7 @@ def score(
     tgt_col: Annotated[int, typer.Option(help="TSV column of the reference, from 1.")] = 2,
     json_lines: Annotated[bool, typer.Option("--json", help="JSON Lines, one per pair, instead of tables (a file's totals go to stderr).")] = False,
     batch_size: Annotated[int, typer.Option(help="Pairs scored together.")] = 64,
+    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
 ):
     """Forced decoding: the model's probability of each token of a reference translation.
 
@@ -329,7 +334,7 @@ def score(
     if batch_size < 1:
         raise UserError("--batch-size must be at least 1")
     pairs, from_files = score_inputs(src, ref, file, src_file, ref_file, format, src_col, tgt_col)
-    run_score(model_folder(model), pairs, from_files, json_lines, batch_size, stderr)
+    run_score(model_folder(model), pairs, from_files, json_lines, batch_size, stderr, device)
 
 
 @app.command()

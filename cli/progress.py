@@ -54,7 +54,7 @@ class TrainingProgress:
         Per-token means, smoothed over recent steps so the numbers can be read as they move.
         """
         n = max(parts.n_tokens, 1)
-        latest = {"kl": float(parts.kl.detach()) / n, "entropy": float(parts.entropy) / n, "nll": float(parts.nll.detach()) / n}
+        latest = {"kl": parts.kl / n, "entropy": parts.entropy / n, "nll": parts.nll / n}
         for key, value in latest.items():
             self.smoothed[key] = value if key not in self.smoothed else 0.95 * self.smoothed[key] + 0.05 * value
         kl, entropy, nll = self.smoothed["kl"], self.smoothed["entropy"], self.smoothed["nll"]

@@ -28,6 +28,7 @@ from tt.data.errors import UserError
 from tt.data.normalize import normalize
 from tt.data.tokenizer import Tokenizer
 from tt.model.checkpoint import load_model_folder
+from tt.model.device import resolve_device
 from tt.model.decode import ForcedResult, force_decode
 from tt.model.transformer import Transformer
 
@@ -148,9 +149,12 @@ def batches(pairs: Iterable[Pair], size: int) -> Iterator[list[Pair]]:
         yield chunk
 
 
-def run_score(folder: Path, pairs: Iterable[Pair], from_files: bool, json_lines: bool, batch_size: int, stderr: Console) -> None:
+def run_score(
+    folder: Path, pairs: Iterable[Pair], from_files: bool, json_lines: bool, batch_size: int, stderr: Console, device: str = "cpu"
+) -> None:
     """Scored pairs to stdout (tables, or JSON Lines); for files, totals after them."""
     model, tokenizer, _ = load_model_folder(folder)
+    model.to(resolve_device(device))
     console = Console()
     totals = Totals()
     for chunk in batches(pairs, batch_size):

@@ -6,6 +6,7 @@ before anything is written into the model folder: a failed `tt train` leaves no 
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import asdict, replace
@@ -25,11 +26,14 @@ from tt.cli.progress import TrainingProgress
 from tt.data.clean import CleaningConfig, CleaningReport, auto_dev_size, clean_pairs, pair_key, split_dev
 from tt.data.corpus import CorpusSpec, check_spec, read_pairs
 from tt.data.errors import UserError
-from tt.data.tokenizer import TokenizerConfig, TokenizerReport, measure, train_tokenizer
+from tt.data.tokenizer import Tokenizer, TokenizerConfig, TokenizerReport, measure, train_tokenizer
 from tt.model.checkpoint import (
     CONFIG, METRICS, STATE_TENSORS, WEIGHTS, FolderLock, config_from_dict, is_model_folder, load_model_folder, read_json,
 )
-from tt.model.train import DevSet, Trainer, TrainConfig, format_seconds, resolve_precision
+from tt.model.device import resolve_device
+from tt.model.distributed import Cluster, broadcast_files, join_cluster, leave_cluster
+from tt.model.evaluate import DevSet
+from tt.model.train import Trainer, TrainConfig, format_seconds
 from tt.model.transformer import ModelConfig, Transformer, count_parameters
 from tt.data.batches import BatchStream
 
@@ -44,10 +48,30 @@ def run_train(options: dict[str, Any], resume: bool, overwrite: bool, console: C
         torch.set_num_threads(int(options["threads"]))
     out = Path(options.get("out") or "tt-model")
     check_writable(out)
-    with interrupt_immediately(), FolderLock(out) as lock:  # until the loop starts, Ctrl-C and SIGTERM simply stop
-        if resume:
-            return _resume(out, options, command_start, console, lock)
-        _start(out, options, overwrite, command_start, console, lock)
+    # Under torchrun every process runs this command; they join one group before any work.
+    cluster = join_cluster(resolve_device(_device_name(options, out, resume)).type)
+    if not cluster.is_main:
+        console = Console(quiet=True)  # rank 0 speaks for all
+    try:
+        with interrupt_immediately(), FolderLock(out, enabled=cluster.is_main) as lock:  # until the loop starts, signals simply stop
+            if resume:
+                return _resume(out, options, command_start, console, lock, cluster)
+            _start(out, options, overwrite, command_start, console, lock, cluster)
+    except (UserError, typer.Exit, KeyboardInterrupt):
+        if cluster.is_main:
+            raise
+        raise typer.Exit(1) from None  # the same error on every process: rank 0 reports it
+    finally:
+        leave_cluster()
+
+
+def _device_name(options: dict[str, Any], out: Path, resume: bool) -> str:
+    if options.get("device") is not None or not resume:
+        return options.get("device") or "auto"
+    try:
+        return str(json.loads((out / CONFIG).read_text(encoding="utf-8"))["train"].get("device", "auto"))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return "auto"  # _resume reports what is wrong with the folder
 
 
 def check_writable(out: Path) -> None:
@@ -63,7 +87,9 @@ def check_writable(out: Path) -> None:
         raise UserError(f"--out {out}: {existing} is not writable")
 
 
-def _start(out: Path, options: dict[str, Any], overwrite: bool, command_start: float, console: Console, lock: FolderLock) -> None:
+def _start(
+    out: Path, options: dict[str, Any], overwrite: bool, command_start: float, console: Console, lock: FolderLock, cluster: Cluster
+) -> None:
     if is_model_folder(out) and not overwrite:
         raise UserError(f"{out}: already holds a model; continue it with --resume or replace it with --overwrite")
 
@@ -88,8 +114,14 @@ def _start(out: Path, options: dict[str, Any], overwrite: bool, command_start: f
         tokenizer_report = measure(tokenizer, data.train[:5000])
         configs.model = model.config
     else:
-        with console.status("training the SentencePiece tokenizer…"):
-            tokenizer, tokenizer_report = train_tokenizer(data.train, configs.tokenizer, configs.train.seed)
+        tokenizer = tokenizer_report = None
+        if cluster.is_main:  # trained once; the other processes receive its files
+            with console.status("training the SentencePiece tokenizer…"):
+                tokenizer, tokenizer_report = train_tokenizer(data.train, configs.tokenizer, configs.train.seed)
+        files = broadcast_files(tokenizer.to_files() if tokenizer else None, cluster, resolve_device(configs.train.device))
+        if tokenizer is None:
+            tokenizer = Tokenizer.from_files(files)
+            tokenizer_report = measure(tokenizer, data.train[:5000])
         configs.model = replace(
             configs.model,
             src_vocab_size=tokenizer.src_vocab_size,
@@ -101,7 +133,8 @@ def _start(out: Path, options: dict[str, Any], overwrite: bool, command_start: f
     console.print(summary_table(data.report, data, tokenizer_report, model))
 
     lock.acquire()  # creates the folder: nothing before this point writes anything
-    _clear(out, overwrite)
+    if cluster.is_main:
+        _clear(out, overwrite)
     record = {
         "corpus": None if demo else asdict(absolute(train_spec)),
         "demo": demo,
@@ -110,7 +143,7 @@ def _start(out: Path, options: dict[str, Any], overwrite: bool, command_start: f
         **record_of(configs),
         "summary": _summary_record(data, tokenizer_report, model),
     }
-    _train(model, tokenizer, data, configs, out, record, command_start, console, resume_notes=None)
+    _train(model, tokenizer, data, configs, out, record, command_start, console, None, cluster)
 
 
 class PreparedData:
@@ -146,7 +179,9 @@ def prepare_data(train_spec: CorpusSpec, dev_spec: CorpusSpec | None, configs: R
     return PreparedData(train, dev, report)
 
 
-def _train(model, tokenizer, data, configs: RunConfigs, out, record, command_start, console, resume_notes: list[str] | None) -> None:
+def _train(
+    model, tokenizer, data, configs: RunConfigs, out, record, command_start, console, resume_notes: list[str] | None, cluster: Cluster
+) -> None:
     """`resume_notes`: None for a new run; on --resume, what the changed options changed."""
     src_ids = [tokenizer.encode_src(s) for s, _ in data.train]
     tgt_ids = [tokenizer.encode_tgt(t) for _, t in data.train]
@@ -166,7 +201,7 @@ def _train(model, tokenizer, data, configs: RunConfigs, out, record, command_sta
     def save_record() -> dict:
         return {**record, **record_of(configs), "step": trainer.step}
 
-    trainer = Trainer(model, tokenizer, stream, dev, configs.train, out, save_record, command_start)
+    trainer = Trainer(model, tokenizer, stream, dev, configs.train, out, save_record, command_start, cluster)
     if resume_notes is not None:
         notes = resume_notes + trainer.restore()
         console.print(f"resuming {out} at step {trainer.step:,}" + (f"; changed: {'; '.join(notes)}" if notes else ""))
@@ -174,11 +209,13 @@ def _train(model, tokenizer, data, configs: RunConfigs, out, record, command_sta
         if reason is not None:
             console.print(f"[green]nothing to do:[/] {out} already {reason} (step {trainer.step}); raise the limit to train on")
             return
-    precision = resolve_precision(configs.train.precision)
+    where = f"{trainer.device.type}, {torch.get_num_threads()} threads" if trainer.device.type == "cpu" else str(trainer.device)
+    if cluster.distributed:
+        where = f"{cluster.world_size} processes × {where}"
+    accum = f", accumulated over {configs.train.accum_steps} pieces" if configs.train.accum_steps > 1 else ""
     console.print(
-        f"training {count_parameters(model):,} parameters, {precision}, "
-        f"{stream.batches_per_epoch():,} batches of ≤{configs.train.batch_tokens:,} tokens per epoch, "
-        f"{torch.get_num_threads()} threads"
+        f"training {count_parameters(model):,} parameters, {trainer.precision}, "
+        f"{stream.batches_per_epoch():,} batches of ≤{configs.train.batch_tokens:,} tokens per epoch{accum}, {where}"
     )
     try:
         with TrainingProgress(console, configs.train) as progress, stop_after_step(trainer):
@@ -205,7 +242,7 @@ def _train(model, tokenizer, data, configs: RunConfigs, out, record, command_sta
     console.print(f'next: tt translate --model {out} "…"')
 
 
-def _resume(out: Path, options: dict[str, Any], command_start: float, console: Console, lock: FolderLock) -> None:
+def _resume(out: Path, options: dict[str, Any], command_start: float, console: Console, lock: FolderLock, cluster: Cluster) -> None:
     if not (out / STATE_TENSORS).exists():
         raise UserError(f"{out}: no training run to resume here (expected {out / STATE_TENSORS})")
     record = read_json(out / CONFIG)
@@ -218,8 +255,9 @@ def _resume(out: Path, options: dict[str, Any], command_start: float, console: C
     )
     configs, changes = resume_configs(options, recorded, record)
     lock.acquire()
-    for stale in out.glob(".*.tmp-*"):  # half-written files of a run that was killed mid-save
-        stale.unlink(missing_ok=True)
+    if cluster.is_main:
+        for stale in out.glob(".*.tmp-*"):  # half-written files of a run that was killed mid-save
+            stale.unlink(missing_ok=True)
     with _demo_path() as demo_file:
         train_spec = CorpusSpec(path=str(demo_file)) if record.get("demo") else config_from_dict(CorpusSpec, record.get("corpus"), f"{where}: corpus")
         dev_spec = config_from_dict(CorpusSpec, record["dev"], f"{where}: dev") if record.get("dev") else None
@@ -232,7 +270,7 @@ def _resume(out: Path, options: dict[str, Any], command_start: float, console: C
         )
     model, tokenizer, _ = load_model_folder(out)
     model.train()
-    _train(model, tokenizer, data, configs, out, record, command_start, console, resume_notes=changes)
+    _train(model, tokenizer, data, configs, out, record, command_start, console, changes, cluster)
 
 
 def _demo_path():

@@ -42,7 +42,7 @@ def run_translate(
         return _interactive(folder, probs, k, json_lines, replace(config, batch_size=1), search, lens, view)
     else:
         lines = input_lines(sys.stdin.buffer, "<stdin>")
-    translator = Translator(folder)
+    translator = Translator(folder, config.device)
     if view is not None:
         translator.check_view(view)
     if output is None:
@@ -121,7 +121,7 @@ def _translate_to(handle: TextIO, translator, lines, config, search, probs, k, j
 
 def _interactive(folder: Path, probs, k, json_lines, config, search, lens, view) -> None:
     stderr = Console(stderr=True)
-    translator = Translator(folder)
+    translator = Translator(folder, config.device)
     if view is not None:
         translator.check_view(view)
     stderr.print(f"[dim]model {folder}: type a sentence, Enter to translate, Ctrl-D to quit[/]")

@@ -17,6 +17,7 @@ from tt.data.errors import UserError
 from tt.data.normalize import normalize
 from tt.data.tokenizer import EOS_ID, Tokenizer
 from tt.model.checkpoint import load_model_folder
+from tt.model.device import resolve_device
 from tt.model.decode import BeamConfig, DecodeConfig, Hypothesis, Step, beam_decode, greedy_decode
 from tt.model.sampling import Sampler
 from tt.model.transformer import Transformer
@@ -59,8 +60,9 @@ class AttentionView:
 
 
 class Translator:
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, device: str = "cpu"):
         self.model, self.tokenizer, self.record = load_model_folder(folder)
+        self.model.to(resolve_device(device))
         self.model: Transformer
         self.tokenizer: Tokenizer
 

@@ -28,6 +28,12 @@ class Batch:
     tgt_out: torch.Tensor  # (batch, tgt_len) y1 … yn </s>
     src_pad_mask: torch.Tensor  # (batch, src_len) True where src is padding
 
+    def to(self, device: torch.device) -> "Batch":
+        if self.src.device == device:
+            return self
+        move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
+        return Batch(move(self.src), move(self.tgt_in), move(self.tgt_out), move(self.src_pad_mask))
+
     @property
     def n_tgt_tokens(self) -> int:
         """Real (non-padding) target tokens, end-of-sentence included."""
@@ -101,7 +107,8 @@ class BatchStream:
         """Epochs completed so far, as a fraction (2.5 = halfway through the third)."""
         return self.epoch + self.position / self.batches_per_epoch()
 
-    def __iter__(self) -> Iterator[Batch]:
+    def rows(self) -> Iterator[list[int]]:
+        """The batches as lists of sentence indices (a process may train on a share of each)."""
         while True:
             plan = self._current_plan()
             if self.position >= len(plan):
@@ -109,4 +116,15 @@ class BatchStream:
                 continue
             indices = plan[self.position]
             self.position += 1
-            yield make_batch([self.src_ids[i] for i in indices], [self.tgt_ids[i] for i in indices])
+            yield indices
+
+    def batch(self, indices: Sequence[int]) -> Batch:
+        return make_batch([self.src_ids[i] for i in indices], [self.tgt_ids[i] for i in indices])
+
+    def target_tokens(self, indices: Sequence[int]) -> int:
+        """Real target tokens (</s> included) of these sentences."""
+        return sum(self.lengths[i][1] for i in indices)
+
+    def __iter__(self) -> Iterator[Batch]:
+        for indices in self.rows():
+            yield self.batch(indices)

@@ -88,8 +88,19 @@ class Tokenizer:
 
     # ---- files
     def save(self, folder: Path) -> None:
-        for name, model in self._files().items():
-            write_atomic(folder / name, model.serialized_model_proto())
+        for name, data in self.to_files().items():
+            write_atomic(folder / name, data)
+
+    def to_files(self) -> dict[str, bytes]:
+        """File name → the SentencePiece model's bytes (what `save` writes, `from_files` reads)."""
+        return {name: model.serialized_model_proto() for name, model in self._files().items()}
+
+    @classmethod
+    def from_files(cls, files: dict[str, bytes], where: str = "tokenizer") -> "Tokenizer":
+        if "tokenizer.model" in files:
+            model = _from_bytes(files["tokenizer.model"], where)
+            return cls(model, model, joint=True)
+        return cls(_from_bytes(files["tokenizer.src.model"], where), _from_bytes(files["tokenizer.tgt.model"], where), joint=False)
 
     def _files(self) -> dict[str, spm.SentencePieceProcessor]:
         if self.joint:
@@ -110,9 +121,17 @@ class Tokenizer:
 
 def _load_model(path: Path) -> spm.SentencePieceProcessor:
     try:
-        return spm.SentencePieceProcessor(model_proto=path.read_bytes())
+        data = path.read_bytes()
+    except OSError as err:
+        raise UserError(f"{path}: cannot read ({err.strerror})") from None
+    return _from_bytes(data, str(path))
+
+
+def _from_bytes(data: bytes, where: str) -> spm.SentencePieceProcessor:
+    try:
+        return spm.SentencePieceProcessor(model_proto=data)
     except (RuntimeError, OSError) as err:
-        raise UserError(f"{path}: not a SentencePiece model ({err})") from None
+        raise UserError(f"{where}: not a SentencePiece model ({err})") from None
 
 
 def train_tokenizer(

@@ -131,11 +131,11 @@ class FolderLock:
 
     NAME = ".lock"
 
-    def __init__(self, folder: Path):
-        self.folder, self.handle = folder, None
+    def __init__(self, folder: Path, enabled: bool = True):
+        self.folder, self.handle, self.enabled = folder, None, enabled  # disabled: processes other than rank 0
 
     def acquire(self) -> None:
-        if self.handle is not None:
+        if self.handle is not None or not self.enabled:
             return
         try:
             import fcntl
@@ -257,19 +257,22 @@ def load_weights(path: Path, model: torch.nn.Module) -> None:
 # ---- training state: what --resume needs beyond the weights, in one file
 
 
-def save_training_state(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
-    """Latest weights, Adam's moments and torch's RNG as tensors; the rest as JSON in the header.
+def save_training_state(
+    folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict, rng: dict[str, torch.Tensor]
+) -> None:
+    """Latest weights, Adam's moments and the RNG states as tensors; the rest as JSON in the header.
 
     One file, written atomically: a kill at any moment leaves either the previous state or
     the new one, never the tensors of one step with the data position of another.
+    `rng`: "rng.torch" is process 0's generator; data-parallel runs add "rng.torch.1", ….
     """
-    tensors: dict[str, torch.Tensor] = {"rng.torch": torch.get_rng_state()}
+    tensors: dict[str, torch.Tensor] = dict(rng)
     for name, tensor in model.state_dict().items():
-        tensors[f"model.{name}"] = tensor.contiguous()
+        tensors[f"model.{name}"] = tensor.detach().contiguous().cpu()
     optim = optimizer.state_dict()
     for index, per_param in optim["state"].items():
         for key, value in per_param.items():
-            tensors[f"optimizer.{index}.{key}"] = value.detach().reshape(-1) if value.dim() == 0 else value
+            tensors[f"optimizer.{index}.{key}"] = (value.detach().reshape(-1) if value.dim() == 0 else value).cpu()
     # A tied embedding appears under two names in state_dict(); safetensors wants one copy.
     tensors = _dedupe(tensors)
     header = json.dumps({**state, "param_groups": optim["param_groups"]})
@@ -307,7 +310,10 @@ def read_training_state(folder: Path) -> tuple[dict, dict[str, torch.Tensor]]:
     return state, tensors
 
 
-def load_training_state(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+def load_training_state(
+    folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer
+) -> tuple[dict, dict[str, torch.Tensor]]:
+    """Weights and optimizer restored in place; returns the JSON state and the RNG states."""
     state, tensors = read_training_state(folder)
     weights = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
     try:
@@ -326,5 +332,4 @@ def load_training_state(folder: Path, model: torch.nn.Module, optimizer: torch.o
         optimizer.load_state_dict({"state": per_param, "param_groups": state.pop("param_groups")})
     except (ValueError, KeyError, RuntimeError) as err:
         raise UserError(f"{folder / STATE_TENSORS}: optimizer state does not match the model ({err})") from None
-    torch.set_rng_state(tensors["rng.torch"])
-    return state
+    return state, {name: tensor for name, tensor in tensors.items() if name.startswith("rng.")}

@@ -18,7 +18,6 @@ teacher-forced pass gives p(y_t | y_<t, x) for every reference token at once.
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -26,6 +25,7 @@ import torch
 
 from tt.data.batches import make_batch, pad
 from tt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from tt.model.device import autocast, model_device
 from tt.model.transformer import Transformer
 
 
@@ -36,6 +36,7 @@ class DecodeConfig:
     batch_size: int = 64  # sentences decoded together
     precision: str = "fp32"  # fp32: exact, batch-independent numbers; bf16: faster
     fixed_length: int | None = None  # benchmarks: exactly this many tokens, </s> never chosen
+    device: str = "auto"  # where a Translator puts the model: auto (CUDA when present) | cpu | cuda
 
 
 @dataclass
@@ -63,12 +64,6 @@ def max_output_length(src_len: int, config: DecodeConfig, model: Transformer) ->
     return max(1, min(limit, model.config.max_positions - 1))
 
 
-def autocast_for(precision: str):
-    if precision == "bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return nullcontext()
-
-
 @torch.no_grad()
 def greedy_decode(
     model: Transformer,
@@ -88,7 +83,7 @@ def greedy_decode(
     results: list[Hypothesis | None] = [None] * len(src_ids)
     for start in range(0, len(order), config.batch_size):
         chunk = order[start : start + config.batch_size]
-        with autocast_for(config.precision):
+        with autocast(model_device(model), config.precision):
             hyps = _greedy_batch(
                 model,
                 [src_ids[i] for i in chunk],
@@ -107,14 +102,15 @@ def greedy_decode(
 
 def _greedy_batch(model, src_rows, config, keep, attention, lens, use_cache, prefixes, sampler=None):
     batch = len(src_rows)
-    src = pad(src_rows)
+    device = model_device(model)
+    src = pad(src_rows).to(device)
     src_pad_mask = src == PAD_ID
     memory = model.encode(src, src_pad_mask)
     cache = model.new_cache(memory, src_pad_mask)
     limits = [config.fixed_length or max_output_length(len(row), config, model) for row in src_rows]
     hyps = [Hypothesis([], []) for _ in range(batch)]
-    active = torch.arange(batch)  # original row of each row still decoding
-    tokens = torch.full((batch, 1), BOS_ID, dtype=torch.long)  # everything fed so far
+    active = torch.arange(batch)  # original row of each row still decoding (kept on the CPU)
+    tokens = torch.full((batch, 1), BOS_ID, dtype=torch.long, device=device)  # everything fed so far
     step = 0
     while len(active) > 0:
         layers_out: list | None = [] if lens else None
@@ -129,7 +125,7 @@ def _greedy_batch(model, src_rows, config, keep, attention, lens, use_cache, pre
             hidden = model.decode(tokens, model.memory_keys_values(memory), cache.allowed, None, layers_out, attention=weights)
             log_probs = model.log_probs(hidden)[:, -1]
         if config.fixed_length:
-            chosen = log_probs.index_fill(1, torch.tensor([EOS_ID]), float("-inf")).argmax(dim=-1)
+            chosen = log_probs.index_fill(1, torch.tensor([EOS_ID], device=device), float("-inf")).argmax(dim=-1)
         else:
             chosen = log_probs.argmax(dim=-1) if sampler is None else sampler(log_probs)
         if prefixes:
@@ -148,8 +144,8 @@ def _greedy_batch(model, src_rows, config, keep, attention, lens, use_cache, pre
                 still.append(row)
         step += 1
         if len(still) < len(active):  # drop finished sentences from the batch and the cache
-            keep_rows = torch.tensor(still, dtype=torch.long)
-            active = active[keep_rows]
+            keep_rows = torch.tensor(still, dtype=torch.long, device=device)
+            active = active[keep_rows.cpu()]
             cache.select(keep_rows)
             memory = memory[keep_rows]
             tokens = tokens[keep_rows]
@@ -159,12 +155,12 @@ def _greedy_batch(model, src_rows, config, keep, attention, lens, use_cache, pre
 
 
 def _inspect_step(model, log_probs, row, weights, layers_out) -> Step:
-    step = Step(log_probs=log_probs.float().clone())
+    step = Step(log_probs=log_probs.float().cpu().clone())
     if weights:
         # each: (batch, n_heads, new_len, src_len) → this row, the newest position
-        step.attention = torch.stack([w[row, :, -1].float() for w in weights])
+        step.attention = torch.stack([w[row, :, -1].float() for w in weights]).cpu()
     if layers_out:
-        step.layer_log_probs = [model.log_probs(h[row, -1]).float() for h in layers_out]
+        step.layer_log_probs = [model.log_probs(h[row, -1]).float().cpu() for h in layers_out]
     return step
 
 
@@ -196,7 +192,7 @@ def beam_decode(
     per_batch = max(1, config.batch_size // beam.beam)
     for start in range(0, len(order), per_batch):
         chunk = order[start : start + per_batch]
-        with autocast_for(config.precision):
+        with autocast(model_device(model), config.precision):
             outputs = _beam_batch(model, [src_ids[i] for i in chunk], beam, config)
         for index, output in zip(chunk, outputs):
             results[index] = output
@@ -205,16 +201,17 @@ def beam_decode(
 
 def _beam_batch(model, src_rows, beam: BeamConfig, config):
     n, k = len(src_rows), beam.beam
-    src = pad(src_rows)
+    device = model_device(model)
+    src = pad(src_rows).to(device)
     src_pad_mask = src == PAD_ID
     memory = model.encode(src, src_pad_mask)
     cache = model.new_cache(memory, src_pad_mask)
-    cache.select(torch.arange(n).repeat_interleave(k))  # row s*k + j is beam j of sentence s
+    cache.select(torch.arange(n, device=device).repeat_interleave(k))  # row s*k + j is beam j of sentence s
     limits = [max_output_length(len(row), config, model) for row in src_rows]
-    scores = torch.full((n, k), float("-inf"))
+    scores = torch.full((n, k), float("-inf"), device=device)
     scores[:, 0] = 0.0  # all beams start identical: let only the first one expand
-    tokens = torch.full((n * k, 1), BOS_ID, dtype=torch.long)
-    token_log_probs = torch.zeros((n * k, 0))
+    tokens = torch.full((n * k, 1), BOS_ID, dtype=torch.long, device=device)
+    token_log_probs = torch.zeros((n * k, 0), device=device)
     finished: list[list[tuple[float, Hypothesis]]] = [[] for _ in range(n)]
     done = [False] * n
     for step in range(max(limits)):
@@ -222,6 +219,7 @@ def _beam_batch(model, src_rows, beam: BeamConfig, config):
         vocab = log_probs.shape[-1]
         candidates = (scores.view(n, k, 1) + log_probs.view(n, k, vocab)).view(n, k * vocab)
         top_scores, top_index = candidates.topk(2 * k, dim=1)  # 2k: up to k may end here
+        top_scores, top_index = top_scores.cpu(), top_index.cpu()  # read one by one below
         next_rows, next_tokens, next_scores = [], [], []
         for s in range(n):
             picked = []
@@ -255,13 +253,13 @@ def _beam_batch(model, src_rows, beam: BeamConfig, config):
                 next_scores.append(score)
         if all(done):
             break
-        rows = torch.tensor(next_rows)
-        chosen = torch.tensor(next_tokens)
+        rows = torch.tensor(next_rows, device=device)
+        chosen = torch.tensor(next_tokens, device=device)
         chosen_log_probs = log_probs[rows, chosen]
         cache.select(rows)
         tokens = torch.cat([tokens[rows], chosen[:, None]], dim=1)
         token_log_probs = torch.cat([token_log_probs[rows], chosen_log_probs[:, None]], dim=1)
-        scores = torch.tensor(next_scores).view(n, k)
+        scores = torch.tensor(next_scores, device=device).view(n, k)
     results = []
     for s in range(n):
         ranked = sorted(finished[s], key=lambda item: item[0], reverse=True)
@@ -296,12 +294,12 @@ def force_decode(
     results: list[ForcedResult | None] = [None] * len(src_ids)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        batch = make_batch([src_ids[i] for i in chunk], [tgt_ids[i] for i in chunk])
+        batch = make_batch([src_ids[i] for i in chunk], [tgt_ids[i] for i in chunk]).to(model_device(model))
         log_probs = model(batch.src, batch.src_pad_mask, batch.tgt_in).float()  # (batch, tgt_len, tgt_vocab)
         target = batch.tgt_out[..., None]
         chosen = log_probs.gather(-1, target)  # (batch, tgt_len, 1)
         # Ties broken by id, as argmax breaks them (first index): rank 1 exactly when token == argmax.
-        ids = torch.arange(log_probs.shape[-1])
+        ids = torch.arange(log_probs.shape[-1], device=log_probs.device)
         ahead = (log_probs > chosen) | ((log_probs == chosen) & (ids < target))
         ranks = ahead.sum(-1) + 1
         top_log_probs, argmax = log_probs.max(-1)

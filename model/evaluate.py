@@ -1,4 +1,5 @@
-"""Scores of translations against references: BLEU and chrF, computed by sacrebleu.
+"""Scores of translations against references (BLEU and chrF, by sacrebleu), and the dev
+set numbers training watches: dev loss and greedy dev BLEU.
 
 sacrebleu is the field's reference implementation: its default tokenization (13a) and
 settings make our numbers comparable with published ones, and its signature records
@@ -7,9 +8,18 @@ exactly how they were computed. References are used exactly as given.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
+import torch
 from sacrebleu.metrics import BLEU, CHRF
+
+from tt.data.batches import make_batch, plan_batches
+from tt.data.tokenizer import PAD_ID, Tokenizer
+from tt.model.decode import greedy_decode
+from tt.model.device import model_device
+from tt.model.loss import label_smoothed_loss
+from tt.model.transformer import Transformer
 
 
 @dataclass
@@ -31,3 +41,37 @@ def score_corpus(hypotheses: list[str], references: list[str]) -> Scores:
         bleu_signature=str(bleu.get_signature()),
         chrf_signature=str(chrf.get_signature()),
     )
+
+
+@dataclass
+class DevSet:
+    src_ids: list[list[int]]
+    tgt_ids: list[list[int]]
+    references: list[str] = field(default_factory=list)  # target text, for BLEU
+
+
+def dev_bleu(model: Transformer, tokenizer: Tokenizer, dev: DevSet, sentences: int) -> float:
+    """Greedy BLEU on the first `sentences` dev pairs: the number best-checkpoint selection uses."""
+    was_training = model.training
+    hyps = greedy_decode(model, dev.src_ids[:sentences])
+    model.train(was_training)
+    translations = [tokenizer.decode_tgt(h.tokens) for h in hyps]
+    return score_corpus(translations, dev.references[:sentences]).bleu
+
+
+@torch.no_grad()
+def evaluate_loss(model: Transformer, dev: DevSet, batch_tokens: int, smoothing: float) -> dict:
+    """Mean per-token loss on the dev set, float32 and no dropout: comparable across runs."""
+    was_training = model.training
+    model.eval()
+    nll = kl = 0.0
+    tokens = 0
+    lengths = [(len(s), len(t)) for s, t in zip(dev.src_ids, dev.tgt_ids)]
+    # The same token-budget batching as training; the order of batches does not change a sum.
+    for rows in plan_batches(lengths, batch_tokens, seed=0):
+        batch = make_batch([dev.src_ids[i] for i in rows], [dev.tgt_ids[i] for i in rows]).to(model_device(model))
+        parts = label_smoothed_loss(model(batch.src, batch.src_pad_mask, batch.tgt_in), batch.tgt_out, smoothing, PAD_ID)
+        nll, kl, tokens = nll + float(parts.nll), kl + float(parts.kl), tokens + parts.n_tokens
+    model.train(was_training)
+    mean_nll = nll / max(tokens, 1)
+    return {"dev_loss": mean_nll, "dev_kl": kl / max(tokens, 1), "dev_ppl": math.exp(min(mean_nll, 50))}

@@ -6,34 +6,42 @@
         loss.backward(); clip gradients; AdamW step at lr(step)
 
 The learning rate rises linearly for `warmup_steps`, then decays as 1/√step (the
-schedule of the original paper, with the peak given directly). On CPUs with bfloat16
-support the forward and backward passes run under bfloat16 autocast while the master
-weights and Adam's moments stay float32.
+schedule of the original paper, with the peak given directly). Where the hardware does
+bfloat16 fast (recent CPUs and GPUs) the forward and backward passes run under bfloat16
+autocast while the master weights and Adam's moments stay float32 (`tt.model.device`).
+
+Under torchrun, each process trains on its share of every batch and DistributedDataParallel
+averages the gradients (`tt.model.distributed`); with `accum_steps` a process adds up the
+gradients of several pieces before one update. Either way one update sees one whole batch.
 
 This module does no printing: a `reporter` (the CLI's progress bar) receives the numbers.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 import re
 import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Protocol
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
-from tt.data.batches import BatchStream, make_batch, plan_batches
+from tt.data.batches import BatchStream
 from tt.data.errors import UserError
 from tt.data.tokenizer import PAD_ID, Tokenizer
 from tt.model.checkpoint import (
     CONFIG, METRICS, load_training_state, save_model_folder, save_training_state, write_json,
 )
-from tt.model.decode import greedy_decode
-from tt.model.evaluate import score_corpus
+from tt.model.device import autocast, resolve_device, resolve_precision
+from tt.model.distributed import Cluster, all_reduce_max, all_reduce_sum, gather_rng_states, shares
+from tt.model.evaluate import DevSet, dev_bleu, evaluate_loss
 from tt.model.loss import label_smoothed_loss
 from tt.model.transformer import Transformer
 
@@ -57,22 +65,9 @@ class TrainConfig:
     log_seconds: float = 10.0
     save_every: float = 120.0  # seconds between checkpoints
     seed: int = 1
-    precision: str = "auto"  # auto (bf16 where the CPU has it) | bf16 | fp32
-
-
-def bf16_supported() -> bool:
-    try:
-        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    except AttributeError:
-        return False
-
-
-def resolve_precision(precision: str) -> str:
-    if precision == "auto":
-        return "bf16" if bf16_supported() else "fp32"
-    if precision not in ("bf16", "fp32"):
-        raise ValueError(precision)
-    return precision
+    precision: str = "auto"  # auto (bf16 where the hardware does it fast) | bf16 | fp32
+    device: str = "auto"  # auto (CUDA when present) | cpu | cuda
+    accum_steps: int = 1  # gradient accumulation: a process's share of each batch, in this many pieces
 
 
 def learning_rate(step: int, config: TrainConfig) -> float:
@@ -87,42 +82,44 @@ class Diverged(UserError):
 
 
 class Reporter(Protocol):
-    def step(self, trainer: "Trainer", parts) -> None: ...
+    def step(self, trainer: "Trainer", parts: "StepTotals") -> None: ...
     def log(self, metrics: dict) -> None: ...
 
 
+class Silent:
+    """The reporter of processes other than rank 0."""
+
+    def step(self, trainer, parts) -> None:
+        pass
+
+    def log(self, metrics: dict) -> None:
+        pass
+
+
 @dataclass
-class DevSet:
-    src_ids: list[list[int]]
-    tgt_ids: list[list[int]]
-    references: list[str] = field(default_factory=list)  # target text, for BLEU
+class StepTotals:
+    """One update's sums over the whole batch's real target tokens (all processes), in nats."""
 
+    kl: float = 0.0  # Σ KL(q‖p): the loss
+    cross_entropy: float = 0.0  # Σ H(q, p) = KL + H(q)
+    entropy: float = 0.0  # Σ H(q)
+    nll: float = 0.0  # Σ −ln p(reference token)
+    n_tokens: int = 0
 
-def dev_bleu(model: Transformer, tokenizer: Tokenizer, dev: DevSet, sentences: int) -> float:
-    """Greedy BLEU on the first `sentences` dev pairs: the number best-checkpoint selection uses."""
-    was_training = model.training
-    hyps = greedy_decode(model, dev.src_ids[:sentences])
-    model.train(was_training)
-    translations = [tokenizer.decode_tgt(h.tokens) for h in hyps]
-    return score_corpus(translations, dev.references[:sentences]).bleu
+    def add(self, parts, weight: float = 1.0) -> None:
+        self.kl += weight * float(parts.kl.detach())
+        self.cross_entropy += weight * float(parts.cross_entropy.detach())
+        self.entropy += weight * float(parts.entropy)
+        self.nll += weight * float(parts.nll.detach())
+        self.n_tokens += int(weight * parts.n_tokens)
 
+    def values(self) -> list[float]:
+        return [self.kl, self.cross_entropy, self.entropy, self.nll, float(self.n_tokens)]
 
-@torch.no_grad()
-def evaluate_loss(model: Transformer, dev: DevSet, batch_tokens: int, smoothing: float) -> dict:
-    """Mean per-token loss on the dev set, float32 and no dropout: comparable across runs."""
-    was_training = model.training
-    model.eval()
-    nll = kl = 0.0
-    tokens = 0
-    lengths = [(len(s), len(t)) for s, t in zip(dev.src_ids, dev.tgt_ids)]
-    # The same token-budget batching as training; the order of batches does not change a sum.
-    for rows in plan_batches(lengths, batch_tokens, seed=0):
-        batch = make_batch([dev.src_ids[i] for i in rows], [dev.tgt_ids[i] for i in rows])
-        parts = label_smoothed_loss(model(batch.src, batch.src_pad_mask, batch.tgt_in), batch.tgt_out, smoothing, PAD_ID)
-        nll, kl, tokens = nll + float(parts.nll), kl + float(parts.kl), tokens + parts.n_tokens
-    model.train(was_training)
-    mean_nll = nll / max(tokens, 1)
-    return {"dev_loss": mean_nll, "dev_kl": kl / max(tokens, 1), "dev_ppl": math.exp(min(mean_nll, 50))}
+    @classmethod
+    def from_values(cls, values: list[float]) -> "StepTotals":
+        kl, cross_entropy, entropy, nll, n_tokens = values
+        return cls(kl, cross_entropy, entropy, nll, round(n_tokens))
 
 
 class Trainer:
@@ -136,17 +133,22 @@ class Trainer:
         folder: Path,
         save_record: Callable[[], dict],
         command_start: float,
+        cluster: Cluster | None = None,
     ):
-        self.model, self.tokenizer, self.stream, self.dev = model, tokenizer, stream, dev
+        self.tokenizer, self.stream, self.dev = tokenizer, stream, dev
         self.config, self.folder = config, folder
         self.save_record = save_record  # config.json contents, rebuilt at each save
         self.command_start = command_start
-        self.precision = resolve_precision(config.precision)
+        self.cluster = cluster or Cluster()
+        self.device = resolve_device(config.device)
+        self.precision = resolve_precision(config.precision, self.device)
+        self.model = model.to(self.device)  # in place: the optimizer below holds these same tensors
+        self.ddp: DistributedDataParallel | None = None  # wraps the model under torchrun (see run)
         self.optimizer = torch.optim.AdamW(
             model.parameters(), lr=learning_rate(1, config), betas=(0.9, 0.98), eps=1e-9, weight_decay=config.weight_decay
         )
         self.step = 0
-        self.tokens = 0  # real target tokens trained on
+        self.tokens = 0  # real target tokens trained on, all processes together
         self.elapsed_before = 0.0  # seconds spent in earlier runs of this training (resume)
         self.last_dev: dict = {}
         # Best checkpoint by dev BLEU: model.safetensors holds it, train_state the latest.
@@ -155,6 +157,7 @@ class Trainer:
         self.finishing_seconds = 0.0  # how long the last dev evaluation + save took
         self.snapshots: list[dict[str, torch.Tensor]] = []  # weights at recent dev evaluations (--average-last)
         self.saved_step: int | None = None  # the step of the last checkpoint written
+        self.restored_rng: dict[str, torch.Tensor] | None = None
         # Set from a signal handler (Ctrl-C, SIGTERM): the loop finishes its step, saves and stops.
         self.stop_signal: int | None = None
 
@@ -174,11 +177,12 @@ class Trainer:
             "best": self.best,
             "evaluations_since_best": self.evaluations_since_best,
             "batch_tokens": self.config.batch_tokens,  # the plan `position` counts batches of
+            "processes": self.cluster.world_size,
         }
 
     def restore(self) -> list[str]:
         """Load the training state; returns notes on what a changed option did to it."""
-        state = load_training_state(self.folder, self.model, self.optimizer)
+        state, self.restored_rng = load_training_state(self.folder, self.model, self.optimizer)
         self.step, self.tokens = state["step"], state["tokens"]
         self.saved_step = self.step
         self.elapsed_before = state["elapsed_s"]
@@ -195,18 +199,58 @@ class Trainer:
             share = self.stream.position / old.batches_per_epoch()
             self.stream.position = round(share * self.stream.batches_per_epoch())
             notes.append(f"epoch {self.stream.epoch + 1} goes on from {share:.0%} of its data in batches of the new size")
+        processes = state.get("processes", 1)
+        if processes != self.cluster.world_size:
+            notes.append(f"{processes} processes before, {self.cluster.world_size} now: the same batches, cut in other shares")
         return notes
+
+    def _seed_random_numbers(self) -> None:
+        """Dropout's random numbers: from the seed at step 0, else as the checkpoint left them.
+
+        Each process draws its own (rank 0 exactly as a single process would). A process
+        the checkpoint has no state for (more processes than before) starts a fresh stream
+        derived from the seed, the step and its rank.
+        """
+        rank, rng = self.cluster.rank, self.restored_rng
+        cpu_key = "rng.torch" if rank == 0 else f"rng.torch.{rank}"
+        if rng is None:
+            torch.manual_seed(self.config.seed + rank)
+        elif cpu_key in rng:
+            torch.set_rng_state(rng[cpu_key])
+        else:
+            torch.manual_seed(hash((self.config.seed, self.step, rank)))
+        if self.device.type == "cuda" and rng is not None:
+            if f"rng.cuda.{rank}" in rng:
+                torch.cuda.set_rng_state(rng[f"rng.cuda.{rank}"])
+            else:
+                torch.cuda.manual_seed(hash((self.config.seed, self.step, rank)))
+
+    def _rng_tensors(self) -> dict[str, torch.Tensor]:
+        """Every process's generator states, gathered for rank 0 to save (a collective call)."""
+        states = gather_rng_states(self.cluster, self.device)
+        tensors = {("rng.torch" if rank == 0 else f"rng.torch.{rank}"): state for rank, state in enumerate(states)}
+        if self.device.type == "cuda":
+            cuda_states = gather_rng_states(self.cluster, self.device, cuda=True)
+            tensors.update({f"rng.cuda.{rank}": state for rank, state in enumerate(cuda_states)})
+        return tensors
 
     def elapsed(self) -> float:
         return self.elapsed_before + (time.monotonic() - self.command_start)
 
     def save(self) -> None:
-        """The training state always; model.safetensors only while no best checkpoint exists."""
+        """The training state always; model.safetensors only while no best checkpoint exists.
+
+        Every process must call this at the same step (the RNG states are gathered); only
+        rank 0 writes.
+        """
+        rng = self._rng_tensors()
+        if not self.cluster.is_main:
+            return
         if not self.selects_best or not self.best:
             save_model_folder(self.folder, self.model, self.tokenizer, self.record())
         else:
             write_json(self.folder / CONFIG, self.record())
-        save_training_state(self.folder, self.model, self.optimizer, self.state())
+        save_training_state(self.folder, self.model, self.optimizer, self.state(), rng)
         self.saved_step = self.step
 
     def record(self) -> dict:
@@ -226,24 +270,48 @@ class Trainer:
             return f"stopped early: no better dev BLEU in {c.patience} evaluations (best {self.best.get('dev_bleu', 0):.2f} at step {self.best.get('step')})"
         return None
 
-    # ---- the loop
-    def train_step(self, batch) -> tuple[float, int]:
+    # ---- one update
+    def train_step(self, rows: list[int]) -> tuple[StepTotals, float]:
+        """One update on the batch of sentences `rows`; this process trains on its share.
+
+        The loss is Σ KL over the batch's real target tokens divided by their number N, the
+        whole batch's, so that every piece's gradient is already in its final scale: the
+        pieces' gradients add up, in one process or (averaged by DDP, hence × processes)
+        across many, to the gradient of the whole batch's mean loss.
+        """
         self.step += 1
         lr = learning_rate(self.step, self.config)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-            log_probs = self.model(batch.src, batch.src_pad_mask, batch.tgt_in)
-        parts = label_smoothed_loss(log_probs, batch.tgt_out, self.config.label_smoothing, PAD_ID)
-        loss = parts.kl / parts.n_tokens  # mean KL(q‖p) per real target token
-        self._check_finite("loss", loss)
+        world, accum, rank = self.cluster.world_size, self.config.accum_steps, self.cluster.rank
+        pieces = shares(rows, world * accum)[rank * accum : (rank + 1) * accum]
+        n_tokens = self.stream.target_tokens(rows)
+        forward = self.ddp or self.model
+        totals = StepTotals()
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        for index, piece in enumerate(pieces):
+            weight = 1.0
+            if not piece:  # fewer sentences than pieces: this one still joins the gradient sum, with 0
+                piece, weight = rows[:1], 0.0
+            batch = self.stream.batch(piece).to(self.device)
+            last = index == len(pieces) - 1
+            # DDP all-reduces gradients during backward; pieces before the last only accumulate.
+            synchronizing = contextlib.nullcontext() if self.ddp is None or last else self.ddp.no_sync()
+            with synchronizing:
+                with autocast(self.device, self.precision):
+                    log_probs = forward(batch.src, batch.src_pad_mask, batch.tgt_in)
+                parts = label_smoothed_loss(log_probs, batch.tgt_out, self.config.label_smoothing, PAD_ID)
+                loss = parts.kl / n_tokens * (weight * world)  # mean KL(q‖p) per real target token
+                if not self.cluster.distributed:  # one process alone may stop here; see below for many
+                    self._check_finite("loss", loss)
+                loss.backward()
+            totals.add(parts, weight)
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_norm)
-        self._check_finite("gradient norm", norm)  # one inf gradient would turn every weight into NaN
+        # The same on every process (gradients are all-reduced): a NaN loss anywhere shows here,
+        # and all processes stop together. One inf gradient would turn every weight into NaN.
+        self._check_finite("gradient norm", norm)
         self.optimizer.step()
-        self.tokens += parts.n_tokens
-        return parts, lr
+        return totals, lr
 
     def _check_finite(self, what: str, value: torch.Tensor) -> None:
         """Stop before a non-finite number reaches the weights: the last checkpoint stays good."""
@@ -258,16 +326,22 @@ class Trainer:
         )
         raise Diverged(f"training diverged at step {self.step + 1}: the {what} is {float(value.detach())}; {kept}")
 
+    # ---- the loop
     def run(self, reporter: Reporter) -> str:
         """Train until a limit or a stop request; returns why it stopped.
 
         A stop request (`stop_signal`, set by the CLI's Ctrl-C/SIGTERM handler) is honoured
         between steps, so the checkpoint written on the way out is a whole step.
         """
-        if self.step == 0:  # a resumed run continues the RNG stream restored from its state
-            torch.manual_seed(self.config.seed)
+        self._seed_random_numbers()
+        if self.cluster.distributed and self.ddp is None:
+            device_ids = [self.device.index or 0] if self.device.type == "cuda" else None
+            self.ddp = DistributedDataParallel(self.model, device_ids=device_ids)
+        if not self.cluster.is_main:
+            reporter = Silent()
         self.model.train()
-        with open(self.folder / METRICS, "a", encoding="utf-8") as metrics_file:
+        metrics = open(self.folder / METRICS, "a", encoding="utf-8") if self.cluster.is_main else io.StringIO()
+        with metrics as metrics_file:
             reason = self._loop(metrics_file, reporter)
             if self.stop_signal is not None:
                 self.model.eval()
@@ -286,23 +360,25 @@ class Trainer:
         last_save = time.monotonic()
         reason = self.limit_reached()
         try:
-            batches = iter(self.stream)
+            batches = self.stream.rows()
             while reason is None:
                 started = time.monotonic()  # batch assembly counts as training time
-                batch = next(batches)
-                parts, lr = self.train_step(batch)
-                window.add(parts, time.monotonic() - started)
-                reporter.step(self, parts)
+                totals, lr = self.train_step(next(batches))
+                save_due = time.monotonic() - last_save >= self.config.save_every
+                totals, stop, save_due = self._agree(totals, save_due)
+                self.tokens += totals.n_tokens
+                window.add(totals, time.monotonic() - started)
+                reporter.step(self, totals)
                 due = self.step % self.config.log_every == 0 or window.age() >= self.config.log_seconds
                 if due:
                     self._write(metrics_file, reporter, window.metrics(self, lr))
                     window = _Window()
                 if self.dev is not None and self.step % self.config.dev_every == 0:
                     self._evaluate(metrics_file, reporter)
-                reason = self.limit_reached()
+                reason = self.limit_reached() or stop
                 if self.stop_signal is not None:
                     reason = f"interrupted by {signal_name(self.stop_signal)}"
-                elif reason is None and time.monotonic() - last_save >= self.config.save_every:
+                elif reason is None and save_due:
                     self.save()
                     last_save = time.monotonic()
         finally:
@@ -310,7 +386,26 @@ class Trainer:
                 self._write(metrics_file, reporter, window.metrics(self, learning_rate(self.step, self.config)))
         return reason
 
+    def _agree(self, totals: StepTotals, save_due: bool) -> tuple[StepTotals, str | None, bool]:
+        """All processes: the whole batch's sums, and one decision to stop or save.
+
+        Each process checks its own clock and signals, so without this they could stop or
+        save at different steps and wait forever for each other. Rank 0's clock decides saves.
+        """
+        if not self.cluster.distributed:
+            return totals, None, save_due
+        summed = all_reduce_sum(totals.values(), self.device)
+        limit = self.limit_reached() is not None
+        wanted = all_reduce_max([float(limit), float(self.stop_signal or 0), float(save_due and self.cluster.is_main)], self.device)
+        if wanted[1] and self.stop_signal is None:
+            self.stop_signal = int(wanted[1])  # another process was interrupted: stop with it
+        stop = "stopped with the other processes (a limit)" if wanted[0] else None
+        return StepTotals.from_values(summed), stop, bool(wanted[2])
+
     def _evaluate(self, metrics_file, reporter) -> None:
+        """Dev loss and BLEU, on rank 0 only (the others wait at the next step's gradient sum)."""
+        if not self.cluster.is_main:
+            return
         started = time.monotonic()
         self.last_dev = evaluate_loss(self.model, self.dev, self.config.batch_tokens, self.config.label_smoothing)
         if self.selects_best:
@@ -335,7 +430,9 @@ class Trainer:
         often scores a little higher than any single one of them. Training state keeps the
         latest (unaveraged) weights, so --resume continues the real run.
         """
-        averaged = Transformer(self.model.config)
+        if not self.cluster.is_main:
+            return
+        averaged = Transformer(self.model.config).to(self.device)
         averaged.load_state_dict({k: torch.stack([s[k].float() for s in self.snapshots]).mean(0) for k in self.snapshots[0]})
         bleu = dev_bleu(averaged, self.tokenizer, self.dev, self.config.dev_bleu_sentences)
         self._write(metrics_file, reporter, {"step": self.step, "averaged_last": len(self.snapshots), "dev_bleu_averaged": bleu})
@@ -357,13 +454,13 @@ class _Window:
         self.steps = self.tokens = 0
         self.kl = self.cross_entropy = self.entropy = self.nll = self.seconds = 0.0
 
-    def add(self, parts, seconds: float) -> None:
+    def add(self, totals: StepTotals, seconds: float) -> None:
         self.steps += 1
-        self.tokens += parts.n_tokens
-        self.kl += float(parts.kl.detach())
-        self.cross_entropy += float(parts.cross_entropy.detach())
-        self.entropy += float(parts.entropy)
-        self.nll += float(parts.nll.detach())
+        self.tokens += totals.n_tokens
+        self.kl += totals.kl
+        self.cross_entropy += totals.cross_entropy
+        self.entropy += totals.entropy
+        self.nll += totals.nll
         self.seconds += seconds
 
     def age(self) -> float:

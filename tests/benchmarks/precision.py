@@ -24,7 +24,8 @@ from tt.data.batches import BatchStream
 from tt.data.clean import CleaningConfig, clean_pairs
 from tt.data.corpus import CorpusSpec, read_pairs
 from tt.data.tokenizer import train_tokenizer
-from tt.model.train import DevSet, Trainer, evaluate_loss
+from tt.model.evaluate import DevSet, evaluate_loss
+from tt.model.train import Trainer
 from tt.model.transformer import Transformer
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "tatoeba-cmn-eng"
@@ -50,12 +51,12 @@ def main() -> None:
     for precision in ("fp32", "bf16"):
         torch.manual_seed(configs.train.seed)
         model = Transformer(model_config)
-        train_config = replace(configs.train, precision=precision)
+        train_config = replace(configs.train, precision=precision, device="cpu")
         stream = BatchStream(src, tgt, train_config.batch_tokens, train_config.seed)
         with tempfile.TemporaryDirectory() as folder:
             trainer = Trainer(model, tokenizer, stream, None, train_config, Path(folder), dict, time.monotonic())
             torch.manual_seed(train_config.seed)
-            batches = iter(stream)
+            batches = stream.rows()
             curves[precision], seconds[precision] = [], 0.0
             for step in range(1, args.steps + 1):
                 started = time.perf_counter()
