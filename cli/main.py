@@ -97,6 +97,7 @@ def train(
     max_epochs: Annotated[Optional[float], typer.Option(help="Stop after this many passes over the corpus (a corpus run with no limit stops after 20).", rich_help_panel=LIMITS)] = None,
     max_time: Annotated[Optional[str], typer.Option(help="Stop after this much wall-clock time for the whole command: 90s, 15m, 2h.", rich_help_panel=LIMITS)] = None,
     dev_every: Annotated[Optional[int], typer.Option(help="Steps between dev evaluations. (default: 500)", rich_help_panel=LIMITS)] = None,
+    log_every: Annotated[Optional[int], typer.Option(help="Steps between lines of metrics.jsonl (and at least one every 10 s). (default: 50)", rich_help_panel=LIMITS)] = None,
     save_every: Annotated[Optional[str], typer.Option(help="Time between checkpoints: 2m, 30s. (default: 2m)", rich_help_panel=LIMITS)] = None,
     patience: Annotated[Optional[int], typer.Option(help="Stop after this many dev evaluations without a better dev BLEU. (default: never)", rich_help_panel=LIMITS)] = None,
     average_last: Annotated[Optional[int], typer.Option(help="At the end, also try the mean of the weights at the last N dev evaluations; kept if its dev BLEU is higher.", rich_help_panel=LIMITS)] = None,

@@ -33,7 +33,7 @@ TRAIN_OPTIONS = {
     "max_steps": "max_steps", "max_epochs": "max_epochs", "max_time": "max_time",
     "dev_every": "dev_every", "save_every": "save_every", "seed": "seed", "precision": "precision",
     "patience": "patience", "dev_bleu_sentences": "dev_bleu_sentences", "average_last": "average_last",
-    "device": "device", "accum": "accum_steps",
+    "device": "device", "accum": "accum_steps", "log_every": "log_every",
 }
 TOKENIZER_OPTIONS = {"vocab_size": "vocab_size", "separate_vocab": "joint"}
 CLEANING_OPTIONS = {"max_chars": "max_chars", "max_ratio": "max_ratio"}
@@ -140,6 +140,7 @@ def validate(configs: RunConfigs) -> None:
         (t.precision in ("auto", "bf16", "fp32"), "--precision must be auto, bf16 or fp32"),
         (t.device in ("auto", "cpu", "cuda"), "--device must be auto, cpu or cuda"),
         (1 <= t.accum_steps <= 1024, "--accum must be between 1 and 1024"),
+        (t.log_every >= 1, "--log-every must be at least 1"),
         (k.vocab_size >= 300, "--vocab-size must be at least 300 (256 byte pieces live in it)"),
         (t.dev_every >= 1, "--dev-every must be at least 1"),
         (t.save_every > 0, "--save-every must be positive"),
@@ -194,7 +195,7 @@ def record_of(configs: RunConfigs) -> dict[str, Any]:
 # data; a value different from the recorded one is refused rather than silently ignored.
 RESUMABLE_OPTIONS = LIMIT_OPTIONS + (
     "lr", "warmup", "batch_tokens", "label_smoothing", "clip_norm", "weight_decay", "precision",
-    "dev_bleu_sentences", "average_last", "device", "accum",
+    "dev_bleu_sentences", "average_last", "device", "accum", "log_every",
 )
 _SPEC_FIELDS = {  # corpus option → (record section, CorpusSpec field)
     "corpus": ("corpus", "path"), "src": ("corpus", "src_path"), "tgt": ("corpus", "tgt_path"),

@@ -201,7 +201,7 @@ class Trainer:
             notes.append(f"epoch {self.stream.epoch + 1} goes on from {share:.0%} of its data in batches of the new size")
         processes = state.get("processes", 1)
         if processes != self.cluster.world_size:
-            notes.append(f"{processes} processes before, {self.cluster.world_size} now: the same batches, cut in other shares")
+            notes.append(f"processes: {processes} before, {self.cluster.world_size} now (the same batches, cut in other shares)")
         return notes
 
     def _seed_random_numbers(self) -> None:

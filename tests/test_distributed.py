@@ -1,0 +1,101 @@
+"""Data-parallel training under torchrun (gloo on CPU) against one process with --accum.
+
+Two processes each train on one share of every batch and DistributedDataParallel averages
+their gradients; one process with --accum 2 trains on the same two shares one after the
+other and adds the gradients up. The shares are cut the same way in both cases, so the
+arithmetic is the same: each process's loss is scaled by 2 (exact in binary floating
+point) before DDP divides the sum by 2, and a sum of two terms does not depend on their
+order. With one thread per process (so that no matrix product splits its sums
+differently) the two runs should agree to the last bit; the tolerance of 1e-6 below only
+leaves room for a BLAS or gloo build that orders its float additions differently, and is
+far below the 2e-3 by which two runs with different thread counts were seen to drift apart
+after 12 Adam steps (Adam turns float noise in near-zero gradients into whole-lr updates).
+Dropout is off: each process draws its own dropout masks, which one process cannot copy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import TINY_MODEL_OPTIONS, tiny_pairs, write_tsv
+from tt.model.checkpoint import read_training_state
+
+OPTIONS = [
+    *TINY_MODEL_OPTIONS, "--dropout", "0", "--precision", "fp32", "--threads", "1", "--save-every", "1h",
+    "--device", "cpu",
+]
+TOLERANCE = 1e-6
+
+
+def tt_train(args: list[str], processes: int = 1) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"]
+    command = [*(launcher if processes > 1 else [sys.executable]), "-m", "tt.cli", "train", *args]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def loss_curve(out: Path) -> dict[int, float]:
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return {m["step"]: m["loss"] for m in lines if "loss" in m}
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    curve_a, curve_b = loss_curve(a), loss_curve(b)
+    assert curve_a.keys() == curve_b.keys() and len(curve_a) >= 6
+    for step in curve_a:
+        assert curve_a[step] == pytest.approx(curve_b[step], rel=TOLERANCE), step
+    weights_a, weights_b = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
+    assert weights_a.keys() == weights_b.keys()
+    for name in weights_a:
+        assert torch.allclose(weights_a[name], weights_b[name], rtol=0, atol=TOLERANCE), name
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    return write_tsv(tmp_path_factory.mktemp("corpus") / "corpus.tsv", tiny_pairs())
+
+
+@pytest.fixture(scope="module")
+def two_processes(corpus, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ddp") / "model"
+    result = tt_train([str(corpus), "--out", str(out), "--max-steps", "12", *OPTIONS, "--log-every", "1"], processes=2)
+    assert "2 processes × cpu" in result.stderr
+    return out
+
+
+def test_two_processes_match_one_process_accumulating_two_pieces(corpus, two_processes, tmp_path):
+    one = tmp_path / "one"
+    result = tt_train([str(corpus), "--out", str(one), "--max-steps", "12", *OPTIONS, "--log-every", "1", "--accum", "2"])
+    assert "accumulated over 2 pieces" in result.stderr
+    assert_same_run(two_processes, one)
+    # one process wrote every file; the others none (no stray temporary or lock files of theirs)
+    assert sorted(p.name for p in two_processes.iterdir() if not p.name.startswith(".")) == sorted(
+        p.name for p in one.iterdir() if not p.name.startswith(".")
+    )
+
+
+def test_resume_with_one_process_continues_a_two_process_run(corpus, two_processes, tmp_path):
+    out = tmp_path / "model"
+    tt_train([str(corpus), "--out", str(out), "--max-steps", "6", *OPTIONS, "--log-every", "1"], processes=2)
+    assert read_training_state(out)[0]["processes"] == 2
+    result = tt_train(["--resume", "--out", str(out), "--max-steps", "12", "--accum", "2", "--threads", "1"])
+    assert "processes: 2 before, 1 now" in result.stderr
+    assert_same_run(two_processes, out)
+
+
+def test_resume_with_two_processes_continues_a_one_process_run(corpus, two_processes, tmp_path):
+    out = tmp_path / "model"
+    tt_train([str(corpus), "--out", str(out), "--max-steps", "6", *OPTIONS, "--log-every", "1", "--accum", "2"])
+    result = tt_train(["--resume", "--out", str(out), "--max-steps", "12", "--accum", "1", "--threads", "1"], processes=2)
+    assert "processes: 1 before, 2 now" in result.stderr
+    assert_same_run(two_processes, out)
