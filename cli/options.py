@@ -18,7 +18,7 @@ from tt.data.clean import CleaningConfig
 from tt.data.corpus import CorpusSpec
 from tt.data.errors import UserError
 from tt.data.tokenizer import TokenizerConfig
-from tt.model.checkpoint import SIZE_LIMITS
+from tt.model.configs import SIZE_LIMITS
 from tt.model.train import TrainConfig, parse_duration
 from tt.model.transformer import ModelConfig
 

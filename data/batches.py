@@ -107,6 +107,17 @@ class BatchStream:
         """Epochs completed so far, as a fraction (2.5 = halfway through the third)."""
         return self.epoch + self.position / self.batches_per_epoch()
 
+    def continue_from(self, old_batch_tokens: int) -> float:
+        """`position` counted batches of another size: go on at the same share of the epoch.
+
+        Returns that share. (Used when --resume changes --batch-tokens.)
+        """
+        old = BatchStream(self.src_ids, self.tgt_ids, old_batch_tokens, self.seed)
+        old.epoch = self.epoch
+        share = self.position / old.batches_per_epoch()
+        self.position, self._plan = round(share * self.batches_per_epoch()), None
+        return share
+
     def rows(self) -> Iterator[list[int]]:
         """The batches as lists of sentence indices (a process may train on a share of each)."""
         while True:

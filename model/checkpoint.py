@@ -21,10 +21,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import typing
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -33,6 +32,7 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 from tt.data.atomic import atomic_path, write_atomic
 from tt.data.errors import UserError
 from tt.data.tokenizer import Tokenizer
+from tt.model.configs import check_model_config, config_from_dict
 from tt.model.transformer import ModelConfig, Transformer
 
 WEIGHTS = "model.safetensors"
@@ -40,7 +40,6 @@ CONFIG = "config.json"
 STATE_TENSORS = "train_state.safetensors"
 METRICS = "metrics.jsonl"
 
-Config = TypeVar("Config")
 
 
 def write_json(path: Path, record: dict) -> None:
@@ -57,66 +56,6 @@ def read_json(path: Path) -> dict:
     if not isinstance(record, dict):
         raise UserError(f"{path}: expected a JSON object")
     return record
-
-
-def config_from_dict(cls: type[Config], values: dict, where: str) -> Config:
-    """Build a dataclass config, refusing unknown keys (a typo must not pass silently) and wrong types."""
-    if not isinstance(values, dict):
-        raise UserError(f"{where}: expected an object of {cls.__name__} settings")
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in fields(cls)}
-    for key, value in values.items():
-        if key not in known:
-            raise UserError(f"{where}: unknown key {key!r}")
-        if not _has_type(value, hints[key]):
-            raise UserError(f"{where}: {key} = {json.dumps(value)[:40]} is not a {_type_name(hints[key])}")
-    return cls(**values)
-
-
-def _has_type(value: Any, hint: Any) -> bool:
-    allowed = typing.get_args(hint) or (hint,)  # `int | None` → (int, NoneType)
-    if isinstance(value, bool):
-        return bool in allowed  # JSON true is not a number of layers
-    if isinstance(value, int) and float in allowed:
-        return True  # 1 is a fine learning rate
-    return isinstance(value, tuple(t for t in allowed if isinstance(t, type)))
-
-
-def _type_name(hint: Any) -> str:
-    return " or ".join(getattr(t, "__name__", str(t)).replace("NoneType", "null") for t in (typing.get_args(hint) or (hint,)))
-
-
-# Hard limits on a model config read from a file, checked before anything is allocated.
-# Far above anything tt trains on a laptop, far below what would exhaust a machine.
-SIZE_LIMITS = {
-    "n_layers": (1, 64), "d_model": (2, 16384), "n_heads": (1, 256), "d_ff": (1, 65536),
-    "src_vocab_size": (4, 1_048_576), "tgt_vocab_size": (4, 1_048_576), "max_positions": (2, 65536),
-}
-MAX_PARAMETERS = 2_000_000_000  # 8 GB of float32
-
-
-def estimated_parameters(config: ModelConfig) -> int:
-    """Parameter count from the config alone (within a few percent: biases and norms are left out)."""
-    d, layers = config.d_model, config.n_layers
-    embeddings = (config.src_vocab_size + 2 * config.tgt_vocab_size) * d
-    per_layer = 4 * d * d + 2 * d * config.d_ff  # self-attention + feed-forward
-    return embeddings + layers * per_layer + layers * (per_layer + 4 * d * d)  # decoder adds cross-attention
-
-
-def check_model_config(config: ModelConfig, where: str) -> None:
-    for name, (low, high) in SIZE_LIMITS.items():
-        value = getattr(config, name)
-        if not low <= value <= high:
-            raise UserError(f"{where}: {name} = {value} is outside the supported range {low}..{high:,}")
-    if config.d_model % config.n_heads or config.d_model % 2:
-        raise UserError(f"{where}: d_model {config.d_model} must be even and divisible by n_heads {config.n_heads}")
-    for name in ("dropout", "attention_dropout"):
-        if not 0 <= getattr(config, name) < 1:
-            raise UserError(f"{where}: {name} must be in [0, 1)")
-    if config.tie_embeddings and config.src_vocab_size != config.tgt_vocab_size:
-        raise UserError(f"{where}: tie_embeddings needs equal source and target vocabularies")
-    if estimated_parameters(config) > MAX_PARAMETERS:
-        raise UserError(f"{where}: a model of about {estimated_parameters(config):,} parameters is over tt's limit of {MAX_PARAMETERS:,}")
 
 
 # ---- one trainer per folder

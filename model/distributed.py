@@ -119,3 +119,35 @@ def gather_rng_states(cluster: Cluster, device: torch.device, cuda: bool = False
     gathered = [torch.zeros_like(state, device=device) for _ in range(cluster.world_size)]
     dist.all_gather(gathered, state.to(device))
     return [t.cpu() for t in gathered]
+
+
+def seed_random_numbers(cluster: Cluster, device: torch.device, seed: int, step: int, restored: dict | None) -> None:
+    """Dropout's random numbers: from the seed at step 0, else as the checkpoint left them.
+
+    Each process draws its own (rank 0 exactly as a single process would). A process the
+    checkpoint has no state for (more processes than before) starts a fresh stream derived
+    from the seed, the step and its rank.
+    """
+    rank = cluster.rank
+    cpu_key = "rng.torch" if rank == 0 else f"rng.torch.{rank}"
+    if restored is None:
+        torch.manual_seed(seed + rank)
+    elif cpu_key in restored:
+        torch.set_rng_state(restored[cpu_key])
+    else:
+        torch.manual_seed(hash((seed, step, rank)))
+    if device.type == "cuda" and restored is not None:
+        if f"rng.cuda.{rank}" in restored:
+            torch.cuda.set_rng_state(restored[f"rng.cuda.{rank}"])
+        else:
+            torch.cuda.manual_seed(hash((seed, step, rank)))
+
+
+def rng_tensors(cluster: Cluster, device: torch.device) -> dict[str, torch.Tensor]:
+    """Every process's generator states, named for the checkpoint (a collective call)."""
+    states = gather_rng_states(cluster, device)
+    tensors = {("rng.torch" if rank == 0 else f"rng.torch.{rank}"): state for rank, state in enumerate(states)}
+    if device.type == "cuda":
+        cuda_states = gather_rng_states(cluster, device, cuda=True)
+        tensors.update({f"rng.cuda.{rank}": state for rank, state in enumerate(cuda_states)})
+    return tensors

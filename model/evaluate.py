@@ -75,3 +75,10 @@ def evaluate_loss(model: Transformer, dev: DevSet, batch_tokens: int, smoothing:
     model.train(was_training)
     mean_nll = nll / max(tokens, 1)
     return {"dev_loss": mean_nll, "dev_kl": kl / max(tokens, 1), "dev_ppl": math.exp(min(mean_nll, 50))}
+
+
+def average_weights(config, snapshots: list[dict[str, torch.Tensor]]) -> Transformer:
+    """A model whose every weight is the mean of that weight over the snapshots."""
+    averaged = Transformer(config)
+    averaged.load_state_dict({k: torch.stack([s[k].float() for s in snapshots]).mean(0) for k in snapshots[0]})
+    return averaged

@@ -28,7 +28,7 @@ import signal
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -40,9 +40,10 @@ from tt.model.checkpoint import (
     CONFIG, METRICS, load_training_state, save_model_folder, save_training_state, write_json,
 )
 from tt.model.device import autocast, resolve_device, resolve_precision
-from tt.model.distributed import Cluster, all_reduce_max, all_reduce_sum, gather_rng_states, shares
-from tt.model.evaluate import DevSet, dev_bleu, evaluate_loss
+from tt.model.distributed import Cluster, all_reduce_max, all_reduce_sum, rng_tensors, seed_random_numbers, shares
+from tt.model.evaluate import DevSet, average_weights, dev_bleu, evaluate_loss
 from tt.model.loss import label_smoothed_loss
+from tt.model.metrics import MetricsWindow, Reporter, Silent, StepTotals
 from tt.model.transformer import Transformer
 
 
@@ -79,47 +80,6 @@ def learning_rate(step: int, config: TrainConfig) -> float:
 
 class Diverged(UserError):
     """The loss or the gradient stopped being a finite number; no update was applied."""
-
-
-class Reporter(Protocol):
-    def step(self, trainer: "Trainer", parts: "StepTotals") -> None: ...
-    def log(self, metrics: dict) -> None: ...
-
-
-class Silent:
-    """The reporter of processes other than rank 0."""
-
-    def step(self, trainer, parts) -> None:
-        pass
-
-    def log(self, metrics: dict) -> None:
-        pass
-
-
-@dataclass
-class StepTotals:
-    """One update's sums over the whole batch's real target tokens (all processes), in nats."""
-
-    kl: float = 0.0  # Σ KL(q‖p): the loss
-    cross_entropy: float = 0.0  # Σ H(q, p) = KL + H(q)
-    entropy: float = 0.0  # Σ H(q)
-    nll: float = 0.0  # Σ −ln p(reference token)
-    n_tokens: int = 0
-
-    def add(self, parts, weight: float = 1.0) -> None:
-        self.kl += weight * float(parts.kl.detach())
-        self.cross_entropy += weight * float(parts.cross_entropy.detach())
-        self.entropy += weight * float(parts.entropy)
-        self.nll += weight * float(parts.nll.detach())
-        self.n_tokens += int(weight * parts.n_tokens)
-
-    def values(self) -> list[float]:
-        return [self.kl, self.cross_entropy, self.entropy, self.nll, float(self.n_tokens)]
-
-    @classmethod
-    def from_values(cls, values: list[float]) -> "StepTotals":
-        kl, cross_entropy, entropy, nll, n_tokens = values
-        return cls(kl, cross_entropy, entropy, nll, round(n_tokens))
 
 
 class Trainer:
@@ -193,46 +153,12 @@ class Trainer:
         notes = []
         recorded_tokens = state.get("batch_tokens", self.config.batch_tokens)
         if recorded_tokens != self.config.batch_tokens:
-            # `position` counted batches of the old size: continue at the same share of the epoch.
-            old = BatchStream(self.stream.src_ids, self.stream.tgt_ids, recorded_tokens, self.stream.seed)
-            old.epoch = self.stream.epoch
-            share = self.stream.position / old.batches_per_epoch()
-            self.stream.position = round(share * self.stream.batches_per_epoch())
+            share = self.stream.continue_from(recorded_tokens)
             notes.append(f"epoch {self.stream.epoch + 1} goes on from {share:.0%} of its data in batches of the new size")
         processes = state.get("processes", 1)
         if processes != self.cluster.world_size:
             notes.append(f"processes: {processes} before, {self.cluster.world_size} now (the same batches, cut in other shares)")
         return notes
-
-    def _seed_random_numbers(self) -> None:
-        """Dropout's random numbers: from the seed at step 0, else as the checkpoint left them.
-
-        Each process draws its own (rank 0 exactly as a single process would). A process
-        the checkpoint has no state for (more processes than before) starts a fresh stream
-        derived from the seed, the step and its rank.
-        """
-        rank, rng = self.cluster.rank, self.restored_rng
-        cpu_key = "rng.torch" if rank == 0 else f"rng.torch.{rank}"
-        if rng is None:
-            torch.manual_seed(self.config.seed + rank)
-        elif cpu_key in rng:
-            torch.set_rng_state(rng[cpu_key])
-        else:
-            torch.manual_seed(hash((self.config.seed, self.step, rank)))
-        if self.device.type == "cuda" and rng is not None:
-            if f"rng.cuda.{rank}" in rng:
-                torch.cuda.set_rng_state(rng[f"rng.cuda.{rank}"])
-            else:
-                torch.cuda.manual_seed(hash((self.config.seed, self.step, rank)))
-
-    def _rng_tensors(self) -> dict[str, torch.Tensor]:
-        """Every process's generator states, gathered for rank 0 to save (a collective call)."""
-        states = gather_rng_states(self.cluster, self.device)
-        tensors = {("rng.torch" if rank == 0 else f"rng.torch.{rank}"): state for rank, state in enumerate(states)}
-        if self.device.type == "cuda":
-            cuda_states = gather_rng_states(self.cluster, self.device, cuda=True)
-            tensors.update({f"rng.cuda.{rank}": state for rank, state in enumerate(cuda_states)})
-        return tensors
 
     def elapsed(self) -> float:
         return self.elapsed_before + (time.monotonic() - self.command_start)
@@ -243,7 +169,7 @@ class Trainer:
         Every process must call this at the same step (the RNG states are gathered); only
         rank 0 writes.
         """
-        rng = self._rng_tensors()
+        rng = rng_tensors(self.cluster, self.device)
         if not self.cluster.is_main:
             return
         if not self.selects_best or not self.best:
@@ -333,7 +259,7 @@ class Trainer:
         A stop request (`stop_signal`, set by the CLI's Ctrl-C/SIGTERM handler) is honoured
         between steps, so the checkpoint written on the way out is a whole step.
         """
-        self._seed_random_numbers()
+        seed_random_numbers(self.cluster, self.device, self.config.seed, self.step, self.restored_rng)
         if self.cluster.distributed and self.ddp is None:
             device_ids = [self.device.index or 0] if self.device.type == "cuda" else None
             self.ddp = DistributedDataParallel(self.model, device_ids=device_ids)
@@ -356,7 +282,7 @@ class Trainer:
         return reason
 
     def _loop(self, metrics_file, reporter: Reporter) -> str:
-        window = _Window()
+        window = MetricsWindow()
         last_save = time.monotonic()
         reason = self.limit_reached()
         try:
@@ -372,7 +298,7 @@ class Trainer:
                 due = self.step % self.config.log_every == 0 or window.age() >= self.config.log_seconds
                 if due:
                     self._write(metrics_file, reporter, window.metrics(self, lr))
-                    window = _Window()
+                    window = MetricsWindow()
                 if self.dev is not None and self.step % self.config.dev_every == 0:
                     self._evaluate(metrics_file, reporter)
                 reason = self.limit_reached() or stop
@@ -432,8 +358,7 @@ class Trainer:
         """
         if not self.cluster.is_main:
             return
-        averaged = Transformer(self.model.config).to(self.device)
-        averaged.load_state_dict({k: torch.stack([s[k].float() for s in self.snapshots]).mean(0) for k in self.snapshots[0]})
+        averaged = average_weights(self.model.config, self.snapshots).to(self.device)
         bleu = dev_bleu(averaged, self.tokenizer, self.dev, self.config.dev_bleu_sentences)
         self._write(metrics_file, reporter, {"step": self.step, "averaged_last": len(self.snapshots), "dev_bleu_averaged": bleu})
         if bleu > self.best.get("dev_bleu", float("-inf")):
@@ -444,43 +369,6 @@ class Trainer:
         metrics_file.write(json.dumps(metrics) + "\n")
         metrics_file.flush()
         reporter.log(metrics)
-
-
-class _Window:
-    """Running sums between two metrics lines."""
-
-    def __init__(self):
-        self.started = time.monotonic()
-        self.steps = self.tokens = 0
-        self.kl = self.cross_entropy = self.entropy = self.nll = self.seconds = 0.0
-
-    def add(self, totals: StepTotals, seconds: float) -> None:
-        self.steps += 1
-        self.tokens += totals.n_tokens
-        self.kl += totals.kl
-        self.cross_entropy += totals.cross_entropy
-        self.entropy += totals.entropy
-        self.nll += totals.nll
-        self.seconds += seconds
-
-    def age(self) -> float:
-        return time.monotonic() - self.started
-
-    def metrics(self, trainer: Trainer, lr: float) -> dict:
-        n = max(self.tokens, 1)
-        return {
-            "step": trainer.step,
-            "epoch": round(trainer.stream.epochs_done, 4),
-            "loss": self.cross_entropy / n,  # H(q, p) per token = KL(q‖p) + H(q)
-            "kl": self.kl / n,
-            "entropy_floor": self.entropy / n,  # H(q): what label smoothing adds
-            "nll": self.nll / n,  # −ln p(reference token): plain cross-entropy
-            "ppl": math.exp(min(self.nll / n, 50)),
-            "lr": lr,
-            "tokens": trainer.tokens,
-            "elapsed_s": round(trainer.elapsed(), 2),
-            "tokens_per_s": self.tokens / max(self.seconds, 1e-9),
-        }
 
 
 def signal_name(signum: int) -> str:

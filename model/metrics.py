@@ -1,0 +1,92 @@
+"""What training reports: each update's sums, windows of updates → metrics.jsonl lines.
+
+A line of metrics.jsonl is the mean over the real target tokens of a window of updates:
+`loss` H(q, p) = `kl` KL(q‖p) + `entropy_floor` H(q), beside `nll`, the plain cross-entropy
+−ln p(reference) that perplexity is made of. A `Reporter` (the CLI's progress bar) gets
+the same numbers as they are made.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class Reporter(Protocol):
+    def step(self, trainer, parts: "StepTotals") -> None: ...  # trainer: tt.model.train.Trainer
+    def log(self, metrics: dict) -> None: ...
+
+
+class Silent:
+    """The reporter of processes other than rank 0."""
+
+    def step(self, trainer, parts) -> None:
+        pass
+
+    def log(self, metrics: dict) -> None:
+        pass
+
+
+@dataclass
+class StepTotals:
+    """One update's sums over the whole batch's real target tokens (all processes), in nats."""
+
+    kl: float = 0.0  # Σ KL(q‖p): the loss
+    cross_entropy: float = 0.0  # Σ H(q, p) = KL + H(q)
+    entropy: float = 0.0  # Σ H(q)
+    nll: float = 0.0  # Σ −ln p(reference token)
+    n_tokens: int = 0
+
+    def add(self, parts, weight: float = 1.0) -> None:
+        self.kl += weight * float(parts.kl.detach())
+        self.cross_entropy += weight * float(parts.cross_entropy.detach())
+        self.entropy += weight * float(parts.entropy)
+        self.nll += weight * float(parts.nll.detach())
+        self.n_tokens += int(weight * parts.n_tokens)
+
+    def values(self) -> list[float]:
+        return [self.kl, self.cross_entropy, self.entropy, self.nll, float(self.n_tokens)]
+
+    @classmethod
+    def from_values(cls, values: list[float]) -> "StepTotals":
+        kl, cross_entropy, entropy, nll, n_tokens = values
+        return cls(kl, cross_entropy, entropy, nll, round(n_tokens))
+
+
+class MetricsWindow:
+    """Running sums between two metrics lines."""
+
+    def __init__(self):
+        self.started = time.monotonic()
+        self.steps = self.tokens = 0
+        self.kl = self.cross_entropy = self.entropy = self.nll = self.seconds = 0.0
+
+    def add(self, totals: StepTotals, seconds: float) -> None:
+        self.steps += 1
+        self.tokens += totals.n_tokens
+        self.kl += totals.kl
+        self.cross_entropy += totals.cross_entropy
+        self.entropy += totals.entropy
+        self.nll += totals.nll
+        self.seconds += seconds
+
+    def age(self) -> float:
+        return time.monotonic() - self.started
+
+    def metrics(self, trainer, lr: float) -> dict:
+        n = max(self.tokens, 1)
+        return {
+            "step": trainer.step,
+            "epoch": round(trainer.stream.epochs_done, 4),
+            "loss": self.cross_entropy / n,  # H(q, p) per token = KL(q‖p) + H(q)
+            "kl": self.kl / n,
+            "entropy_floor": self.entropy / n,  # H(q): what label smoothing adds
+            "nll": self.nll / n,  # −ln p(reference token): plain cross-entropy
+            "ppl": math.exp(min(self.nll / n, 50)),
+            "lr": lr,
+            "tokens": trainer.tokens,
+            "elapsed_s": round(trainer.elapsed(), 2),
+            "tokens_per_s": self.tokens / max(self.seconds, 1e-9),
+        }
