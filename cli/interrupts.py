@@ -4,8 +4,9 @@ Two phases:
 - before the training loop (reading, cleaning, the tokenizer), nothing worth saving exists
   yet: a signal raises `Interrupted` at once, and the command exits with 128 + signal;
 - inside the loop, the first signal only sets `trainer.stop_signal`; the loop finishes the
-  step it is in, writes a checkpoint and returns. A second signal aborts at once, without
-  saving: the previous checkpoint is still whole, because every file is written atomically.
+  step it is in, writes a checkpoint and returns. A second signal (two seconds or more
+  later) aborts at once, without saving: the previous checkpoint is still whole, because
+  every file is written atomically.
 
 (SIGKILL cannot be caught: atomic writes are what make it safe.)
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+import time
 from typing import Iterator
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -54,12 +56,23 @@ def interrupt_immediately() -> contextlib.AbstractContextManager:
     return _handlers(_raise)
 
 
+REPEAT_SECONDS = 2.0  # a second signal sooner than this is the same request delivered twice
+
+
 def stop_after_step(trainer) -> contextlib.AbstractContextManager:
-    """The first signal asks the trainer to stop between steps; a second one aborts."""
+    """The first signal asks the trainer to stop between steps; a later second one aborts.
+
+    Under torchrun a Ctrl-C reaches each process twice, from the terminal and forwarded by
+    torchrun, a few milliseconds apart: that must not count as "abort without saving".
+    """
+    first = {}
 
     def request_stop(signum, frame):
         if trainer.stop_signal is not None:
-            raise Interrupted(signum)
+            if time.monotonic() - first["at"] >= REPEAT_SECONDS:
+                raise Interrupted(signum)
+            return
         trainer.stop_signal = signum
+        first["at"] = time.monotonic()
 
     return _handlers(request_stop)

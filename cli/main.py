@@ -143,7 +143,7 @@ def translate(
     length_penalty: Annotated[float, typer.Option(help="GNMT length penalty α for beam search (0: raw log-probability).")] = 0.6,
     n_best: Annotated[int, typer.Option(help="Outputs per input (beam search): lines of INPUT_INDEX<TAB>LOG_PROB<TAB>TEXT.")] = 1,
     batch_size: Annotated[int, typer.Option(help="Sentences decoded together.")] = 64,
-    precision: Annotated[str, typer.Option(help="fp32 (exact, batch-independent numbers) or bf16 (faster).")] = "fp32",
+    precision: Annotated[str, typer.Option(help="fp32 (exact, batch-independent numbers), bf16 (faster) or auto (bf16 where the hardware does it fast).")] = "fp32",
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
     lens: Annotated[bool, typer.Option("--lens", help="Logit lens: what each decoder layer would pick, and its probability of the chosen token (a table, or \"layers\" in --json).")] = False,
     attention: Annotated[bool, typer.Option("--attention", help="Cross-attention: a heatmap of source pieces × target pieces (or \"attention\" in --json).")] = False,
@@ -195,7 +195,7 @@ def translate(
         raise UserError("sampling needs --n ≥ 1, --temperature > 0, --top-k-sampling ≥ 1 and 0 < --top-p ≤ 1")
     if prefix is not None and (beam > 1 or n_best > 1):
         raise UserError("--prefix works with greedy decoding and sampling, not --beam")
-    config = DecodeConfig(batch_size=batch_size, precision=precision, device=device)
+    config = DecodeConfig(batch_size=batch_size, precision=decoding_precision(precision, device), device=device)
     search = Search(
         beam=BeamConfig(beam=max(beam, n_best), alpha=length_penalty, n_best=n_best),
         sampler=Sampler(temperature, top_k_sampling, top_p, seed) if sampling else None,
@@ -215,10 +215,17 @@ def check_decoding(beam: int, n_best: int, precision: str, batch_size: int) -> N
         raise UserError("--beam must be at least 1")
     if n_best < 1:
         raise UserError("--n-best must be at least 1")
-    if precision not in ("fp32", "bf16"):
-        raise UserError(f"--precision must be fp32 or bf16, not {precision!r}")
+    if precision not in ("fp32", "bf16", "auto"):
+        raise UserError(f"--precision must be fp32, bf16 or auto, not {precision!r}")
     if batch_size < 1:
         raise UserError("--batch-size must be at least 1")
+
+
+def decoding_precision(precision: str, device: str) -> str:
+    """"auto" → bf16 or fp32 for the device the model will run on."""
+    from tt.model.device import resolve_device, resolve_precision
+
+    return resolve_precision(precision, resolve_device(device))
 
 
 @app.command(name="eval")
@@ -234,7 +241,7 @@ def evaluate(
     beam: Annotated[int, typer.Option(help="Beam size; 1 is greedy decoding.")] = 1,
     length_penalty: Annotated[float, typer.Option(help="GNMT length penalty α for beam search.")] = 0.6,
     batch_size: Annotated[int, typer.Option(help="Sentences decoded together.")] = 64,
-    precision: Annotated[str, typer.Option(help="fp32 or bf16.")] = "fp32",
+    precision: Annotated[str, typer.Option(help="fp32, bf16 or auto (bf16 where the hardware does it fast).")] = "fp32",
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
     output: Annotated[Optional[Path], typer.Option(help="Also write the translations here, one per line.")] = None,
     json_line: Annotated[bool, typer.Option("--json", help="One JSON line instead of the table.")] = False,
@@ -260,7 +267,7 @@ def evaluate(
         format=format, src_col=src_col, tgt_col=tgt_col,
     )
     result = run_eval(
-        model_folder(model), spec, DecodeConfig(batch_size=batch_size, precision=precision, device=device),
+        model_folder(model), spec, DecodeConfig(batch_size=batch_size, precision=decoding_precision(precision, device), device=device),
         BeamConfig(beam=beam, alpha=length_penalty), output, stderr,
     )
     if calibration:

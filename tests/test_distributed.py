@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -99,3 +101,27 @@ def test_resume_with_two_processes_continues_a_one_process_run(corpus, two_proce
     result = tt_train(["--resume", "--out", str(out), "--max-steps", "12", "--accum", "1", "--threads", "1"], processes=2)
     assert "processes: 1 before, 2 now" in result.stderr
     assert_same_run(two_processes, out)
+
+
+def test_ctrl_c_stops_every_process_after_the_same_step_and_saves(corpus, tmp_path):
+    """A terminal's Ctrl-C reaches torchrun and each worker (and torchrun forwards it again)."""
+    out = tmp_path / "model"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+        "-m", "tt.cli", "train", str(corpus), "--out", str(out), *OPTIONS, "--max-steps", "1000000",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (out / "metrics.jsonl").exists():
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.05)
+    time.sleep(1.0)
+    os.killpg(process.pid, signal.SIGINT)  # the whole process group, as a terminal does
+    _, stderr = process.communicate(timeout=120)
+    assert f"continue with: tt train --out {out} --resume" in stderr
+    step = read_training_state(out)[0]["step"]
+    assert step > 0
+    resumed = tt_train(["--resume", "--out", str(out), "--max-steps", str(step + 3), "--accum", "2", "--threads", "1"])
+    assert f"resuming {out} at step {step:,}" in resumed.stderr
+    assert read_training_state(out)[0]["step"] == step + 3
