@@ -62,14 +62,17 @@ REPEAT_SECONDS = 2.0  # a second signal sooner than this is the same request del
 def stop_after_step(trainer) -> contextlib.AbstractContextManager:
     """The first signal asks the trainer to stop between steps; a later second one aborts.
 
-    Under torchrun a Ctrl-C reaches each process twice, from the terminal and forwarded by
-    torchrun, a few milliseconds apart: that must not count as "abort without saving".
+    A signal delivered twice within REPEAT_SECONDS is one request. Under torchrun a Ctrl-C
+    reaches each process twice, from the terminal and forwarded by torchrun, sometimes
+    seconds apart; and one process leaving on its own would leave the others waiting in a
+    collective. So under torchrun repeats are ignored: torchrun itself kills the processes
+    if they do not finish in its grace period.
     """
     first = {}
 
     def request_stop(signum, frame):
         if trainer.stop_signal is not None:
-            if time.monotonic() - first["at"] >= REPEAT_SECONDS:
+            if not trainer.cluster.distributed and time.monotonic() - first["at"] >= REPEAT_SECONDS:
                 raise Interrupted(signum)
             return
         trainer.stop_signal = signum
