@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -30,6 +31,7 @@ def run_eval(folder: Path, spec: CorpusSpec, config: DecodeConfig, beam: BeamCon
     sources = [pair.src for pair in pairs]
     references = [pair.tgt for pair in pairs]
     hypotheses: list[str] = []
+    cut: list[str] = []  # where a source was longer than the model's positions
     started = time.monotonic()
     progress = Progress(TextColumn("translating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console, transient=True)
     with progress:
@@ -37,8 +39,12 @@ def run_eval(folder: Path, spec: CorpusSpec, config: DecodeConfig, beam: BeamCon
         step = max(config.batch_size, 64)
         for start in range(0, len(sources), step):
             chunk = sources[start : start + step]
-            hypotheses += [t.translation for t in translator.translate(chunk, config, search=Search(beam=beam))]
+            results = translator.translate(chunk, config, search=Search(beam=beam))
+            hypotheses += [t.translation for t in results]
+            cut += [pairs[start + i].where for i, t in enumerate(results) if t.truncated_from is not None]
             progress.advance(task, len(chunk))
+    if cut:
+        console.print(f"[yellow]warning:[/] {len(cut)} source(s) longer than the model's positions were cut, first at {escape(cut[0])}")
     seconds = time.monotonic() - started
     if output is not None:
         write_atomic(output, "".join(h + "\n" for h in hypotheses).encode("utf-8"))

@@ -44,4 +44,5 @@ class Sampler:
             drop_sorted = probs.cumsum(-1) - probs >= self.top_p
             drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
             scores = scores.masked_fill(drop, float("-inf"))
-        return torch.multinomial(scores.softmax(-1), 1, generator=self.generator).squeeze(-1)
+        # Drawn on the CPU with our own generator: the same seed gives the same draws on any device.
+        return torch.multinomial(scores.softmax(-1).float().cpu(), 1, generator=self.generator).squeeze(-1).to(scores.device)

@@ -261,7 +261,7 @@ class Trainer:
         """
         seed_random_numbers(self.cluster, self.device, self.config.seed, self.step, self.restored_rng)
         if self.cluster.distributed and self.ddp is None:
-            device_ids = [self.device.index or 0] if self.device.type == "cuda" else None
+            device_ids = [torch.cuda.current_device()] if self.device.type == "cuda" else None  # set from LOCAL_RANK
             self.ddp = DistributedDataParallel(self.model, device_ids=device_ids)
         if not self.cluster.is_main:
             reporter = Silent()

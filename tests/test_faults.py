@@ -9,6 +9,7 @@ import dataclasses
 import errno
 import json
 import math
+import re
 import os
 import socket
 from pathlib import Path
@@ -275,3 +276,38 @@ def test_a_second_trainer_on_the_same_folder_is_refused(short_run):
         assert f"{short_run}: another tt train (process {os.getpid()}) is writing this folder" in line
     result = runner.invoke(app, ["train", "--resume", "--out", str(short_run), "--max-steps", "8"])
     assert result.exit_code == 0, result.output  # released with its holder
+
+
+# ---- translation input: whatever the bytes, one line out per line in
+
+TRANSLATION_INPUTS = {
+    "empty line": b"\n",
+    "spaces only": b"   \t  \n",
+    "emoji": "😀🇨🇳👍🏽\n".encode(),
+    "control characters": b"\x00\x01\x07\x08\x0b\x0c\x1b[31m\x7f\n",
+    "line separators inside a line": "一\u2028二\u2029三\x85四\r五\n".encode(),
+    "invalid UTF-8": b"\xff\xfe\xc3\x28\xa0\xa1\n",
+    "binary junk": bytes(range(256)).replace(b"\n", b"") + b"\n",
+    "100,000 characters": ("我有三本书。" * 16667)[:100_000].encode() + b"\n",
+}
+
+
+@pytest.mark.parametrize("data", TRANSLATION_INPUTS.values(), ids=TRANSLATION_INPUTS.keys())
+def test_translation_input_never_breaks_the_one_line_rule(trained_model, data):
+    stream = data + "我有三本书。\n".encode()  # and the next line is still translated
+    result = runner.invoke(app, ["translate", "--model", str(trained_model), "--batch-size", "1"], input=stream)
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    lines = result.stdout.split("\n")
+    assert len(lines) == 3 and lines[-1] == "", result.stdout  # two lines, each ended
+    assert lines[1] == runner.invoke(app, ["translate", "--model", str(trained_model), "我有三本书。"]).stdout.removesuffix("\n")
+    if data.strip() == b"":
+        assert lines[0] == ""
+
+
+def test_a_100000_character_line_is_cut_with_a_warning_naming_it(trained_model):
+    line = ("我有三本书。" * 16667)[:100_000]
+    result = runner.invoke(app, ["translate", "--model", str(trained_model)], input=f"好\n{line}\n")
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.split("\n")) == 3
+    assert re.search(r"warning: input line 2: [\d,]+ source pieces, more than the model's 1,024", result.stderr)
