@@ -21,6 +21,7 @@ from tt.cli.heatmap import attention_heatmap
 from tt.cli.tables import lens_table, probability_table
 from tt.cli.translator import AttentionView, Search, Translator, chunks, to_json
 from tt.data.atomic import atomic_text
+from tt.data.corpus import open_binary
 from tt.data.errors import UserError
 from tt.model.decode import DecodeConfig
 
@@ -35,7 +36,7 @@ def run_translate(
     if output is not None and output.exists() and output.is_dir():
         raise UserError(f"--output {output}: is a folder")
     if file is not None:
-        lines: Iterable[str] = input_lines(_open_input(file), str(file))
+        lines: Iterable[str] = input_lines(open_binary(file), str(file))
     elif texts:
         lines = texts
     elif sys.stdin.isatty():
@@ -50,17 +51,6 @@ def run_translate(
         return
     with atomic_text(output) as handle:
         _translate_to(handle, translator, lines, config, search, probs, k, json_lines, lens, view)
-
-
-def _open_input(file: Path) -> BinaryIO:
-    try:
-        return open(file, "rb")
-    except FileNotFoundError:
-        raise UserError(f"{file}: no such file") from None
-    except IsADirectoryError:
-        raise UserError(f"{file}: is a folder, not a file") from None
-    except OSError as err:
-        raise UserError(f"{file}: cannot read ({err.strerror})") from None
 
 
 def input_lines(stream: BinaryIO, name: str) -> Iterator[str]:

@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass
 from itertools import zip_longest
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 from tt.data.errors import UserError
 
@@ -101,17 +101,21 @@ def read_pairs(spec: CorpusSpec) -> Iterator[Pair]:
         raise UserError("--format text needs a pair of files: --src FILE --tgt FILE")
 
 
-def read_lines(name: str) -> Iterator[tuple[int, str]]:
-    """(line number, text) for each line of a UTF-8 file, without the line end or a BOM."""
+def open_binary(name: str | Path) -> BinaryIO:
+    """A file opened for reading bytes, or a UserError that says why it cannot be."""
     try:
-        handle = open(name, "rb")
+        return open(name, "rb")
     except FileNotFoundError:
         raise UserError(f"{name}: no such file") from None
     except IsADirectoryError:
         raise UserError(f"{name}: is a folder, not a file") from None
     except OSError as err:
         raise UserError(f"{name}: cannot read ({err.strerror})") from None
-    with handle:
+
+
+def read_lines(name: str) -> Iterator[tuple[int, str]]:
+    """(line number, text) for each line of a UTF-8 file, without the line end or a BOM."""
+    with open_binary(name) as handle:
         for number, raw in enumerate(handle, start=1):
             try:
                 text = raw.decode("utf-8")
