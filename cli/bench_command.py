@@ -26,7 +26,7 @@ from tt.data.clean import CleaningConfig, clean_pairs
 from tt.data.corpus import CorpusSpec, read_pairs
 from tt.data.tokenizer import EOS_ID, TokenizerConfig, train_tokenizer
 from tt.model.decode import BeamConfig, DecodeConfig, beam_decode, greedy_decode
-from tt.model.device import cpu_bf16_supported as bf16_supported
+from tt.model.device import bf16_supported, resolve_device
 from tt.model.train import TrainConfig, Trainer
 from tt.model.transformer import ModelConfig, Transformer, count_parameters
 
@@ -35,20 +35,31 @@ REFERENCE_VOCAB = 8000
 REFERENCE_BATCH_TOKENS = 4096
 
 
-def timed(work: Callable[[], None], seconds: float, warmup: int = 1) -> tuple[int, float]:
+def synchronize(device: torch.device) -> None:
+    """A GPU runs work queued by the CPU later: wait for it before reading the clock."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(work: Callable[[], None], seconds: float, warmup: int = 1, device: torch.device = torch.device("cpu")) -> tuple[int, float]:
     """Run `work` repeatedly for about `seconds`; (repetitions, elapsed)."""
     for _ in range(warmup):
         work()
+    synchronize(device)
     count, started = 0, time.perf_counter()
     while count == 0 or time.perf_counter() - started < seconds:
         work()
         count += 1
+        if count % 16 == 0:
+            synchronize(device)  # keep the queue short, so the clock tracks the work
+    synchronize(device)
     return count, time.perf_counter() - started
 
 
-def matmul_gflops(dtype: torch.dtype, size: int = 1024, seconds: float = 2.0) -> float:
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
-    count, elapsed = timed(lambda: a @ b, seconds)
+def matmul_gflops(dtype: torch.dtype, size: int = 1024, seconds: float = 2.0, device: torch.device = torch.device("cpu")) -> float:
+    size = size if device.type == "cpu" else 8192  # a GPU needs a bigger product to reach its peak
+    a, b = torch.randn(size, size, dtype=dtype, device=device), torch.randn(size, size, dtype=dtype, device=device)
+    count, elapsed = timed(lambda: a @ b, seconds, device=device)
     return 2 * size**3 * count / elapsed / 1e9
 
 
@@ -84,12 +95,12 @@ def flops_per_target_token(config: ModelConfig, src_per_tgt: float) -> float:
     return 6 * (encoder * src_per_tgt + decoder + output)
 
 
-def train_speed(config: ModelConfig, src_ids, tgt_ids, batch_tokens: int, precision: str, seconds: float) -> dict:
+def train_speed(config: ModelConfig, src_ids, tgt_ids, batch_tokens: int, precision: str, seconds: float, device: str = "cpu") -> dict:
     torch.manual_seed(0)
     model = Transformer(config)
     stream = BatchStream(src_ids, tgt_ids, batch_tokens, seed=0)
     with tempfile.TemporaryDirectory() as folder:
-        config = TrainConfig(batch_tokens=batch_tokens, precision=precision, device="cpu")
+        config = TrainConfig(batch_tokens=batch_tokens, precision=precision, device=device)
         trainer = Trainer(model, None, stream, None, config, Path(folder), dict, time.monotonic())
         batches = stream.rows()
         for _ in range(2):
@@ -168,12 +179,14 @@ def _wall(command: list[str], cwd: str) -> float:
     return time.perf_counter() - started
 
 
-def run_bench(data_dir: Path | None, seconds: float, report: Callable[[str], None]) -> dict:
-    results: dict = {"threads": torch.get_num_threads(), "bf16_supported": bf16_supported()}
-    default_precision = "bf16" if bf16_supported() else "fp32"
+def run_bench(data_dir: Path | None, seconds: float, report: Callable[[str], None], device_name: str = "cpu") -> dict:
+    device = resolve_device(device_name)
+    supported = bf16_supported(device)
+    results: dict = {"threads": torch.get_num_threads(), "bf16_supported": supported, "device": _describe(device)}
+    default_precision = "bf16" if supported else "fp32"
     report("matmul peak")
-    results["matmul_fp32_gflops"] = matmul_gflops(torch.float32)
-    results["matmul_bf16_gflops"] = matmul_gflops(torch.bfloat16)
+    results["matmul_fp32_gflops"] = matmul_gflops(torch.float32, device=device)
+    results["matmul_bf16_gflops"] = matmul_gflops(torch.bfloat16, device=device)
 
     train_pairs, dev_pairs, source = corpus_for_bench(data_dir)
     results["data"] = source
@@ -203,9 +216,9 @@ def run_bench(data_dir: Path | None, seconds: float, report: Callable[[str], Non
     for name, (config, batch_tokens) in shapes.items():
         flops = flops_per_target_token(config, src_per_tgt)
         results[f"{name}_flops_per_token"] = flops
-        for precision in ("fp32", "bf16") if bf16_supported() else ("fp32",):
+        for precision in ("fp32", "bf16") if supported else ("fp32",):
             report(f"training, {name} shape, {precision}")
-            speed = train_speed(config, *data[name], batch_tokens, precision, seconds)
+            speed = train_speed(config, *data[name], batch_tokens, precision, seconds, device_name)
             key = f"train_{name}_{precision}"
             results[f"{key}_tok_s"] = speed["tok_s"]
             results[f"{key}_mfu"] = speed["tok_s"] * flops / (peak[precision] * 1e9)
@@ -213,7 +226,7 @@ def run_bench(data_dir: Path | None, seconds: float, report: Callable[[str], Non
     results["train_tok_s"] = results[f"train_reference_{default_precision}_tok_s"]
 
     torch.manual_seed(0)
-    model = Transformer(shapes["reference"][0]).eval()
+    model = Transformer(shapes["reference"][0]).eval().to(device)
     dev_src = [tokenizer.encode_src(s) for s, _ in dev_pairs]
     for beam in (1, 5):
         for batch in (1, 64):
@@ -228,6 +241,7 @@ def run_bench(data_dir: Path | None, seconds: float, report: Callable[[str], Non
     recomputed = fixed_length_speed(model, tokenizer.tgt_vocab_size, sentences=128, out_len=30, use_cache=False)
     results["decode_cache_speedup"] = cached / recomputed
 
+    model.cpu()  # the processes below measure the CPU command's memory and start-up
     report("memory and start-up")
     with tempfile.TemporaryDirectory() as folder:
         corpus = Path(folder) / "corpus.tsv"
@@ -238,10 +252,17 @@ def run_bench(data_dir: Path | None, seconds: float, report: Callable[[str], Non
     return results
 
 
+def _describe(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return "cpu"
+
+
 def bench_table(results: dict):
     from rich.table import Table
 
-    table = Table(title=f"tt bench — {results['threads']} threads, data: {results['data']}", title_justify="left")
+    where = f"{results['threads']} threads" if results.get("device", "cpu") == "cpu" else results["device"]
+    table = Table(title=f"tt bench — {where}, data: {results['data']}", title_justify="left")
     table.add_column("measurement")
     table.add_column("figure", justify="right")
     table.add_column("note")

@@ -288,6 +288,7 @@ def bench(
     data: Annotated[Optional[Path], typer.Option(help="Folder with train.tsv/dev.tsv (Tatoeba layout); synthetic data where absent.")] = None,
     seconds: Annotated[float, typer.Option(help="Seconds per training measurement.")] = 20.0,
     json_line: Annotated[bool, typer.Option("--json", help="One JSON object instead of the table.")] = False,
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto: where the matmul, training and decoding figures are measured.")] = "cpu",
 ):
     """Measure this machine and tt on it: matmul peak, training and decoding speed, memory, start-up.
 
@@ -304,7 +305,7 @@ def bench(
     folder = data if data is not None else next((c for c in candidates if (c / "train.tsv").exists()), None)
     if data is not None and not (data / "train.tsv").exists():
         raise UserError(f"--data {data}: no train.tsv there")
-    results = run_bench(folder, seconds, lambda what: stderr.print(f"[dim]measuring {what}…[/]"))
+    results = run_bench(folder, seconds, lambda what: stderr.print(f"[dim]measuring {what}…[/]"), device)
     if json_line:
         print(json.dumps(results))
     else:

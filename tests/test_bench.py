@@ -27,3 +27,13 @@ def test_child_peak_memory_is_its_own(tmp_path):
     peak, seconds = child_peak_rss_mb(["--help"], str(tmp_path))
     # A bare `tt --help` needs some tens of MB; not this test process's size.
     assert peak is not None and 10 < peak < 1500 and seconds > 0
+
+
+def test_train_speed_counts_real_tokens_and_padding(tiny_config):
+    from tt.cli.bench_command import train_speed
+
+    src = [[5, 6, 7, 3], [5, 6, 3], [8, 9, 10, 11, 3]] * 20
+    tgt = [[12, 13, 3], [14, 3], [15, 16, 17, 3]] * 20
+    speed = train_speed(tiny_config, src, tgt, batch_tokens=64, precision="fp32", seconds=0.2, device="cpu")
+    assert speed["tok_s"] > 0 and speed["steps"] >= 1
+    assert 0 <= speed["padding"] < 1
