@@ -6,6 +6,7 @@ summaries and errors go to stderr.
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
@@ -45,10 +46,17 @@ def user_errors(command):
             # `tt translate … | head` closed the pipe: not an error of ours or the user's.
             sys.stderr = open(os.devnull, "w")
             raise typer.Exit(code=0)
+        except OSError as err:
+            if err.errno not in DISK_ERRORS:
+                raise
+            # e.g. stdout redirected to a file on a full disk
+            stderr.print(f"[red]error:[/] cannot write {escape(str(err.filename or 'the output'))}: {escape(err.strerror or str(err))}")
+            raise typer.Exit(code=1)
 
     return run
 
 
+DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG}
 CORPUS = "Corpus"
 MODEL = "Model shape"
 TRAINING = "Training"

@@ -366,8 +366,11 @@ class Trainer:
             save_model_folder(self.folder, averaged, self.tokenizer, self.record())
 
     def _write(self, metrics_file, reporter, metrics: dict) -> None:
-        metrics_file.write(json.dumps(metrics) + "\n")
-        metrics_file.flush()
+        try:
+            metrics_file.write(json.dumps(metrics) + "\n")
+            metrics_file.flush()
+        except OSError as err:  # a full disk shows here first: stop, the checkpoints are whole
+            raise UserError(f"{self.folder / METRICS}: cannot write ({err.strerror or err})") from None
         reporter.log(metrics)
 
 

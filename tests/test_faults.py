@@ -311,3 +311,41 @@ def test_a_100000_character_line_is_cut_with_a_warning_naming_it(trained_model):
     assert result.exit_code == 0, result.output
     assert len(result.stdout.split("\n")) == 3
     assert re.search(r"warning: input line 2: [\d,]+ source pieces, more than the model's 1,024", result.stderr)
+
+
+def test_a_full_disk_under_metrics_jsonl_stops_training_with_one_line(monkeypatch, tmp_path, corpus_file):
+    original = tt.model.train.Trainer._write
+
+    def write(self, metrics_file, reporter, metrics):
+        if self.step >= 4:
+            metrics_file = _FullFile()
+        return original(self, metrics_file, reporter, metrics)
+
+    monkeypatch.setattr(tt.model.train.Trainer, "_write", write)
+    out = tmp_path / "model"
+    line = one_error_line(train(corpus_file, "--out", out, "--max-steps", "20", "--log-every", "1", "--save-every", "0.000001"))
+    assert f"{out / 'metrics.jsonl'}: cannot write (No space left on device)" in line
+    assert read_training_state(out)[0]["step"] >= 3  # the checkpoints written before are whole
+
+
+class _FullFile:
+    def write(self, text):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def flush(self):
+        pass
+
+
+def test_stdout_on_a_full_disk_is_one_line(trained_model):
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full on this system")
+    import subprocess
+    import sys
+
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [sys.executable, "-m", "tt.cli", "translate", "--model", str(trained_model), "我有三本书。"],
+            stdout=full, stderr=subprocess.PIPE, text=True, timeout=120,
+        )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines() == ["error: cannot write the output: No space left on device"]
