@@ -72,6 +72,8 @@ def two_processes(corpus, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("ddp") / "model"
     result = tt_train([str(corpus), "--out", str(out), "--max-steps", "12", *OPTIONS, "--log-every", "1"], processes=2)
     assert "2 processes × cpu" in result.stderr
+    # rank 0 alone speaks: one summary table, one closing line
+    assert result.stderr.count("corpus and tokenizer") == 1 and result.stderr.count("done:") == 1
     return out
 
 
