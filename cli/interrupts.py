@@ -3,7 +3,7 @@
 Two phases:
 - before the training loop (reading, cleaning, the tokenizer), nothing worth saving exists
   yet: a signal raises `Interrupted` at once, and the command exits with 128 + signal;
-- inside the loop, the first signal only sets `trainer.stop_signal`; the loop finishes the
+- inside the loop, the first signal only sets `trainer.stop_requested`; the loop finishes the
   step it is in, writes a checkpoint and returns. A second signal (two seconds or more
   later) aborts at once, without saving: the previous checkpoint is still whole, because
   every file is written atomically.
@@ -71,11 +71,11 @@ def stop_after_step(trainer) -> contextlib.AbstractContextManager:
     first = {}
 
     def request_stop(signum, frame):
-        if trainer.stop_signal is not None:
+        if trainer.stop_requested is not None:
             if not trainer.cluster.distributed and time.monotonic() - first["at"] >= REPEAT_SECONDS:
                 raise Interrupted(signum)
             return
-        trainer.stop_signal = signum
+        trainer.stop_requested = signum
         first["at"] = time.monotonic()
 
     return _handlers(request_stop)

@@ -206,7 +206,7 @@ def _train(
     if resume_notes is not None:
         notes = resume_notes + trainer.restore()
         console.print(f"resuming {out} at step {trainer.step:,}" + (f"; changed: {'; '.join(notes)}" if notes else ""))
-        reason = trainer.limit_reached()
+        reason = trainer.agreed_limit()
         if reason is not None:
             console.print(f"[green]nothing to do:[/] {out} already {reason} (step {trainer.step}); raise the limit to train on")
             return

@@ -82,6 +82,15 @@ class Diverged(UserError):
     """The loss or the gradient stopped being a finite number; no update was applied."""
 
 
+@dataclass
+class Decision:
+    """What the loop does after a step: stop for a limit or a signal, or save."""
+
+    limit: str | None
+    signal: int | None
+    save: bool
+
+
 class Trainer:
     def __init__(
         self,
@@ -118,7 +127,10 @@ class Trainer:
         self.snapshots: list[dict[str, torch.Tensor]] = []  # weights at recent dev evaluations (--average-last)
         self.saved_step: int | None = None  # the step of the last checkpoint written
         self.restored_rng: dict[str, torch.Tensor] | None = None
-        # Set from a signal handler (Ctrl-C, SIGTERM): the loop finishes its step, saves and stops.
+        # Set from a signal handler (Ctrl-C, SIGTERM), at any moment: a request.
+        self.stop_requested: int | None = None
+        # The signal the loop actually stopped for, after the step it was in and (under
+        # torchrun) agreed by all processes at the same step.
         self.stop_signal: int | None = None
 
     @property
@@ -196,6 +208,14 @@ class Trainer:
             return f"stopped early: no better dev BLEU in {c.patience} evaluations (best {self.best.get('dev_bleu', 0):.2f} at step {self.best.get('step')})"
         return None
 
+    def agreed_limit(self) -> str | None:
+        """`limit_reached`, decided once for all processes (their clocks differ a little)."""
+        reason = self.limit_reached()
+        if not self.cluster.distributed:
+            return reason
+        (anyone,) = all_reduce_max([float(reason is not None)], self.device)
+        return reason or ("stopped with the other processes (a limit)" if anyone else None)
+
     # ---- one update
     def train_step(self, rows: list[int]) -> tuple[StepTotals, float]:
         """One update on the batch of sentences `rows`; this process trains on its share.
@@ -256,8 +276,8 @@ class Trainer:
     def run(self, reporter: Reporter) -> str:
         """Train until a limit or a stop request; returns why it stopped.
 
-        A stop request (`stop_signal`, set by the CLI's Ctrl-C/SIGTERM handler) is honoured
-        between steps, so the checkpoint written on the way out is a whole step.
+        A stop request (`stop_requested`, set by the CLI's Ctrl-C/SIGTERM handler) is
+        honoured between steps, so the checkpoint written on the way out is a whole step.
         """
         seed_random_numbers(self.cluster, self.device, self.config.seed, self.step, self.restored_rng)
         if self.cluster.distributed and self.ddp is None:
@@ -274,7 +294,7 @@ class Trainer:
                 self.save()  # straight out: no dev evaluation, the user is waiting
                 return reason
             if self.dev is not None and self.step % self.config.dev_every != 0:
-                self._evaluate(metrics_file, reporter)
+                self._write(metrics_file, reporter, self._evaluate())
             if self.selects_best and self.config.average_last > 1 and len(self.snapshots) > 1:
                 self._try_average(metrics_file, reporter)
         self.model.eval()
@@ -284,27 +304,34 @@ class Trainer:
     def _loop(self, metrics_file, reporter: Reporter) -> str:
         window = MetricsWindow()
         last_save = time.monotonic()
-        reason = self.limit_reached()
+        reason = self.agreed_limit()
         try:
             batches = self.stream.rows()
             while reason is None:
                 started = time.monotonic()  # batch assembly counts as training time
                 totals, lr = self.train_step(next(batches))
+                step_seconds = time.monotonic() - started
+                dev_metrics = None
+                if self.dev is not None and self.step % self.config.dev_every == 0:
+                    dev_metrics = self._evaluate()  # before the agreement: patience and its time count now
                 save_due = time.monotonic() - last_save >= self.config.save_every
-                totals, stop, save_due = self._agree(totals, save_due)
+                totals, decision = self._agree(totals, Decision(self.limit_reached(), self.stop_requested, save_due))
                 self.tokens += totals.n_tokens
-                window.add(totals, time.monotonic() - started)
+                window.add(totals, step_seconds)
                 reporter.step(self, totals)
-                due = self.step % self.config.log_every == 0 or window.age() >= self.config.log_seconds
-                if due:
+                if self.step % self.config.log_every == 0 or window.age() >= self.config.log_seconds:
                     self._write(metrics_file, reporter, window.metrics(self, lr))
                     window = MetricsWindow()
-                if self.dev is not None and self.step % self.config.dev_every == 0:
-                    self._evaluate(metrics_file, reporter)
-                reason = self.limit_reached() or stop
-                if self.stop_signal is not None:
-                    reason = f"interrupted by {signal_name(self.stop_signal)}"
-                elif reason is None and save_due:
+                if dev_metrics is not None:
+                    self._write(metrics_file, reporter, dev_metrics)
+                # Only the agreed decision counts from here: a clock or a signal read again
+                # now could differ between processes, and one would save while another trains.
+                if decision.signal is not None:
+                    self.stop_signal = decision.signal
+                    reason = f"interrupted by {signal_name(decision.signal)}"
+                elif decision.limit is not None:
+                    reason = decision.limit
+                elif decision.save:
                     self.save()
                     last_save = time.monotonic()
         finally:
@@ -312,26 +339,32 @@ class Trainer:
                 self._write(metrics_file, reporter, window.metrics(self, learning_rate(self.step, self.config)))
         return reason
 
-    def _agree(self, totals: StepTotals, save_due: bool) -> tuple[StepTotals, str | None, bool]:
+    def _agree(self, totals: StepTotals, mine: "Decision") -> tuple[StepTotals, "Decision"]:
         """All processes: the whole batch's sums, and one decision to stop or save.
 
-        Each process checks its own clock and signals, so without this they could stop or
-        save at different steps and wait forever for each other. Rank 0's clock decides saves.
+        Each process has its own clock and receives signals on its own (patience and the
+        time taken by dev evaluations live on rank 0 alone), so without this they could stop
+        or save at different steps and wait forever for each other. One all-reduce carries
+        it all; rank 0's clock decides saves.
         """
         if not self.cluster.distributed:
-            return totals, None, save_due
+            return totals, mine
+        flags = [float(mine.limit is not None), float(mine.signal or 0), float(mine.save and self.cluster.is_main)]
         summed = all_reduce_sum(totals.values(), self.device)
-        limit = self.limit_reached() is not None
-        wanted = all_reduce_max([float(limit), float(self.stop_signal or 0), float(save_due and self.cluster.is_main)], self.device)
-        if wanted[1] and self.stop_signal is None:
-            self.stop_signal = int(wanted[1])  # another process was interrupted: stop with it
-        stop = "stopped with the other processes (a limit)" if wanted[0] else None
-        return StepTotals.from_values(summed), stop, bool(wanted[2])
+        anyone = all_reduce_max(flags, self.device)
+        limit = (mine.limit or "stopped with the other processes (a limit)") if anyone[0] else None
+        signal_number = int(anyone[1]) or None
+        if signal_number is not None and self.stop_requested is None:
+            self.stop_requested = signal_number  # another process was interrupted: this one stops with it
+        return StepTotals.from_values(summed), Decision(limit, signal_number, bool(anyone[2]))
 
-    def _evaluate(self, metrics_file, reporter) -> None:
-        """Dev loss and BLEU, on rank 0 only (the others wait at the next step's gradient sum)."""
+    def _evaluate(self) -> dict:
+        """Dev loss and BLEU, on rank 0 only (the others wait at the step's agreement).
+
+        Returns the metrics line to write ({} on other processes).
+        """
         if not self.cluster.is_main:
-            return
+            return {}
         started = time.monotonic()
         self.last_dev = evaluate_loss(self.model, self.dev, self.config.batch_tokens, self.config.label_smoothing)
         if self.selects_best:
@@ -347,7 +380,7 @@ class Trainer:
                 weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
                 self.snapshots = [*self.snapshots, weights][-self.config.average_last :]
         self.finishing_seconds = time.monotonic() - started
-        self._write(metrics_file, reporter, {"step": self.step, "elapsed_s": round(self.elapsed(), 2), **self.last_dev})
+        return {"step": self.step, "elapsed_s": round(self.elapsed(), 2), **self.last_dev}
 
     def _try_average(self, metrics_file, reporter) -> None:
         """Mean of the last snapshots' weights: kept as model.safetensors if its dev BLEU is higher.
@@ -366,6 +399,8 @@ class Trainer:
             save_model_folder(self.folder, averaged, self.tokenizer, self.record())
 
     def _write(self, metrics_file, reporter, metrics: dict) -> None:
+        if not metrics:
+            return
         try:
             metrics_file.write(json.dumps(metrics) + "\n")
             metrics_file.flush()

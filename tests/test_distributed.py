@@ -37,11 +37,11 @@ OPTIONS = [
 TOLERANCE = 1e-6
 
 
-def tt_train(args: list[str], processes: int = 1) -> subprocess.CompletedProcess:
+def tt_train(args: list[str], processes: int = 1, timeout: float = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"]
     command = [*(launcher if processes > 1 else [sys.executable]), "-m", "tt.cli", "train", *args]
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
@@ -127,3 +127,20 @@ def test_ctrl_c_stops_every_process_after_the_same_step_and_saves(corpus, tmp_pa
     resumed = tt_train(["--resume", "--out", str(out), "--max-steps", str(step + 3), "--accum", "2", "--threads", "1"])
     assert f"resuming {out} at step {step:,}" in resumed.stderr
     assert read_training_state(out)[0]["step"] == step + 3
+
+
+def test_patience_known_to_rank_0_alone_stops_every_process_at_the_same_step(corpus, tmp_path):
+    """Dev BLEU, and so patience, is measured by rank 0 only: the stop must still be agreed.
+
+    (Before the decision was shared, rank 0 went to its final save while rank 1 went on to
+    the next step's gradient sum, and the two waited for each other forever.)
+    """
+    out = tmp_path / "model"
+    result = tt_train(
+        [str(corpus), "--out", str(out), *OPTIONS, "--max-steps", "60", "--dev-size", "8",
+         "--dev-every", "2", "--patience", "1", "--dev-bleu-sentences", "8"],
+        processes=2, timeout=150,
+    )
+    assert "stopped early: no better dev BLEU in 1 evaluations" in result.stderr
+    step = read_training_state(out)[0]["step"]
+    assert step < 60 and step % 2 == 0
