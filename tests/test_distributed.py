@@ -41,9 +41,15 @@ def tt_train(args: list[str], processes: int = 1, timeout: float = 300) -> subpr
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"]
     command = [*(launcher if processes > 1 else [sys.executable]), "-m", "tt.cli", "train", *args]
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:  # a hang: take the workers down too, not only the launcher
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        pytest.fail(f"tt train hung for {timeout} s: {stderr[-3000:]}")
+    assert process.returncode == 0, stderr[-3000:]
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 def loss_curve(out: Path) -> dict[int, float]:
