@@ -27,9 +27,10 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, load_model, save_file, save_model
+from safetensors.torch import load_file, load_model
+from safetensors.torch import save as safetensors_bytes
 
-from tt.data.atomic import atomic_path, write_atomic
+from tt.data.atomic import write_atomic
 from tt.data.errors import UserError
 from tt.data.tokenizer import Tokenizer
 from tt.model.configs import check_model_config, config_from_dict
@@ -117,9 +118,20 @@ def weights_digest(model: torch.nn.Module) -> str:
 
 
 def save_weights(path: Path, model: torch.nn.Module) -> None:
-    with atomic_path(path) as temporary:
-        # save_model handles the tied embedding matrix (stored once, loaded into both names).
-        save_model(model, str(temporary), metadata={"tt.sha256": weights_digest(model)})
+    # The tied embedding matrix appears under three names; it is stored once, under the
+    # alphabetically first (project.weight), which is where safetensors' load_model looks.
+    tensors = {name: cpu(tensor) for name, tensor in _dedupe(dict(sorted(model.state_dict().items()))).items()}
+    write_safetensors(path, tensors, {"tt.sha256": weights_digest(model)})
+
+
+def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """Serialize in memory, then write through `atomic_path`.
+
+    safetensors' own save_file writes via a temporary file of its own, which a kill would
+    leave behind under a random name, and reports a full disk as a SafetensorError rather
+    than an OSError; writing the bytes ourselves keeps both under our control.
+    """
+    write_atomic(path, safetensors_bytes(tensors, metadata=metadata))
 
 
 def save_model_folder(folder: Path, model: Transformer, tokenizer: Tokenizer, record: dict[str, Any]) -> None:
@@ -206,17 +218,20 @@ def save_training_state(
     `rng`: "rng.torch" is process 0's generator; data-parallel runs add "rng.torch.1", ….
     """
     tensors: dict[str, torch.Tensor] = dict(rng)
-    for name, tensor in model.state_dict().items():
-        tensors[f"model.{name}"] = tensor.detach().contiguous().cpu()
+    # A tied embedding appears under several names in state_dict(); safetensors wants one
+    # copy (found by storage address, so before any copy to the CPU).
+    for name, tensor in _dedupe(model.state_dict()).items():
+        tensors[f"model.{name}"] = cpu(tensor)
     optim = optimizer.state_dict()
     for index, per_param in optim["state"].items():
         for key, value in per_param.items():
-            tensors[f"optimizer.{index}.{key}"] = (value.detach().reshape(-1) if value.dim() == 0 else value).cpu()
-    # A tied embedding appears under two names in state_dict(); safetensors wants one copy.
-    tensors = _dedupe(tensors)
+            tensors[f"optimizer.{index}.{key}"] = cpu(value.reshape(-1) if value.dim() == 0 else value)
     header = json.dumps({**state, "param_groups": optim["param_groups"]})
-    with atomic_path(folder / STATE_TENSORS) as temporary:
-        save_file(tensors, str(temporary), metadata={"tt.state": header})
+    write_safetensors(folder / STATE_TENSORS, tensors, {"tt.state": header})
+
+
+def cpu(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.detach().contiguous().cpu()
 
 
 def _dedupe(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
