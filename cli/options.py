@@ -246,7 +246,9 @@ def _differs(name: str, value: Any, recorded: RunConfigs, record: dict) -> bool:
         if field.endswith("path"):
             return spec.get(field) is None or Path(str(value)).resolve() != Path(spec[field]).resolve()
         return value != spec.get(field)
-    return True  # --init-from, --preset: they only mean something when a run starts
+    if name == "preset":  # the same preset as recorded (e.g. from the same --config file) is no change
+        return value != record.get("preset")
+    return True  # --init-from: it only means something when a run starts
 
 
 def _show(value: Any) -> str:

@@ -134,9 +134,12 @@ def _start(
     console.print(summary_table(data.report, data, tokenizer_report, model))
 
     lock.acquire()  # creates the folder: nothing before this point writes anything
+    if is_model_folder(out) and not overwrite:  # another run may have finished here while we prepared
+        raise UserError(f"{out}: already holds a model; continue it with --resume or replace it with --overwrite")
     if cluster.is_main:
         _clear(out, overwrite)
     record = {
+        "preset": None if demo else options.get("preset"),
         "corpus": None if demo else asdict(absolute(train_spec)),
         "demo": demo,
         "dev": asdict(absolute(dev_spec)) if dev_spec else None,

@@ -155,6 +155,8 @@ class Trainer:
     def restore(self) -> list[str]:
         """Load the training state; returns notes on what a changed option did to it."""
         state, self.restored_rng = load_training_state(self.folder, self.model, self.optimizer)
+        for group in self.optimizer.param_groups:  # restored with the old run's settings: this run's apply
+            group["weight_decay"] = self.config.weight_decay
         self.step, self.tokens = state["step"], state["tokens"]
         self.saved_step = self.step
         self.elapsed_before = state["elapsed_s"]

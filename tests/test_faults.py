@@ -162,10 +162,12 @@ def short_run(tmp_path, corpus_file) -> Path:
     return out
 
 
-def test_resume_applies_and_reports_allowed_changes(short_run):
+def test_resume_applies_and_reports_allowed_changes(short_run, tmp_path):
+    config = tmp_path / "more.toml"
+    config.write_text("weight-decay = 0.01\n")
     result = runner.invoke(
         app, ["train", "--resume", "--out", str(short_run), "--max-steps", "30", "--lr", "0.0005", "--batch-tokens", "128",
-              "--d-model", "16", "--seed", "3"],  # the same shape and seed as recorded: not a change
+              "--config", str(config), "--d-model", "16", "--seed", "3"],  # the same shape and seed as recorded: not a change
     )
     assert result.exit_code == 0, result.output
     assert "resuming" in result.stderr and "at step 4" in result.stderr
@@ -178,7 +180,11 @@ def test_resume_applies_and_reports_allowed_changes(short_run):
     last = [m for m in metrics if "lr" in m][-1]
     # the schedule with the new peak: 5e-4 · min(step/5, √(5/step)) (warm-up 5 in TINY_MODEL_OPTIONS)
     assert last["lr"] == pytest.approx(0.0005 * min(last["step"] / 5, math.sqrt(5 / last["step"])))
-    assert read_training_state(short_run)[0]["batch_tokens"] == 128
+    state = read_training_state(short_run)[0]
+    assert state["batch_tokens"] == 128
+    # the optimizer's own copy too (restoring its state would bring back the old value)
+    assert "--weight-decay 0 → 0.01" in result.stderr
+    assert {group["weight_decay"] for group in state["param_groups"]} == {0.01}
 
 
 @pytest.mark.parametrize(
@@ -192,6 +198,19 @@ def test_resume_refuses_options_that_define_the_run(short_run, option, value):
     line = one_error_line(runner.invoke(app, args))
     assert f"--resume cannot change {option}" in line
     assert {p.name: p.read_bytes() for p in short_run.iterdir()} == before
+
+
+def test_resume_with_the_config_file_that_started_the_run(tmp_path, corpus_file):
+    """Re-running the first command with --resume works, preset included; another preset is refused."""
+    out, config = tmp_path / "model", tmp_path / "run.toml"
+    config.write_text('preset = "tiny"\nmax-steps = 3\n')
+    assert train(corpus_file, "--out", out, "--config", config).exit_code == 0
+    config.write_text('preset = "tiny"\nmax-steps = 5\n')
+    result = runner.invoke(app, ["train", "--resume", "--out", str(out), "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert read_training_state(out)[0]["step"] == 5
+    other = runner.invoke(app, ["train", "--resume", "--out", str(out), "--preset", "small", "--max-steps", "7"])
+    assert "--resume cannot change --preset" in one_error_line(other)
 
 
 def test_resume_accepts_the_same_corpus_and_refuses_a_changed_one(short_run, corpus_file, tmp_path):
