@@ -41,7 +41,15 @@ def read_metrics(folder: Path) -> list[dict]:
     path = folder / METRICS
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    metrics = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # blank, or the half line of a run killed while writing it
+        if isinstance(record, dict) and isinstance(record.get("step"), int):
+            metrics.append(record)
+    return metrics
 
 
 def plot(series: dict[str, list[tuple[float, float]]], width: int = 60, height: int = 12) -> Text:

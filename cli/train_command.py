@@ -58,10 +58,11 @@ def run_train(options: dict[str, Any], resume: bool, overwrite: bool, console: C
             if resume:
                 return _resume(out, options, command_start, console, lock, cluster)
             _start(out, options, overwrite, command_start, console, lock, cluster)
-    except (UserError, typer.Exit, KeyboardInterrupt):
+    except (UserError, typer.Exit, KeyboardInterrupt) as err:
         if cluster.is_main:
             raise
-        raise typer.Exit(1) from None  # the same error on every process: rank 0 reports it
+        # The same error on every process: rank 0 reports it; the others leave with its exit code.
+        raise typer.Exit(getattr(err, "exit_code", 130 if isinstance(err, KeyboardInterrupt) else 1)) from None
     finally:
         leave_cluster()
 

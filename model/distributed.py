@@ -51,6 +51,11 @@ def join_cluster(device_type: str) -> Cluster:
     cluster = Cluster(rank, world_size, local_rank)
     if cluster.distributed and not dist.is_initialized():
         if device_type == "cuda":
+            if local_rank >= torch.cuda.device_count():
+                raise UserError(
+                    f"process {rank} has LOCAL_RANK {local_rank} but this machine shows {torch.cuda.device_count()} GPUs: "
+                    "start at most one process per GPU (torchrun --nproc-per-node)"
+                )
             torch.cuda.set_device(local_rank)
         backend = "nccl" if device_type == "cuda" else "gloo"
         dist.init_process_group(backend, timeout=datetime.timedelta(minutes=30))  # rank 0 may be busy with dev BLEU

@@ -79,6 +79,7 @@ def evaluate_loss(model: Transformer, dev: DevSet, batch_tokens: int, smoothing:
 
 def average_weights(config, snapshots: list[dict[str, torch.Tensor]]) -> Transformer:
     """A model whose every weight is the mean of that weight over the snapshots."""
-    averaged = Transformer(config)
+    with torch.random.fork_rng(devices=[]):  # its random initialization must not move training's RNG
+        averaged = Transformer(config)
     averaged.load_state_dict({k: torch.stack([s[k].float() for s in snapshots]).mean(0) for k in snapshots[0]})
     return averaged

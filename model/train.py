@@ -288,7 +288,7 @@ class Trainer:
         if not self.cluster.is_main:
             reporter = Silent()
         self.model.train()
-        metrics = open(self.folder / METRICS, "a", encoding="utf-8") if self.cluster.is_main else io.StringIO()
+        metrics = open_metrics(self.folder / METRICS) if self.cluster.is_main else io.StringIO()
         with metrics as metrics_file:
             reason = self._loop(metrics_file, reporter)
             if self.stop_signal is not None:
@@ -409,6 +409,20 @@ class Trainer:
         except OSError as err:  # a full disk shows here first: stop, the checkpoints are whole
             raise UserError(f"{self.folder / METRICS}: cannot write ({err.strerror or err})") from None
         reporter.log(metrics)
+
+
+def open_metrics(path: Path):
+    """metrics.jsonl for appending, on a fresh line (a killed run may have left half of one)."""
+    handle = open(path, "a+b")
+    try:
+        handle.seek(0, io.SEEK_END)
+        if handle.tell() > 0:
+            handle.seek(-1, io.SEEK_END)
+            if handle.read(1) != b"\n":
+                handle.write(b"\n")
+    finally:
+        handle.close()
+    return open(path, "a", encoding="utf-8")
 
 
 def signal_name(signum: int) -> str:

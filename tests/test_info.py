@@ -2,7 +2,8 @@
 
 from typer.testing import CliRunner
 
-from tt.cli.info_command import parameter_counts, plot
+from conftest import TINY_MODEL_OPTIONS
+from tt.cli.info_command import parameter_counts, plot, read_metrics
 from tt.cli.main import app
 from tt.model.checkpoint import load_model_folder
 from tt.model.transformer import count_parameters
@@ -29,3 +30,17 @@ def test_info_command(trained_model):
     result = runner.invoke(app, ["info", "--model", str(trained_model)])
     assert result.exit_code == 0, result.output
     assert "parameters" in result.stdout and "loss curves" in result.stdout and "model.d_model" in result.stdout
+
+
+def test_a_half_written_metrics_line_is_skipped_and_resume_starts_a_fresh_line(tmp_path, corpus_file):
+    out = tmp_path / "model"
+    assert runner.invoke(app, ["train", str(corpus_file), "--out", str(out), "--max-steps", "3", "--log-every", "1", *TINY_MODEL_OPTIONS]).exit_code == 0
+    metrics = out / "metrics.jsonl"
+    with metrics.open("a") as handle:
+        handle.write('{"step": 4, "lo')  # a kill in the middle of a line
+    assert [m["step"] for m in read_metrics(out)] == [1, 2, 3]
+    resumed = runner.invoke(app, ["train", "--resume", "--out", str(out), "--max-steps", "5"])
+    assert resumed.exit_code == 0, resumed.output
+    assert [m["step"] for m in read_metrics(out) if "loss" in m] == [1, 2, 3, 4, 5]
+    result = runner.invoke(app, ["info", "--model", str(out)])
+    assert result.exit_code == 0, result.output
