@@ -53,18 +53,25 @@ def run_train(options: dict[str, Any], resume: bool, overwrite: bool, console: C
     cluster = join_cluster(resolve_device(_device_name(options, out, resume)).type)
     if not cluster.is_main:
         console = Console(quiet=True)  # rank 0 speaks for all
+    together = False  # did every process reach the end at the same point?
     try:
-        with interrupt_immediately(), FolderLock(out, enabled=cluster.is_main) as lock:  # until the loop starts, signals simply stop
-            if resume:
-                return _resume(out, options, command_start, console, lock, cluster)
-            _start(out, options, overwrite, command_start, console, lock, cluster)
+        try:
+            with interrupt_immediately(), FolderLock(out, enabled=cluster.is_main) as lock:  # until the loop starts, signals simply stop
+                if resume:
+                    _resume(out, options, command_start, console, lock, cluster)
+                else:
+                    _start(out, options, overwrite, command_start, console, lock, cluster)
+            together = True
+        except typer.Exit:
+            together = True  # a stop all processes agreed on (Ctrl-C, SIGTERM)
+            raise
     except (UserError, typer.Exit, KeyboardInterrupt) as err:
         if cluster.is_main:
             raise
         # The same error on every process: rank 0 reports it; the others leave with its exit code.
         raise typer.Exit(getattr(err, "exit_code", 130 if isinstance(err, KeyboardInterrupt) else 1)) from None
     finally:
-        leave_cluster()
+        leave_cluster(synchronize=together)
 
 
 def _device_name(options: dict[str, Any], out: Path, resume: bool) -> str:

@@ -62,9 +62,22 @@ def join_cluster(device_type: str) -> Cluster:
     return cluster
 
 
-def leave_cluster() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
+def leave_cluster(synchronize: bool = False) -> None:
+    """Leave the process group; with `synchronize`, only once every process got here.
+
+    Without the barrier a process that finished first tears down its connections while
+    another is still completing the last collective, and gloo may abort the process
+    ("terminate called without an active exception"). After an error on one process the
+    others are not coming, so then we leave at once (torchrun stops the rest).
+    """
+    if not dist.is_initialized():
+        return
+    if synchronize:
+        try:
+            dist.barrier()
+        except RuntimeError:
+            pass  # a peer already gone: nothing left to wait for
+    dist.destroy_process_group()
 
 
 def shares(rows: list[int], parts: int) -> list[list[int]]:
