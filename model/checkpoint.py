@@ -178,7 +178,12 @@ def load_model_folder(folder: Path) -> tuple[Transformer, Tokenizer, dict]:
 def check_shapes(path: Path, config: ModelConfig) -> None:
     """Compare the file's header with the shapes the config implies, without allocating either."""
     with torch.device("meta"):  # shapes only: no memory behind these tensors
-        expected = {name: tuple(t.shape) for name, t in Transformer(config).state_dict().items()}
+        skeleton = Transformer(config)
+    expected = {name: tuple(t.shape) for name, t in skeleton.state_dict().items()}
+    # A tied matrix has several names and is stored under one of them: group names by tensor.
+    aliases: dict[int, list[str]] = {}
+    for name, param in skeleton.named_parameters(remove_duplicate=False):
+        aliases.setdefault(id(param), []).append(name)
     try:
         with safe_open(str(path), "pt") as handle:
             found = {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
@@ -189,6 +194,11 @@ def check_shapes(path: Path, config: ModelConfig) -> None:
             raise UserError(f"{path}: tensor {name!r} is not part of the model config.json describes")
         if expected[name] != shape:
             raise UserError(f"{path}: tensor {name} has shape {list(shape)}, config.json implies {list(expected[name])}")
+    # Every tensor must be there too: otherwise a tiny file with a huge config would make us
+    # allocate the whole model before load_weights noticed the gap.
+    for names in aliases.values():
+        if not any(name in found for name in names):
+            raise UserError(f"{path}: tensor {names[0]} is missing (the file does not hold the model config.json describes)")
 
 
 def load_weights(path: Path, model: torch.nn.Module) -> None:

@@ -61,3 +61,50 @@ def test_corrupt_weights_give_a_user_error(trained_model, tmp_path):
 def test_missing_folder(tmp_path):
     with pytest.raises(UserError, match="no such model folder"):
         load_model_folder(tmp_path / "nope")
+
+
+def _copy_folder(source, target):
+    target.mkdir()
+    for path in source.iterdir():
+        if path.is_file():
+            (target / path.name).write_bytes(path.read_bytes())
+    return target
+
+
+def test_a_weights_file_missing_a_tensor_is_refused(trained_model, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    copy = _copy_folder(trained_model, tmp_path / "copy")
+    tensors = load_file(str(copy / "model.safetensors"))
+    dropped = sorted(name for name in tensors if name.startswith("encoder.0."))[0]
+    del tensors[dropped]
+    save_file(tensors, str(copy / "model.safetensors"))
+    with pytest.raises(UserError, match=r"model.safetensors: tensor \S+ is missing"):
+        load_model_folder(copy)
+
+
+def test_a_tiny_file_claiming_a_huge_model_is_refused_before_allocating(trained_model, tmp_path, monkeypatch):
+    """An empty weights file and a config of about a billion parameters (inside the limits):
+    the gap must be found from the header alone, never by building the model first."""
+    from safetensors.torch import save_file
+
+    import tt.model.checkpoint as checkpoint
+
+    copy = _copy_folder(trained_model, tmp_path / "copy")
+    record = json.loads((copy / "config.json").read_text())
+    record["model"].update(d_model=2048, n_heads=16, d_ff=8192, n_layers=12)
+    (copy / "config.json").write_text(json.dumps(record))
+    save_file({}, str(copy / "model.safetensors"))
+    built_for_real = []
+
+    class Spy(checkpoint.Transformer):
+        def __init__(self, config):
+            if torch.get_default_device().type != "meta":
+                built_for_real.append(config)
+                raise AssertionError("allocated the model before checking the file")
+            super().__init__(config)
+
+    monkeypatch.setattr(checkpoint, "Transformer", Spy)
+    with pytest.raises(UserError, match="is missing"):
+        load_model_folder(copy)
+    assert built_for_real == []
