@@ -80,7 +80,7 @@ def train(
     max_ratio: Annotated[Optional[float], typer.Option(help="Drop pairs whose longer side is over this many times the shorter. (default: 9)", rich_help_panel=CORPUS)] = None,
     out: Annotated[Optional[Path], typer.Option(help="Model folder to write. (default: ./tt-model)")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out with its recorded corpus and options; give higher limits to train longer.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a model already in --out.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a model already in --out (the old one stays until the new run writes its first checkpoint).")] = False,
     init_from: Annotated[Optional[Path], typer.Option(help="Start from this model's weights and tokenizer (fine-tuning).")] = None,
     config: Annotated[Optional[Path], typer.Option(help="JSON or TOML file of these same options; the command line wins.")] = None,
     preset: Annotated[Optional[str], typer.Option(help="Named starting point for the sizes below: tiny, small or base. (default: small)", rich_help_panel=MODEL)] = None,

@@ -28,7 +28,7 @@ from tt.data.corpus import CorpusSpec, check_spec, read_pairs
 from tt.data.errors import UserError
 from tt.data.tokenizer import Tokenizer, TokenizerConfig, TokenizerReport, measure, train_tokenizer
 from tt.model.checkpoint import (
-    CONFIG, METRICS, STATE_TENSORS, WEIGHTS, FolderLock, is_model_folder, load_model_folder, read_json,
+    CONFIG, STATE_TENSORS, FolderLock, is_model_folder, load_model_folder, read_json,
 )
 from tt.model.configs import config_from_dict
 from tt.model.device import resolve_device
@@ -37,9 +37,6 @@ from tt.model.evaluate import DevSet
 from tt.model.train import Trainer, TrainConfig, format_seconds
 from tt.model.transformer import ModelConfig, Transformer, count_parameters
 from tt.data.batches import BatchStream
-
-RUN_FILES = (WEIGHTS, CONFIG, METRICS, STATE_TENSORS, "tokenizer.model", "tokenizer.src.model", "tokenizer.tgt.model")
-
 
 def run_train(options: dict[str, Any], resume: bool, overwrite: bool, console: Console) -> None:
     command_start = time.monotonic()
@@ -144,8 +141,6 @@ def _start(
     lock.acquire()  # creates the folder: nothing before this point writes anything
     if is_model_folder(out) and not overwrite:  # another run may have finished here while we prepared
         raise UserError(f"{out}: already holds a model; continue it with --resume or replace it with --overwrite")
-    if cluster.is_main:
-        _clear(out, overwrite)
     record = {
         "preset": None if demo else options.get("preset"),
         "corpus": None if demo else asdict(absolute(train_spec)),
@@ -213,7 +208,9 @@ def _train(
     def save_record() -> dict:
         return {**record, **record_of(configs), "step": trainer.step}
 
-    trainer = Trainer(model, tokenizer, stream, dev, configs.train, out, save_record, command_start, cluster)
+    trainer = Trainer(
+        model, tokenizer, stream, dev, configs.train, out, save_record, command_start, cluster, new_run=resume_notes is None
+    )
     if resume_notes is not None:
         notes = resume_notes + trainer.restore()
         console.print(f"resuming {out} at step {trainer.step:,}" + (f"; changed: {'; '.join(notes)}" if notes else ""))
@@ -287,12 +284,6 @@ def _resume(out: Path, options: dict[str, Any], command_start: float, console: C
 
 def _demo_path():
     return as_file(files("tt.data") / "demo.tsv")
-
-
-def _clear(out: Path, overwrite: bool) -> None:
-    if overwrite and out.exists():
-        for name in RUN_FILES:
-            (out / name).unlink(missing_ok=True)
 
 
 def _summary_record(data: PreparedData, tokenizer_report: TokenizerReport, model) -> dict:

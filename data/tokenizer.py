@@ -91,6 +91,9 @@ class Tokenizer:
         for name, data in self.to_files().items():
             write_atomic(folder / name, data)
 
+    def file_names(self) -> list[str]:
+        return list(self._files())
+
     def to_files(self) -> dict[str, bytes]:
         """File name → the SentencePiece model's bytes (what `save` writes, `from_files` reads)."""
         return {name: model.serialized_model_proto() for name, model in self._files().items()}

@@ -40,7 +40,11 @@ WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 STATE_TENSORS = "train_state.safetensors"
 METRICS = "metrics.jsonl"
-
+# A new run's metrics until its first checkpoint: then renamed to metrics.jsonl, so a run
+# replacing another (--overwrite) leaves the old one whole until there is something new.
+PENDING_METRICS = ".metrics.jsonl.pending"
+TOKENIZER_FILES = ("tokenizer.model", "tokenizer.src.model", "tokenizer.tgt.model")
+RUN_FILES = (WEIGHTS, CONFIG, METRICS, STATE_TENSORS, *TOKENIZER_FILES)
 
 
 def write_json(path: Path, record: dict) -> None:
@@ -73,6 +77,7 @@ class FolderLock:
 
     def __init__(self, folder: Path, enabled: bool = True):
         self.folder, self.handle, self.enabled = folder, None, enabled  # disabled: processes other than rank 0
+        self.created_folder = False
 
     def acquire(self) -> None:
         if self.handle is not None or not self.enabled:
@@ -81,6 +86,7 @@ class FolderLock:
             import fcntl
         except ImportError:
             return
+        self.created_folder = not self.folder.exists()
         self.folder.mkdir(parents=True, exist_ok=True)
         handle = open(self.folder / self.NAME, "a+")
         try:
@@ -100,9 +106,14 @@ class FolderLock:
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.handle is not None:
-            self.handle.close()  # closing releases the flock
-            self.handle = None
+        if self.handle is None:
+            return
+        # A run that failed before its first checkpoint leaves no folder behind it.
+        if self.created_folder and {p.name for p in self.folder.iterdir()} <= {self.NAME}:
+            (self.folder / self.NAME).unlink(missing_ok=True)
+            self.folder.rmdir()
+        self.handle.close()  # closing releases the flock
+        self.handle = None
 
 
 # ---- weights: model.safetensors
@@ -134,11 +145,29 @@ def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: di
     write_atomic(path, safetensors_bytes(tensors, metadata=metadata))
 
 
-def save_model_folder(folder: Path, model: Transformer, tokenizer: Tokenizer, record: dict[str, Any]) -> None:
+def save_model_folder(folder: Path, model: Transformer, tokenizer: Tokenizer, record: dict[str, Any]) -> set[str]:
+    """Returns the names of the files written."""
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer.save(folder)
     save_weights(folder / WEIGHTS, model)
     write_json(folder / CONFIG, {**record, "model": asdict(model.config)})
+    return {WEIGHTS, CONFIG, *tokenizer.file_names()}
+
+
+def retire_previous_run(folder: Path, written: set[str]) -> None:
+    """After a new run's first checkpoint: the files of the run it replaces go.
+
+    Until then (--overwrite) the old model stayed whole, so a new run that fails early
+    loses nothing. The new metrics take the old ones' place.
+    """
+    pending = folder / PENDING_METRICS
+    if pending.exists():
+        os.replace(pending, folder / METRICS)
+    else:
+        (folder / METRICS).unlink(missing_ok=True)
+    for name in RUN_FILES:
+        if name not in written and name != METRICS:
+            (folder / name).unlink(missing_ok=True)
 
 
 def is_model_folder(folder: Path) -> bool:

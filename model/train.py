@@ -37,7 +37,8 @@ from tt.data.batches import BatchStream
 from tt.data.errors import UserError
 from tt.data.tokenizer import PAD_ID, Tokenizer
 from tt.model.checkpoint import (
-    CONFIG, METRICS, load_training_state, save_model_folder, save_training_state, write_json,
+    CONFIG, METRICS, PENDING_METRICS, STATE_TENSORS, load_training_state, retire_previous_run, save_model_folder,
+    save_training_state, write_json,
 )
 from tt.model.device import autocast, resolve_device, resolve_precision
 from tt.model.distributed import Cluster, all_reduce_max, all_reduce_sum, rng_tensors, seed_random_numbers, shares
@@ -103,6 +104,7 @@ class Trainer:
         save_record: Callable[[], dict],
         command_start: float,
         cluster: Cluster | None = None,
+        new_run: bool = False,
     ):
         self.tokenizer, self.stream, self.dev = tokenizer, stream, dev
         self.config, self.folder = config, folder
@@ -126,6 +128,9 @@ class Trainer:
         self.finishing_seconds = 0.0  # how long the last dev evaluation + save took
         self.snapshots: list[dict[str, torch.Tensor]] = []  # weights at recent dev evaluations (--average-last)
         self.saved_step: int | None = None  # the step of the last checkpoint written
+        # A new run keeps its metrics aside and leaves an older run's files in the folder
+        # (--overwrite) until its own first checkpoint exists: see retire_previous_run.
+        self.replacing = new_run and self.cluster.is_main
         self.restored_rng: dict[str, torch.Tensor] | None = None
         # Set from a signal handler (Ctrl-C, SIGTERM), at any moment: a request.
         self.stop_requested: int | None = None
@@ -187,11 +192,18 @@ class Trainer:
         if not self.cluster.is_main:
             return
         if not self.selects_best or not self.best:
-            save_model_folder(self.folder, self.model, self.tokenizer, self.record())
+            written = save_model_folder(self.folder, self.model, self.tokenizer, self.record())
         else:
             write_json(self.folder / CONFIG, self.record())
+            written = {CONFIG}
         save_training_state(self.folder, self.model, self.optimizer, self.state(), rng)
         self.saved_step = self.step
+        self._checkpoint_written(written | {STATE_TENSORS})
+
+    def _checkpoint_written(self, written: set[str]) -> None:
+        if self.replacing:
+            retire_previous_run(self.folder, written)
+            self.replacing = False
 
     def record(self) -> dict:
         return {**self.save_record(), "step": self.step, "best": self.best, "model": asdict(self.model.config)}
@@ -288,7 +300,19 @@ class Trainer:
         if not self.cluster.is_main:
             reporter = Silent()
         self.model.train()
-        metrics = open_metrics(self.folder / METRICS) if self.cluster.is_main else io.StringIO()
+        if not self.cluster.is_main:
+            metrics = io.StringIO()
+        elif self.replacing:
+            metrics = open(self.folder / PENDING_METRICS, "w", encoding="utf-8")
+        else:
+            metrics = open_metrics(self.folder / METRICS)
+        try:
+            return self._run(metrics, reporter)
+        finally:
+            if self.replacing:  # ended before its first checkpoint: the folder is as it was
+                (self.folder / PENDING_METRICS).unlink(missing_ok=True)
+
+    def _run(self, metrics, reporter: Reporter) -> str:
         with metrics as metrics_file:
             reason = self._loop(metrics_file, reporter)
             if self.stop_signal is not None:
@@ -375,7 +399,7 @@ class Trainer:
             if not self.best or bleu > self.best["dev_bleu"]:
                 self.best = {"step": self.step, "dev_bleu": bleu}
                 self.evaluations_since_best = 0
-                save_model_folder(self.folder, self.model, self.tokenizer, self.record())
+                self._checkpoint_written(save_model_folder(self.folder, self.model, self.tokenizer, self.record()))
             else:
                 self.evaluations_since_best += 1
             if self.config.average_last > 1:
@@ -398,7 +422,7 @@ class Trainer:
         self._write(metrics_file, reporter, {"step": self.step, "averaged_last": len(self.snapshots), "dev_bleu_averaged": bleu})
         if bleu > self.best.get("dev_bleu", float("-inf")):
             self.best = {"step": self.step, "dev_bleu": bleu, "averaged_last": len(self.snapshots)}
-            save_model_folder(self.folder, averaged, self.tokenizer, self.record())
+            self._checkpoint_written(save_model_folder(self.folder, averaged, self.tokenizer, self.record()))
 
     def _write(self, metrics_file, reporter, metrics: dict) -> None:
         if not metrics:

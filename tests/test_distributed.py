@@ -28,7 +28,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import TINY_MODEL_OPTIONS, tiny_pairs, write_tsv
-from tt.model.checkpoint import read_training_state
+from tt.model.checkpoint import METRICS, PENDING_METRICS, read_training_state
 
 OPTIONS = [
     *TINY_MODEL_OPTIONS, "--dropout", "0", "--precision", "fp32", "--threads", "1", "--save-every", "1h",
@@ -120,13 +120,18 @@ def test_ctrl_c_stops_every_process_after_the_same_step_and_saves(corpus, tmp_pa
         "-m", "tt.cli", "train", str(corpus), "--out", str(out), *OPTIONS, "--max-steps", "1000000",
     ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while not (out / "metrics.jsonl").exists():
-        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
-        time.sleep(0.05)
-    time.sleep(1.0)
-    os.killpg(process.pid, signal.SIGINT)  # the whole process group, as a terminal does
-    _, stderr = process.communicate(timeout=120)
+    try:
+        deadline = time.monotonic() + 120
+        while not any((out / name).exists() for name in (METRICS, PENDING_METRICS)):  # training has begun
+            assert process.poll() is None and time.monotonic() < deadline, "training did not start"
+            time.sleep(0.05)
+        time.sleep(1.0)
+        os.killpg(process.pid, signal.SIGINT)  # the whole process group, as a terminal does
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:  # a failure above: take the workers down too
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
     assert f"continue with: tt train --out {out} --resume" in stderr
     step = read_training_state(out)[0]["step"]
     assert step > 0

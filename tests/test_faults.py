@@ -90,7 +90,37 @@ def test_nan_before_any_checkpoint_says_so(monkeypatch, tmp_path, corpus_file):
     nan_at_step(monkeypatch, 1)
     line = one_error_line(train(corpus_file, "--out", out, "--max-steps", "5"))
     assert "no checkpoint was written yet" in line and "lower --lr" in line
-    assert not (out / "model.safetensors").exists()
+    assert not out.exists()  # a run that saved nothing leaves no folder behind
+
+
+# ---- --overwrite: the old model stays until the new run has a checkpoint of its own
+
+
+def test_overwrite_that_fails_before_its_first_checkpoint_keeps_the_old_model(monkeypatch, tmp_path, corpus_file):
+    out = tmp_path / "model"
+    assert train(corpus_file, "--out", out, "--max-steps", "3").exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.name != ".lock"}
+    nan_at_step(monkeypatch, 2)
+    line = one_error_line(train(corpus_file, "--out", out, "--max-steps", "5", "--overwrite"))
+    assert "training diverged" in line
+    after = {p.name: p.read_bytes() for p in out.iterdir() if p.name != ".lock"}
+    assert after == before  # weights, config, state, tokenizer and metrics as they were
+
+
+def test_overwrite_replaces_every_file_of_the_old_run(tmp_path, corpus_file):
+    out = tmp_path / "model"
+    assert train(corpus_file, "--out", out, "--max-steps", "4").exit_code == 0
+    assert (out / "tokenizer.model").exists()
+    result = train(corpus_file, "--out", out, "--max-steps", "2", "--overwrite", "--separate-vocab", "--log-every", "1")
+    assert result.exit_code == 0, result.output
+    names = {p.name for p in out.iterdir()}
+    assert "tokenizer.model" not in names  # the joint vocabulary of the old run would shadow the new pair
+    assert {"tokenizer.src.model", "tokenizer.tgt.model", "metrics.jsonl"} <= names
+    assert not [name for name in names if name.endswith(".pending")]
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps and max(steps) == 2  # the new run's metrics only
+    model, tokenizer, record = load_model_folder(out)
+    assert record["step"] == 2 and not tokenizer.joint
 
 
 # ---- a full disk

@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import TINY_MODEL_OPTIONS, tiny_pairs, write_tsv
-from tt.model.checkpoint import STATE_TENSORS, load_model_folder, read_training_state
+from tt.model.checkpoint import METRICS, PENDING_METRICS, STATE_TENSORS, load_model_folder, read_training_state
 
 STEPS = 300
 TRAIN_OPTIONS = [*TINY_MODEL_OPTIONS, "--dropout", "0.1", "--threads", "1", "--max-steps", str(STEPS)]
@@ -82,7 +82,7 @@ def test_signal_saves_says_how_to_resume_and_resume_is_exact(corpus, reference, 
     process = start_training(corpus, out, "--save-every", "1h")  # only the signal's checkpoint
     # The very first checkpoint is written by the signal itself: wait for training to start.
     deadline = time.monotonic() + 120
-    while not (out / "metrics.jsonl").exists():
+    while not any((out / name).exists() for name in (METRICS, PENDING_METRICS)):  # training has begun
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()
         time.sleep(0.02)
     time.sleep(0.5)
