@@ -124,10 +124,10 @@ def train(
       tt train --resume --out zh-en --max-time 30m
     """
     given = {k: v for k, v in locals().items() if k not in ("resume", "overwrite", "config")}
-    from tt.cli.options import merge
+    from tt.cli.options import merge, option_kinds
     from tt.cli.train_command import run_train
 
-    options = merge(given, config)
+    options = merge(given, config, option_kinds(train))
     run_train(options, resume=resume, overwrite=overwrite, console=stderr)
 
 

@@ -9,7 +9,9 @@ tell "not given" from "given the default value".
 from __future__ import annotations
 
 import json
+import math
 import tomllib
+import typing
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -54,12 +56,18 @@ class RunConfigs:
     cleaning: CleaningConfig
 
 
-def read_config_file(path: Path) -> dict[str, Any]:
-    """A flat table of option names → values."""
+def read_config_file(path: Path, kinds: dict[str, type] | None = None) -> dict[str, Any]:
+    """A flat table of option names → values, each of the type its option takes (`kinds`)."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UserError(f"{path}: no such config file") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a folder, not a config file") from None
+    except OSError as err:
+        raise UserError(f"{path}: cannot read ({err.strerror or err})") from None
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path}: not UTF-8 text (byte {err.start})") from None
     try:
         values = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:
@@ -71,14 +79,50 @@ def read_config_file(path: Path) -> dict[str, Any]:
         name = key.replace("-", "_")
         if name not in ALL_OPTIONS:
             raise UserError(f"{path}: unknown option {key!r}")
-        options[name] = value
+        kind = (kinds or {}).get(name)
+        if kind is not None and not _is_a(value, kind):
+            raise UserError(f"{path}: {key} must be {_KIND_NAMES[kind]}, not {json.dumps(value, default=str)}")
+        options[name] = str(value) if kind is Path else value
     return options
 
 
-def merge(command_line: dict[str, Any], config_file: Path | None) -> dict[str, Any]:
+class Duration:
+    """A duration in a config file: text such as "15m", or a number of seconds."""
+
+
+# What the file must hold for an option of each type: TOML and JSON have all four.
+_KIND_NAMES = {
+    bool: "true or false", int: "a whole number", float: "a number", str: "text", Path: "a path (text)",
+    Duration: 'a duration ("15m") or a number of seconds',
+}
+
+
+def _is_a(value: Any, kind: type) -> bool:
+    if isinstance(value, bool):  # bool is an int in Python; a file's true is not a number
+        return kind is bool
+    if kind is float:
+        return isinstance(value, (int, float))
+    if kind is Path:
+        return isinstance(value, str)
+    if kind is Duration:
+        return isinstance(value, (str, int, float))
+    return isinstance(value, kind)
+
+
+def option_kinds(command) -> dict[str, type]:
+    """Option name → its type, read from a typer command's signature (Optional[int] → int)."""
+    kinds = {}
+    for name, hint in typing.get_type_hints(command).items():
+        args = [arg for arg in typing.get_args(hint) if arg is not type(None)] or [hint]
+        kinds[name] = args[0]
+    # Options a file may set that have no command-line flag, and durations: "15m" or seconds.
+    return {**kinds, "weight_decay": float, "clip_norm": float, "max_time": Duration, "save_every": Duration}
+
+
+def merge(command_line: dict[str, Any], config_file: Path | None, kinds: dict[str, type] | None = None) -> dict[str, Any]:
     """Command-line options that were given win over the file's."""
     given = {k: v for k, v in command_line.items() if v is not None}
-    from_file = read_config_file(config_file) if config_file else {}
+    from_file = read_config_file(config_file, kinds) if config_file else {}
     return {**from_file, **given}
 
 
@@ -131,11 +175,15 @@ def validate(configs: RunConfigs) -> None:
         (m.d_ff >= 1, "--ff must be positive"),
         (0 <= m.dropout < 1, "--dropout must be in [0, 1)"),
         (0 <= t.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
-        (t.learning_rate > 0, "--lr must be positive"),
+        (0 < t.learning_rate < math.inf, "--lr must be a positive number"),
+        (0 <= t.weight_decay < math.inf, "--weight-decay must be a number, 0 or more"),
+        (0 <= t.seed < 2**31, "--seed must be between 0 and 2147483647"),
+        (configs.cleaning.max_chars >= 1, "--max-chars must be at least 1"),
+        (configs.cleaning.max_ratio >= 1, "--max-ratio must be 1 or more (the longer side over the shorter)"),
         (t.batch_tokens >= 16, "--batch-tokens must be at least 16"),
         (t.warmup_steps >= 0, "--warmup must not be negative"),
         (t.max_steps is None or t.max_steps >= 0, "--max-steps must not be negative"),
-        (t.max_epochs is None or t.max_epochs > 0, "--max-epochs must be positive"),
+        (t.max_epochs is None or 0 < t.max_epochs < math.inf, "--max-epochs must be a positive number"),
         (t.max_time is None or t.max_time > 0, "--max-time must be positive"),
         (t.precision in ("auto", "bf16", "fp32"), "--precision must be auto, bf16 or fp32"),
         (t.device in ("auto", "cpu", "cuda"), "--device must be auto, cpu or cuda"),
@@ -147,7 +195,7 @@ def validate(configs: RunConfigs) -> None:
         (t.patience is None or t.patience >= 1, "--patience must be at least 1"),
         (t.average_last >= 0, "--average-last must not be negative"),
         (t.dev_bleu_sentences >= 0, "--dev-bleu-sentences must not be negative"),
-        (t.clip_norm > 0, "--clip-norm must be positive"),
+        (t.clip_norm > 0, "--clip-norm must be positive"),  # inf: no clipping; nan fails every comparison
     ]
     # The same hard limits a model folder from a stranger is held to.
     for option, field in (("layers", "n_layers"), ("d_model", "d_model"), ("heads", "n_heads"), ("ff", "d_ff")):

@@ -40,10 +40,12 @@ from tt.data.batches import BatchStream
 
 def run_train(options: dict[str, Any], resume: bool, overwrite: bool, console: Console) -> None:
     command_start = time.monotonic()
+    if options.get("dev_size") is not None and options["dev_size"] < 0:
+        raise UserError("--dev-size must not be negative")
     if options.get("threads") is not None:
-        if not 1 <= int(options["threads"]) <= 1024:
+        if not 1 <= options["threads"] <= 1024:
             raise UserError("--threads must be between 1 and 1024")
-        torch.set_num_threads(int(options["threads"]))
+        torch.set_num_threads(options["threads"])
     out = Path(options.get("out") or "tt-model")
     check_writable(out)
     # Under torchrun every process runs this command; they join one group before any work.

@@ -136,6 +136,38 @@ TRAIN_CASES = {
     "config-unknown-key": TrainCase(
         ["{tmp}/corpus.tsv", *OUT, "--config", "{tmp}/run.json"], ["{tmp}/run.json", "layerz"], {**CORPUS, "run.json": '{"layerz": 2}'},
     ),
+    # A config file's values have the types of the options they stand for.
+    **{
+        f"config-{name}": TrainCase(
+            ["{tmp}/corpus.tsv", *OUT, "--config", "{tmp}/run.toml"], ["{tmp}/run.toml", key, must],
+            {**CORPUS, "run.toml": f"{key} = {value}\n"},
+        )
+        for name, key, value, must in [
+            ("bool-as-text", "pre-norm", '"false"', "true or false"),
+            ("int-as-float", "layers", "1.5", "whole number"),
+            ("int-as-text", "threads", '"4"', "whole number"),
+            ("int-as-bool", "d-model", "true", "whole number"),
+            ("float-as-text", "lr", '"fast"', "a number"),
+            ("path-as-number", "init-from", "3", "path"),
+            ("duration-as-list", "max-time", "[1, 2]", "duration"),
+        ]
+    },
+    "config-is-a-folder": TrainCase(["{tmp}/corpus.tsv", *OUT, "--config", "{tmp}/conf"], ["{tmp}/conf", "folder"], {**CORPUS, "conf": FOLDER}),
+    "config-not-utf8": TrainCase(
+        ["{tmp}/corpus.tsv", *OUT, "--config", "{tmp}/run.toml"], ["{tmp}/run.toml", "UTF-8"], {**CORPUS, "run.toml": b"layers = 2 # \xff\n"},
+    ),
+    "config-weight-decay-negative": TrainCase(
+        ["{tmp}/corpus.tsv", *OUT, "--config", "{tmp}/run.toml"], ["--weight-decay"], {**CORPUS, "run.toml": "weight_decay = -0.1\n"},
+    ),
+    # Numbers in range for their type, out of range for their meaning.
+    **{
+        f"{option.strip('-')}-{label}": TrainCase(["{tmp}/corpus.tsv", *OUT, option, value], [option], CORPUS)
+        for option, value, label in [
+            ("--lr", "inf", "inf"), ("--lr", "nan", "nan"), ("--max-epochs", "inf", "inf"), ("--max-ratio", "-1", "negative"),
+            ("--max-ratio", "nan", "nan"), ("--dev-size", "-5", "negative"), ("--seed", "-1", "negative"),
+            ("--seed", "4294967296", "huge"), ("--max-chars", "0", "zero"),
+        ]
+    },
     # No --max-steps: the recorded limit is already reached, so a wrong success ends at once.
     "resume-changed-d-model": TrainCase(
         ["--resume", "--out", "{tmp}/trained", "--d-model", "32"], ["--d-model"], {"trained": TRAINED}, tiny=False,
