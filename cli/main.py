@@ -47,10 +47,12 @@ def user_errors(command):
             sys.stderr = open(os.devnull, "w")
             raise typer.Exit(code=0)
         except OSError as err:
-            if err.errno not in DISK_ERRORS:
-                raise
-            # e.g. stdout redirected to a file on a full disk
-            stderr.print(f"[red]error:[/] cannot write {escape(str(err.filename or 'the output'))}: {escape(err.strerror or str(err))}")
+            # The system refused a path the user gave: a full disk (e.g. stdout redirected to
+            # a file), a folder without permission, a name too long. Their problem to fix, so
+            # one line naming the file, as for any other user mistake.
+            where = str(err.filename or "the output")
+            what = f"cannot write {where}" if err.errno in DISK_ERRORS else where
+            stderr.print(f"[red]error:[/] {escape(what)}: {escape(err.strerror or str(err))}")
             raise typer.Exit(code=1)
 
     return run

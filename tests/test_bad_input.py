@@ -130,6 +130,7 @@ TRAIN_CASES = {
     "out-under-a-file": TrainCase(
         ["{tmp}/corpus.tsv", "--out", "{tmp}/afile/model"], ["{tmp}/afile"], {**CORPUS, "afile": "a file, not a folder\n"},
     ),
+    "out-name-too-long": TrainCase(["{tmp}/corpus.tsv", "--out", "{tmp}/" + "x" * 300], ["File name too long"], CORPUS),
     "config-not-json": TrainCase(
         ["{tmp}/corpus.tsv", *OUT, "--config", "{tmp}/run.json"], ["{tmp}/run.json"], {**CORPUS, "run.json": '{"layers": 2,'},
     ),
@@ -230,6 +231,14 @@ def set_model_key(key, value) -> Callable[[Path], None]:
     return lambda folder: rewrite_json(folder / "config.json", lambda record: record["model"].__setitem__(key, value))
 
 
+def replace_with_folder(name: str) -> Callable[[Path], None]:
+    def damage(folder: Path) -> None:
+        (folder / name).unlink()
+        (folder / name).mkdir()
+
+    return damage
+
+
 # name → (damage done to the copied model folder, what the error line must name)
 DAMAGES = {
     "no-model-folder": (shutil.rmtree, ["{model}"]),
@@ -240,6 +249,7 @@ DAMAGES = {
         lambda folder: flip_last_bytes(folder / "model.safetensors"), ["{model}/model.safetensors", ("damaged", "altered")],
     ),
     "config-not-json": (lambda folder: (folder / "config.json").write_text('{"model": {', encoding="utf-8"), ["{model}/config.json"]),
+    "config-is-a-folder": (replace_with_folder("config.json"), ["{model}/config.json"]),
     "config-d-model-32": (set_model_key("d_model", 32), ["{model}", "config.json"]),
     "config-d-model-huge": (set_model_key("d_model", 1_000_000_000), ["{model}/config.json", "d_model"]),
     "config-layers-not-a-number": (set_model_key("n_layers", "three"), ["{model}/config.json", "n_layers"]),
