@@ -22,7 +22,8 @@ from tt.model.decode import BeamConfig, DecodeConfig
 from tt.model.evaluate import score_corpus
 
 
-def run_eval(folder: Path, spec: CorpusSpec, config: DecodeConfig, beam: BeamConfig, output: Path | None, console: Console) -> dict:
+def run_eval(folder: Path, spec: CorpusSpec, config: DecodeConfig, beam: BeamConfig, console: Console) -> tuple[dict, list[str]]:
+    """The scores, and the translations (for --output, written by the caller once all succeeded)."""
     check_spec(spec)
     pairs = list(read_pairs(spec))
     if not pairs:
@@ -33,7 +34,10 @@ def run_eval(folder: Path, spec: CorpusSpec, config: DecodeConfig, beam: BeamCon
     hypotheses: list[str] = []
     cut: list[str] = []  # where a source was longer than the model's positions
     started = time.monotonic()
-    progress = Progress(TextColumn("translating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console, transient=True)
+    progress = Progress(
+        TextColumn("translating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=console, transient=True, disable=not console.is_terminal,  # a pipe or a log gets no bar, nor its blank line
+    )
     with progress:
         task = progress.add_task("eval", total=len(sources))
         step = max(config.batch_size, 64)
@@ -46,8 +50,6 @@ def run_eval(folder: Path, spec: CorpusSpec, config: DecodeConfig, beam: BeamCon
     if cut:
         console.print(f"[yellow]warning:[/] {len(cut)} source(s) longer than the model's positions were cut, first at {escape(cut[0])}")
     seconds = time.monotonic() - started
-    if output is not None:
-        write_atomic(output, "".join(h + "\n" for h in hypotheses).encode("utf-8"))
     scores = score_corpus(hypotheses, references)
     return {
         "bleu": scores.bleu,
@@ -60,7 +62,11 @@ def run_eval(folder: Path, spec: CorpusSpec, config: DecodeConfig, beam: BeamCon
         "test": spec.describe(),
         "seconds": seconds,
         "sentences_per_s": len(sources) / max(seconds, 1e-9),
-    }
+    }, hypotheses
+
+
+def write_translations(output: Path, hypotheses: list[str]) -> None:
+    write_atomic(output, "".join(h + "\n" for h in hypotheses).encode("utf-8"))
 
 
 def eval_table(result: dict) -> Table:

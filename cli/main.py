@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import functools
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -184,7 +185,7 @@ def translate(
     """
     from tt.cli.translate_command import run_translate
 
-    check_decoding(beam, n_best, precision, batch_size)
+    check_decoding(beam, n_best, precision, batch_size, length_penalty)
     if probs and (beam > 1 or n_best > 1):
         raise UserError("--probs shows greedy decoding step by step: leave out --beam/--n-best")
     show_attention = attention or attention_layer is not None or attention_head is not None
@@ -201,6 +202,19 @@ def translate(
     sampling = sample or n > 1 or top_k_sampling is not None or top_p is not None
     if sampling and (beam > 1 or n_best > 1):
         raise UserError("choose sampling (--sample, --n) or beam search (--beam, --n-best), not both")
+    if step:
+        others = {
+            "--file": file, "--output": output, "--json": json_lines, "--probs": probs, "--lens": lens,
+            "--attention": show_attention, "--beam": beam > 1, "--n-best": n_best > 1, "--prefix": prefix is not None,
+            "--sample/--n/--top-p": sampling,
+        }
+        if any(others.values()):
+            names = ", ".join(name for name, given in others.items() if given)
+            raise UserError(f"--step decodes by hand, one sentence at a time on the terminal: leave out {names}")
+    if seed is not None and not 0 <= seed < 2**31:
+        raise UserError("--seed must be between 0 and 2147483647")
+    if not 0 < temperature < math.inf:
+        raise UserError("--temperature must be a positive number")
     if n < 1 or temperature <= 0 or (top_k_sampling is not None and top_k_sampling < 1) or (top_p is not None and not 0 < top_p <= 1):
         raise UserError("sampling needs --n ≥ 1, --temperature > 0, --top-k-sampling ≥ 1 and 0 < --top-p ≤ 1")
     if prefix is not None and (beam > 1 or n_best > 1):
@@ -220,7 +234,9 @@ def translate(
     run_translate(model_folder(model), texts, file, output, probs, top_k, json_lines, config, search, lens, view)
 
 
-def check_decoding(beam: int, n_best: int, precision: str, batch_size: int) -> None:
+def check_decoding(beam: int, n_best: int, precision: str, batch_size: int, length_penalty: float) -> None:
+    if not 0 <= length_penalty <= 10:  # also refuses nan; GNMT's α is usually between 0.6 and 1
+        raise UserError("--length-penalty must be between 0 and 10")
     if beam < 1:
         raise UserError("--beam must be at least 1")
     if n_best < 1:
@@ -265,25 +281,30 @@ def evaluate(
 
       tt eval dev.tsv --src-col 2 --tgt-col 1 --beam 5 --json
     """
-    from tt.cli.eval_command import eval_table, run_eval
+    from tt.cli.eval_command import eval_table, run_eval, write_translations
+    from tt.data.atomic import check_output
     from tt.data.corpus import CorpusSpec
     from tt.model.decode import BeamConfig, DecodeConfig
 
-    check_decoding(beam, 1, precision, batch_size)
+    check_decoding(beam, 1, precision, batch_size, length_penalty)
     if test is None and not (src and tgt):
         raise UserError("give a test file, or --src and --tgt")
     spec = CorpusSpec(
         path=str(test) if test else None, src_path=str(src) if src else None, tgt_path=str(tgt) if tgt else None,
         format=format, src_col=src_col, tgt_col=tgt_col,
     )
-    result = run_eval(
+    if output is not None:
+        check_output(output)
+    result, translations = run_eval(
         model_folder(model), spec, DecodeConfig(batch_size=batch_size, precision=decoding_precision(precision, device), device=device),
-        BeamConfig(beam=beam, alpha=length_penalty), output, stderr,
+        BeamConfig(beam=beam, alpha=length_penalty), stderr,
     )
     if calibration:
         from tt.cli.eval_command import calibration_table, run_calibration
 
         result["calibration"] = run_calibration(model_folder(model), spec, device=device)
+    if output is not None:  # only once everything asked for has worked
+        write_translations(output, translations)
     if json_line:
         print(json.dumps(result, ensure_ascii=False))
     else:
@@ -309,6 +330,9 @@ def bench(
       tt bench --data ../shared/data/tatoeba-cmn-eng --json
     """
     from tt.cli.bench_command import bench_table, run_bench
+
+    if not 0.1 <= seconds <= 3600:  # also refuses nan and inf (which would never end)
+        raise UserError("--seconds must be between 0.1 and 3600")
 
     # ../shared/data beside the project, whether run from its root or from an editable install
     candidates = [Path("../shared/data/tatoeba-cmn-eng"), Path(__file__).resolve().parents[2] / "shared" / "data" / "tatoeba-cmn-eng"]

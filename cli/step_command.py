@@ -25,6 +25,11 @@ def step_through(translator: Translator, text: str, k: int, ask: Callable[[str],
     """Returns (translation, its log-probability, greedy's log-probability)."""
     model, tokenizer = translator.model, translator.tokenizer
     src_ids = tokenizer.encode_src(normalize(text))
+    positions = model.config.max_positions
+    if len(src_ids) > positions:  # the encoder has no positions beyond: cut, keeping the </s>
+        console.print(f"[yellow]warning:[/] {len(src_ids):,} source pieces, cut to the model's {positions:,}")
+        src_ids = src_ids[: positions - 1] + [EOS_ID]
+    k = min(k, model.config.tgt_vocab_size)
     src = torch.tensor([src_ids])
     src_pad_mask = src == PAD_ID
     cache = model.new_cache(model.encode(src, src_pad_mask), src_pad_mask)

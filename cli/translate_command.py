@@ -22,7 +22,7 @@ from tt.cli.tables import lens_table, probability_table
 from tt.cli.translator import AttentionView, Search, Translator, chunks, to_json
 from tt.data.atomic import atomic_text
 from tt.data.corpus import open_binary
-from tt.data.errors import UserError
+from tt.data.atomic import check_output
 from tt.model.decode import DecodeConfig
 
 warnings = Console(stderr=True, soft_wrap=True)  # one line each, even in a pipe
@@ -33,8 +33,8 @@ def run_translate(
     lens: bool = False, view: AttentionView | None = None,
 ) -> None:
     """`view` (not None) asks for cross-attention; `lens` for each decoder layer's guess."""
-    if output is not None and output.exists() and output.is_dir():
-        raise UserError(f"--output {output}: is a folder")
+    if output is not None:
+        check_output(output)
     if file is not None:
         lines: Iterable[str] = input_lines(open_binary(file), str(file))
     elif texts:

@@ -42,6 +42,18 @@ def atomic_path(path: Path) -> Iterator[Path]:
             temporary.unlink(missing_ok=True)
 
 
+def check_output(path: Path, option: str = "--output") -> None:
+    """Refuse an output path that cannot be written before the work, not after it."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{option} {path}: is a folder")
+    folder = path.parent
+    if not folder.is_dir():
+        raise UserError(f"{option} {path}: no folder {folder} to write it in")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f"{option} {path}: the folder {folder} is not writable")
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     with atomic_path(path) as temporary:
         temporary.write_bytes(data)

@@ -286,6 +286,58 @@ def test_damaged_model_is_refused(command, damage, trained_model, tmp_path, monk
     assert not (tmp_path / "out.txt").exists()
 
 
+# ---- options out of range, with a working model: refused before any work
+
+
+OPTION_CASES = {
+    "temperature-nan": (["translate", "--sample", "--temperature", "nan", "你好"], ["--temperature"]),
+    "temperature-inf": (["translate", "--sample", "--temperature", "inf", "你好"], ["--temperature"]),
+    "length-penalty-nan": (["translate", "--beam", "2", "--length-penalty", "nan", "你好"], ["--length-penalty"]),
+    "length-penalty-minus-inf": (["translate", "--beam", "2", "--length-penalty", "-inf", "你好"], ["--length-penalty"]),
+    "length-penalty-huge": (["eval", "{tmp}/test.tsv", "--beam", "2", "--length-penalty", "1e308"], ["--length-penalty"]),
+    "sample-seed-negative": (["translate", "--sample", "--seed", "-1", "你好"], ["--seed"]),
+    "sample-seed-huge": (["translate", "--sample", "--seed", "99999999999999999999", "你好"], ["--seed"]),
+    "step-with-file": (["translate", "--step", "--file", "{tmp}/test.tsv"], ["--step", "--file"]),
+    "step-with-output-and-json": (["translate", "--step", "--output", "{tmp}/out.txt", "--json", "你好"], ["--output", "--json"]),
+    "translate-output-no-folder": (["translate", "--output", "{tmp}/nowhere/out.txt", "你好"], ["{tmp}/nowhere"]),
+    "eval-output-a-folder": (["eval", "{tmp}/test.tsv", "--output", "{tmp}/afolder"], ["{tmp}/afolder", "folder"]),
+    "eval-output-no-folder": (["eval", "{tmp}/test.tsv", "--output", "{tmp}/nowhere/out.txt"], ["{tmp}/nowhere"]),
+    "bench-seconds-negative": (["bench", "--seconds", "-1"], ["--seconds"]),
+    "bench-seconds-nan": (["bench", "--seconds", "nan"], ["--seconds"]),
+    "bench-seconds-inf": (["bench", "--seconds", "inf"], ["--seconds"]),
+}
+
+
+@pytest.mark.parametrize("case", OPTION_CASES.keys())
+def test_option_out_of_range_is_refused(case, trained_model, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "test.tsv").write_text(GOOD_TSV, encoding="utf-8")
+    (tmp_path / "afolder").mkdir()
+    before = snapshot(tmp_path)
+    args, fragments = OPTION_CASES[case]
+    args = [arg.format(tmp=tmp_path) for arg in args]
+    if args[0] != "bench":
+        args += ["--model", str(trained_model)]
+    result = runner.invoke(app, args, env={"TT_MODEL": None})
+    assert_refused(result, before, tmp_path, [f.format(tmp=tmp_path) for f in fragments])
+
+
+def test_eval_writes_no_output_when_calibration_fails(trained_model, tmp_path, monkeypatch):
+    """--output is written last, once the scores and the calibration have all worked."""
+    import tt.cli.eval_command
+
+    def broken(*args, **kwargs):
+        raise tt.cli.eval_command.UserError("calibration failed")
+
+    monkeypatch.setattr(tt.cli.eval_command, "run_calibration", broken)
+    (tmp_path / "test.tsv").write_text(GOOD_TSV, encoding="utf-8")
+    before = snapshot(tmp_path)
+    result = runner.invoke(
+        app, ["eval", str(tmp_path / "test.tsv"), "--model", str(trained_model), "--calibration", "--output", str(tmp_path / "out.txt")]
+    )
+    assert_refused(result, before, tmp_path, ["calibration failed"])
+
+
 # ---- a real process, stderr a pipe
 
 

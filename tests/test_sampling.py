@@ -97,3 +97,22 @@ def test_cli_step_mode_picks_and_compares(trained_model):
     greedy = CliRunner().invoke(app, ["translate", "--model", str(trained_model), "我有三本书。"])
     assert result.stdout.splitlines()[-1] == greedy.stdout.splitlines()[0]
     assert "(+0.000)" in result.stderr
+
+
+def test_cli_step_mode_caps_top_k_and_cuts_a_long_source(trained_model):
+    from typer.testing import CliRunner
+
+    from tt.cli.main import app
+    from tt.model.checkpoint import load_model_folder
+
+    model, _, _ = load_model_folder(trained_model)
+    vocab, positions = model.config.tgt_vocab_size, model.config.max_positions
+    command = ["translate", "--model", str(trained_model), "--step"]
+    result = CliRunner().invoke(app, [*command, "--top-k", str(vocab + 50), "我有三本书。"], input="\n" * 80)
+    assert result.exit_code == 0, result.output
+    assert f"pick 1–{vocab} " in result.stderr  # no more choices than the vocabulary has
+    long_line = "我有三本书。" * positions  # far more pieces than the encoder has positions
+    result = CliRunner().invoke(app, [*command, "--top-k", "1", long_line], input="\n" * 600)
+    assert result.exit_code == 0, result.output
+    assert f"cut to the model's {positions:,}" in result.stderr
+    assert len(result.stdout.splitlines()) == 1
