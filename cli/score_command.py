@@ -6,8 +6,9 @@ segmentation → one teacher-forced pass per batch (`force_decode`) → per toke
 probability, −ln p, rank and the model's own pick; per sentence the cross-entropy and
 perplexity; corpus totals at the end for a file.
 
-Pairs stream through in batches: a long file prints as it goes, and a bad line stops the
-run with its file:line.
+The whole input is read and checked before the first line is printed: a bad line (a
+misaligned file, invalid UTF-8, a pair too long for the model) stops the run with its
+file:line and no partial output. Then pairs go through in batches, printed as they go.
 """
 
 from __future__ import annotations
@@ -106,13 +107,17 @@ def score_inputs(
     return read_pairs(spec), True
 
 
-def score_batch(model: Transformer, tokenizer: Tokenizer, pairs: list[Pair], batch_size: int) -> list[ScoredPair]:
+def encode_pairs(tokenizer: Tokenizer, pairs: list[Pair], limit: int) -> tuple[list[list[int]], list[list[int]]]:
     src_ids = [tokenizer.encode_src(normalize(pair.src)) for pair in pairs]
     tgt_ids = [tokenizer.encode_tgt(normalize(pair.tgt)) for pair in pairs]
-    limit = model.config.max_positions
     for pair, src, tgt in zip(pairs, src_ids, tgt_ids):
         if max(len(src), len(tgt)) > limit:
             raise UserError(f"{pair.where}: {max(len(src), len(tgt))} pieces, more than the model's {limit} positions")
+    return src_ids, tgt_ids
+
+
+def score_batch(model: Transformer, tokenizer: Tokenizer, pairs: list[Pair], batch_size: int) -> list[ScoredPair]:
+    src_ids, tgt_ids = encode_pairs(tokenizer, pairs, model.config.max_positions)
     results = force_decode(model, src_ids, tgt_ids, batch_size)
     return [
         ScoredPair(
@@ -155,6 +160,8 @@ def run_score(
     """Scored pairs to stdout (tables, or JSON Lines); for files, totals after them."""
     model, tokenizer, _ = load_model_folder(folder)
     model.to(resolve_device(device))
+    pairs = list(pairs)  # every line read (and so checked) before anything is printed
+    encode_pairs(tokenizer, pairs, model.config.max_positions)
     console = Console()
     totals = Totals()
     for chunk in batches(pairs, batch_size):

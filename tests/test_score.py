@@ -192,13 +192,16 @@ def test_bad_options_are_one_line(trained_model, args, message):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_bad_file_line_names_file_and_line(trained_model, tmp_path):
+@pytest.mark.parametrize("bad_line", ["只有一列", "我有三本书。" * 200 + "\tI have three books."], ids=["one-column", "too-long"])
+def test_bad_file_line_names_file_and_line_and_prints_nothing_before(trained_model, tmp_path, bad_line):
     bad = tmp_path / "bad.tsv"
-    bad.write_text("我有三本书。\tI have three books.\n只有一列\n", encoding="utf-8")
-    result = score(trained_model, "--file", bad, "--json")
+    # The bad line comes after more than a batch of good ones: none of them may print.
+    bad.write_text("我有三本书。\tI have three books.\n" * 5 + bad_line + "\n", encoding="utf-8")
+    result = score(trained_model, "--file", bad, "--json", "--batch-size", "2")
     assert result.exit_code == 1
-    assert f"{bad}:2" in result.stderr and "Traceback" not in result.output
+    assert f"{bad}:6" in result.stderr and "Traceback" not in result.output
     assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stdout == ""
 
 
 def test_brackets_in_text_are_not_markup(trained_model):
