@@ -1,9 +1,16 @@
-"""`tt info`: parameter counts add up, the curve plot draws every series, the command runs."""
+"""`tt info`: parameter counts add up, the curve plot draws every series, the command runs,
+and a tampered or damaged folder is shown as far as it can be, never with a traceback."""
 
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
 from typer.testing import CliRunner
 
 from conftest import TINY_MODEL_OPTIONS
-from tt.cli.info_command import parameter_counts, plot, read_metrics
+from tt.cli.info_command import metric_points, parameter_counts, plot, read_metrics
 from tt.cli.main import app
 from tt.model.checkpoint import load_model_folder
 from tt.model.transformer import count_parameters
@@ -44,3 +51,128 @@ def test_a_half_written_metrics_line_is_skipped_and_resume_starts_a_fresh_line(t
     assert [m["step"] for m in read_metrics(out) if "loss" in m] == [1, 2, 3, 4, 5]
     result = runner.invoke(app, ["info", "--model", str(out)])
     assert result.exit_code == 0, result.output
+
+
+# ---- a stranger's damaged or tampered folder: info shows what it can, never a traceback
+
+GOOD_METRICS = ['{"step": 10, "nll": 4.0}', '{"step": 20, "nll": 3.0, "dev_loss": 3.5}']
+
+
+@pytest.fixture
+def model_copy(trained_model, tmp_path):
+    return Path(shutil.copytree(trained_model, tmp_path / "model"))
+
+
+def run_info(folder):
+    result = runner.invoke(app, ["info", "--model", str(folder)])
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    return result
+
+
+def tamper_config(folder, key, value):
+    path = folder / "config.json"
+    record = json.loads(path.read_text(encoding="utf-8"))
+    record[key] = value
+    path.write_text(json.dumps(record), encoding="utf-8")  # json.dumps writes NaN as NaN, as a stranger could
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("train", "x"), ("train", 5), ("train", [1, 2]), ("train", {"[/bold]": "[/red]"}),  # markup is text here
+        ("tokenizer", "x"), ("tokenizer", None), ("corpus", 7),
+        ("best", 5), ("best", "x"), ("best", [1]), ("best", {"dev_bleu": "x", "step": 3}), ("best", {"dev_bleu": 3.0}),
+        ("best", {"step": 4}), ("best", {"dev_bleu": float("nan"), "step": 4}), ("best", {"dev_bleu": 1e308, "step": True}),
+        ("summary", "x"), ("summary", 3), ("summary", {"cleaning": "x"}), ("summary", {"cleaning": [1]}),
+        ("summary", {"cleaning": {"kept": "x", "pairs read": None, "[/x]": [1], "dropped": True}}),
+        ("step", "x"), ("step", None), ("step", [1]), ("step", True), ("step", float("inf")),
+    ],
+)
+def test_info_survives_wrong_types_in_config(model_copy, key, value):
+    tamper_config(model_copy, key, value)
+    result = run_info(model_copy)
+    assert result.exit_code == 0, result.output
+    assert "parameters" in result.stdout and "model.d_model" in result.stdout and "loss curves" in result.stdout
+
+
+def test_info_shows_a_good_best_checkpoint(model_copy):
+    tamper_config(model_copy, "best", {"dev_bleu": 12.345, "step": 20})
+    assert "dev BLEU 12.35 at step 20" in run_info(model_copy).stdout
+
+
+@pytest.mark.parametrize("config_text", ['{"model": 3}', "[1, 2]", '"x"', "{not json"])
+def test_info_on_an_unusable_config_is_one_error_line(model_copy, config_text):
+    (model_copy / "config.json").write_text(config_text, encoding="utf-8")
+    result = run_info(model_copy)
+    assert result.exit_code == 1
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == 1 and errors[0].startswith("error:") and "config.json" in errors[0]
+
+
+@pytest.mark.parametrize(
+    "bad_line",
+    [
+        '{"step": 15, "nll": NaN}', '{"step": 15, "nll": Infinity}', '{"step": 15, "nll": -Infinity}',
+        '{"step": 15, "dev_loss": NaN}', '{"step": 15, "nll": "x"}', '{"step": 15, "nll": true}',
+        '{"step": 15, "nll": null}', '{"step": 15, "nll": [1]}', '{"step": "x", "nll": 2.0}', '{"step": true, "nll": 2.0}',
+        '{"step": 15.5, "nll": 2.0}', '{"step": 1e400, "nll": 2.0}', '{"step": ' + "9" * 400 + ', "nll": 2.0}',
+        '[1, 2]', '"x"', "null", "17", "{",
+    ],
+)
+def test_info_skips_unusable_metrics_lines(model_copy, bad_line):
+    (model_copy / "metrics.jsonl").write_text("\n".join([GOOD_METRICS[0], bad_line, GOOD_METRICS[1]]) + "\n", encoding="utf-8")
+    result = run_info(model_copy)
+    assert result.exit_code == 0, result.output
+    curve = result.stdout.split("loss curves", 1)[1]
+    assert "·" in curve and "o" in curve and "nan" not in curve and "inf" not in curve  # the good points, drawn
+    assert "step 10" in curve and "step 20" in curve  # the bad line's step did not stretch the axis
+
+
+@pytest.mark.parametrize("extreme", ["1e308", "-1e308", "1.7976931348623157e308", "5e-324"])
+def test_info_plots_extreme_finite_values(model_copy, extreme):
+    lines = [f'{{"step": 1, "nll": {extreme}}}', '{"step": 2, "nll": -1e308}', *GOOD_METRICS]
+    (model_copy / "metrics.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = run_info(model_copy)
+    assert result.exit_code == 0, result.output
+    curve = result.stdout.split("loss curves", 1)[1]
+    assert "·" in curve and "nan" not in curve and "inf" not in curve
+
+
+def test_info_reads_around_bytes_that_are_not_utf8(model_copy):
+    (model_copy / "metrics.jsonl").write_bytes(b"\xff\xfe\x00garbage\n" + "\n".join(GOOD_METRICS).encode() + b"\n\x80\x81\n")
+    result = run_info(model_copy)
+    assert result.exit_code == 0, result.output
+    assert "·" in result.stdout.split("loss curves", 1)[1]
+
+
+def test_info_with_a_metrics_folder_shows_the_rest(model_copy):
+    (model_copy / "metrics.jsonl").unlink()
+    (model_copy / "metrics.jsonl").mkdir()
+    result = run_info(model_copy)
+    assert result.exit_code == 0, result.output
+    assert "parameters" in result.stdout and "model.d_model" in result.stdout
+    assert "not a regular file" in result.stdout.split("loss curves", 1)[1]  # says why there is no plot
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads any file")
+def test_info_with_an_unreadable_metrics_file_shows_the_rest(model_copy):
+    (model_copy / "metrics.jsonl").chmod(0)
+    result = run_info(model_copy)
+    assert result.exit_code == 0, result.output
+    assert "model.d_model" in result.stdout and "cannot read" in result.stdout.split("loss curves", 1)[1]
+
+
+def test_plot_of_extreme_values_stays_in_range():
+    text = plot({"train": [(0, 1.7976931348623157e308), (10, -1.7976931348623157e308)], "dev": [(5, 0.0)]}, width=21, height=5).plain
+    lines = text.splitlines()
+    assert lines[0].split("│")[1].startswith("·") and lines[4].endswith("·")  # top left, bottom right
+    assert lines[2].split("│")[1][10] == "o"  # 0 is halfway between ±max, at the middle step
+    assert "nan" not in text and "inf" not in text
+
+
+def test_read_metrics_keeps_only_finite_real_numbers(tmp_path):
+    lines = ['{"step": 1, "nll": 2.5, "dev_loss": NaN}', '{"step": 2, "nll": true}', '{"step": 3, "nll": "4"}', '{"step": 4, "nll": 1}']
+    (tmp_path / "metrics.jsonl").write_text("\n".join(lines), encoding="utf-8")
+    assert metric_points(read_metrics(tmp_path), "nll") == [(1, 2.5), (4, 1.0)]
+    assert metric_points(read_metrics(tmp_path), "dev_loss") == []
