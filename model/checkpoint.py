@@ -56,8 +56,8 @@ def read_json(path: Path) -> dict:
         record = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise UserError(f"{path}: not valid JSON ({err})") from None
+    except (ValueError, RecursionError) as err:  # bad JSON or UTF-8, a 5000-digit number, [[[[…
+        raise UserError(f"{path}: not valid JSON ({str(err)[:120]})") from None
     if not isinstance(record, dict):
         raise UserError(f"{path}: expected a JSON object")
     return record
@@ -296,11 +296,31 @@ def read_training_state(folder: Path) -> tuple[dict, dict[str, torch.Tensor]]:
         raise UserError(f"{path}: cannot load the training state ({err})") from None
     try:
         state = json.loads(header) if header else None
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):
         state = None
-    if not isinstance(state, dict) or "step" not in state or "param_groups" not in state:
+    if not isinstance(state, dict) or "param_groups" not in state:
         raise UserError(f"{path}: no readable training state in its header")
+    for key, valid in STATE_FIELDS.items():
+        if (key in state or key in REQUIRED_STATE) and not valid(state.get(key)):
+            raise UserError(f"{path}: the training state's {key} is {json.dumps(state.get(key))[:40]}, which cannot be right")
     return state, tensors
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+# What each field of the training state may hold: a tampered file is refused, not half-used.
+STATE_FIELDS = {
+    "step": _count, "tokens": _count, "epoch": _count, "position": _count, "evaluations_since_best": _count,
+    "elapsed_s": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < float("inf"),
+    "batch_tokens": lambda v: _count(v) and v >= 1,
+    "processes": lambda v: _count(v) and v >= 1,
+    "last_dev": lambda v: isinstance(v, dict),
+    "best": lambda v: isinstance(v, dict),
+    "param_groups": lambda v: isinstance(v, list),
+}
+REQUIRED_STATE = ("step", "tokens", "epoch", "position", "elapsed_s", "param_groups")
 
 
 def load_training_state(

@@ -250,6 +250,8 @@ DAMAGES = {
     ),
     "config-not-json": (lambda folder: (folder / "config.json").write_text('{"model": {', encoding="utf-8"), ["{model}/config.json"]),
     "config-is-a-folder": (replace_with_folder("config.json"), ["{model}/config.json"]),
+    "config-deeply-nested": (lambda folder: (folder / "config.json").write_text("[" * 100_000), ["{model}/config.json"]),
+    "config-huge-number": (lambda folder: (folder / "config.json").write_text('{"step": ' + "9" * 5000 + "}"), ["{model}/config.json"]),
     "config-d-model-32": (set_model_key("d_model", 32), ["{model}", "config.json"]),
     "config-d-model-huge": (set_model_key("d_model", 1_000_000_000), ["{model}/config.json", "d_model"]),
     "config-layers-not-a-number": (set_model_key("n_layers", "three"), ["{model}/config.json", "n_layers"]),

@@ -93,6 +93,26 @@ def test_nan_before_any_checkpoint_says_so(monkeypatch, tmp_path, corpus_file):
     assert not out.exists()  # a run that saved nothing leaves no folder behind
 
 
+# ---- a tampered training state
+
+
+@pytest.mark.parametrize("key, value", [("step", "x"), ("epoch", -1), ("position", True), ("elapsed_s", float("nan")), ("best", 5)])
+def test_a_tampered_training_state_is_refused_in_one_line(tmp_path, corpus_file, key, value):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    out = tmp_path / "model"
+    assert train(corpus_file, "--out", out, "--max-steps", "3").exit_code == 0
+    path = out / "train_state.safetensors"
+    with safe_open(str(path), "pt") as handle:
+        metadata = handle.metadata()
+    state = json.loads(metadata["tt.state"])
+    state[key] = value
+    save_file(load_file(str(path)), str(path), metadata={**metadata, "tt.state": json.dumps(state)})
+    line = one_error_line(runner.invoke(app, ["train", "--resume", "--out", str(out), "--max-steps", "6"]))
+    assert f"{path}: the training state's {key}" in line
+
+
 # ---- --overwrite: the old model stays until the new run has a checkpoint of its own
 
 
