@@ -40,6 +40,8 @@ from tt.data.batches import BatchStream
 
 def run_train(options: dict[str, Any], resume: bool, overwrite: bool, console: Console) -> None:
     command_start = time.monotonic()
+    if resume and overwrite:
+        raise UserError("--resume continues the run in --out and --overwrite replaces it: choose one")
     if options.get("dev_size") is not None and options["dev_size"] < 0:
         raise UserError("--dev-size must not be negative")
     if options.get("threads") is not None:

@@ -165,6 +165,14 @@ def _train_one(sentences: list[str], config: TokenizerConfig, seed: int) -> spm.
         try:
             return _run_trainer(sentences, config, vocab_size, seed)
         except RuntimeError as err:
+            # Many distinct characters (CJK) each need a piece of their own: say how many, in
+            # tt's terms (SentencePiece's own message points at its command-line flags).
+            needed = re.search(r"smaller than required_chars\. \d+ vs (\d+)", str(err))
+            if needed:
+                raise UserError(
+                    f"--vocab-size {config.vocab_size} is too small for this corpus: its characters alone need "
+                    f"{int(needed.group(1)):,} pieces; use --vocab-size {int(needed.group(1)) + 100} or more"
+                ) from None
             # A tiny corpus cannot fill a large vocabulary; SentencePiece says how much it can.
             match = re.search(r"value <= (\d+)", str(err))
             if not match or int(match.group(1)) >= vocab_size:

@@ -124,6 +124,9 @@ TRAIN_CASES = {
     "d-model-huge": TrainCase(["{tmp}/corpus.tsv", *OUT, "--d-model", "1000000000"], ["--d-model", "limit"], CORPUS),
     # --resume takes its options from the folder; the tiny ones would count as changes.
     "resume-empty-folder": TrainCase(["--resume", "--out", "{tmp}/empty"], ["{tmp}/empty"], {"empty": FOLDER}, tiny=False),
+    "resume-and-overwrite": TrainCase(
+        ["--resume", "--overwrite", "--out", "{tmp}/trained"], ["--resume", "--overwrite"], {"trained": TRAINED}, tiny=False,
+    ),
     "resume-no-folder": TrainCase(["--resume", "--out", "{tmp}/nowhere"], ["{tmp}/nowhere"], tiny=False),
     # We run as root, so a read-only folder would still be writable: a path through a
     # regular file is the unwritable --out we can make.

@@ -188,3 +188,14 @@ def test_decoded_text_never_breaks_a_line(tokenizer):
     tab = tokenizer.tgt.piece_to_id("<0x09>")
     text = tokenizer.decode_tgt([newline, tab, *tokenizer.tgt.encode("ok")])
     assert "\n" not in text and "\t" not in text and text.endswith("ok")
+
+
+def test_a_vocabulary_too_small_for_the_characters_says_how_large_in_tt_terms():
+    import random
+
+    rng = random.Random(0)
+    characters = [chr(0x4E00 + i) for i in range(1200)]  # 1,200 CJK characters, each common
+    pairs = [("".join(rng.choice(characters) for _ in range(12)), "a sentence") for _ in range(3000)]
+    with pytest.raises(UserError, match=r"--vocab-size 300 is too small for this corpus: .* use --vocab-size \d+ or more$") as caught:
+        train_tokenizer(pairs, TokenizerConfig(vocab_size=300))
+    assert "character_coverage" not in str(caught.value)
