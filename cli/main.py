@@ -215,8 +215,8 @@ def translate(
         raise UserError("--seed must be between 0 and 2147483647")
     if not 0 < temperature < math.inf:
         raise UserError("--temperature must be a positive number")
-    if n < 1 or temperature <= 0 or (top_k_sampling is not None and top_k_sampling < 1) or (top_p is not None and not 0 < top_p <= 1):
-        raise UserError("sampling needs --n ≥ 1, --temperature > 0, --top-k-sampling ≥ 1 and 0 < --top-p ≤ 1")
+    if n < 1 or (top_k_sampling is not None and top_k_sampling < 1) or (top_p is not None and not 0 < top_p <= 1):
+        raise UserError("sampling needs --n ≥ 1, --top-k-sampling ≥ 1 and 0 < --top-p ≤ 1")
     if prefix is not None and (beam > 1 or n_best > 1):
         raise UserError("--prefix works with greedy decoding and sampling, not --beam")
     config = DecodeConfig(batch_size=batch_size, precision=decoding_precision(precision, device), device=device)

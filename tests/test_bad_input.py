@@ -297,6 +297,7 @@ def test_damaged_model_is_refused(command, damage, trained_model, tmp_path, monk
 OPTION_CASES = {
     "temperature-nan": (["translate", "--sample", "--temperature", "nan", "你好"], ["--temperature"]),
     "temperature-inf": (["translate", "--sample", "--temperature", "inf", "你好"], ["--temperature"]),
+    "temperature-zero": (["translate", "--sample", "--temperature", "0", "你好"], ["--temperature"]),
     "length-penalty-nan": (["translate", "--beam", "2", "--length-penalty", "nan", "你好"], ["--length-penalty"]),
     "length-penalty-minus-inf": (["translate", "--beam", "2", "--length-penalty", "-inf", "你好"], ["--length-penalty"]),
     "length-penalty-huge": (["eval", "{tmp}/test.tsv", "--beam", "2", "--length-penalty", "1e308"], ["--length-penalty"]),
