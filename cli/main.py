@@ -211,8 +211,10 @@ def translate(
         if any(others.values()):
             names = ", ".join(name for name, given in others.items() if given)
             raise UserError(f"--step decodes by hand, one sentence at a time on the terminal: leave out {names}")
-    if seed is not None and not 0 <= seed < 2**31:
-        raise UserError("--seed must be between 0 and 2147483647")
+    from tt.model.configs import MAX_SEED
+
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        raise UserError(f"--seed must be between 0 and {MAX_SEED}")
     if not 0 < temperature < math.inf:
         raise UserError("--temperature must be a positive number")
     if n < 1 or (top_k_sampling is not None and top_k_sampling < 1) or (top_p is not None and not 0 < top_p <= 1):

@@ -20,7 +20,7 @@ from tt.data.clean import CleaningConfig
 from tt.data.corpus import CorpusSpec
 from tt.data.errors import UserError
 from tt.data.tokenizer import TokenizerConfig
-from tt.model.configs import SIZE_LIMITS
+from tt.model.configs import MAX_SEED, SIZE_LIMITS
 from tt.model.train import TrainConfig, parse_duration
 from tt.model.transformer import ModelConfig
 
@@ -177,7 +177,7 @@ def validate(configs: RunConfigs) -> None:
         (0 <= t.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
         (0 < t.learning_rate < math.inf, "--lr must be a positive number"),
         (0 <= t.weight_decay < math.inf, "--weight-decay must be a number, 0 or more"),
-        (0 <= t.seed < 2**31, "--seed must be between 0 and 2147483647"),
+        (0 <= t.seed <= MAX_SEED, f"--seed must be between 0 and {MAX_SEED}"),
         (configs.cleaning.max_chars >= 1, "--max-chars must be at least 1"),
         (configs.cleaning.max_ratio >= 1, "--max-ratio must be 1 or more (the longer side over the shorter)"),
         (t.batch_tokens >= 16, "--batch-tokens must be at least 16"),

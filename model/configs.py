@@ -52,6 +52,7 @@ SIZE_LIMITS = {
     "src_vocab_size": (4, 1_048_576), "tgt_vocab_size": (4, 1_048_576), "max_positions": (2, 65536),
 }
 MAX_PARAMETERS = 2_000_000_000  # 8 GB of float32
+MAX_SEED = 2**31 - 1  # SentencePiece takes an unsigned 32-bit seed, torch a 64-bit one: the smaller, signed
 
 
 def estimated_parameters(config: ModelConfig) -> int:
