@@ -16,9 +16,8 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 from rich.console import Console
 
@@ -116,8 +115,10 @@ def encode_pairs(tokenizer: Tokenizer, pairs: list[Pair], limit: int) -> tuple[l
     return src_ids, tgt_ids
 
 
-def score_batch(model: Transformer, tokenizer: Tokenizer, pairs: list[Pair], batch_size: int) -> list[ScoredPair]:
-    src_ids, tgt_ids = encode_pairs(tokenizer, pairs, model.config.max_positions)
+def score_batch(
+    model: Transformer, tokenizer: Tokenizer, pairs: list[Pair], src_ids: list[list[int]], tgt_ids: list[list[int]], batch_size: int
+) -> list[ScoredPair]:
+    """`pairs` with their ids from encode_pairs, scored in one teacher-forced pass per batch."""
     results = force_decode(model, src_ids, tgt_ids, batch_size)
     return [
         ScoredPair(
@@ -148,12 +149,6 @@ def to_json(scored: ScoredPair) -> dict:
     }
 
 
-def batches(pairs: Iterable[Pair], size: int) -> Iterator[list[Pair]]:
-    iterator = iter(pairs)
-    while chunk := list(islice(iterator, size)):
-        yield chunk
-
-
 def run_score(
     folder: Path, pairs: Iterable[Pair], from_files: bool, json_lines: bool, batch_size: int, stderr: Console, device: str = "cpu"
 ) -> None:
@@ -161,11 +156,12 @@ def run_score(
     model, tokenizer, _ = load_model_folder(folder)
     model.to(resolve_device(device))
     pairs = list(pairs)  # every line read (and so checked) before anything is printed
-    encode_pairs(tokenizer, pairs, model.config.max_positions)
+    src_ids, tgt_ids = encode_pairs(tokenizer, pairs, model.config.max_positions)
     console = Console()
     totals = Totals()
-    for chunk in batches(pairs, batch_size):
-        for scored in score_batch(model, tokenizer, chunk, batch_size):
+    for start in range(0, len(pairs), batch_size):
+        chunk = slice(start, start + batch_size)
+        for scored in score_batch(model, tokenizer, pairs[chunk], src_ids[chunk], tgt_ids[chunk], batch_size):
             totals.add(scored)
             if json_lines:
                 print(json.dumps(to_json(scored), ensure_ascii=False), flush=True)

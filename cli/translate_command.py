@@ -20,9 +20,8 @@ from rich.markup import escape
 from tt.cli.heatmap import attention_heatmap
 from tt.cli.tables import lens_table, probability_table
 from tt.cli.translator import AttentionView, Search, Translator, chunks, to_json
-from tt.data.atomic import atomic_text
+from tt.data.atomic import atomic_text, check_output
 from tt.data.corpus import open_binary
-from tt.data.atomic import check_output
 from tt.model.decode import DecodeConfig
 
 warnings = Console(stderr=True, soft_wrap=True)  # one line each, even in a pipe
