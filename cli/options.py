@@ -20,7 +20,7 @@ from tt.data.clean import CleaningConfig
 from tt.data.corpus import CorpusSpec
 from tt.data.errors import UserError
 from tt.data.tokenizer import TokenizerConfig
-from tt.model.configs import MAX_SEED, SIZE_LIMITS
+from tt.model.configs import MAX_SEED, SIZE_LIMITS, has_type
 from tt.model.train import TrainConfig, parse_duration
 from tt.model.transformer import ModelConfig
 
@@ -98,15 +98,9 @@ _KIND_NAMES = {
 
 
 def _is_a(value: Any, kind: type) -> bool:
-    if isinstance(value, bool):  # bool is an int in Python; a file's true is not a number
-        return kind is bool
-    if kind is float:
-        return isinstance(value, (int, float))
-    if kind is Path:
-        return isinstance(value, str)
-    if kind is Duration:
-        return isinstance(value, (str, int, float))
-    return isinstance(value, kind)
+    """The rules config.json is read by (true is not a number, 1 is a float), for a file's option."""
+    hint = {Path: str, Duration: str | float}.get(kind, kind)
+    return has_type(value, hint)
 
 
 def option_kinds(command) -> dict[str, type]:

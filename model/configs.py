@@ -27,12 +27,12 @@ def config_from_dict(cls: type[Config], values: dict, where: str) -> Config:
     for key, value in values.items():
         if key not in known:
             raise UserError(f"{where}: unknown key {key!r}")
-        if not _has_type(value, hints[key]):
+        if not has_type(value, hints[key]):
             raise UserError(f"{where}: {key} = {json.dumps(value)[:40]} is not a {_type_name(hints[key])}")
     return cls(**values)
 
 
-def _has_type(value: Any, hint: Any) -> bool:
+def has_type(value: Any, hint: Any) -> bool:
     allowed = typing.get_args(hint) or (hint,)  # `int | None` → (int, NoneType)
     if isinstance(value, bool):
         return bool in allowed  # JSON true is not a number of layers
