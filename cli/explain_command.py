@@ -25,6 +25,7 @@ from tt.data.errors import UserError
 from tt.data.normalize import normalize
 from tt.data.tokenizer import PAD_ID, Tokenizer
 from tt.model.attention import padding_allowed
+from tt.model.recording import recording
 from tt.model.loss import dense_loss, label_smoothed_loss, smoothed_targets
 from tt.model.transformer import Transformer
 
@@ -53,9 +54,9 @@ def explain(model: Transformer, tokenizer: Tokenizer, source: str, reference: st
         raise UserError(f"--position {position}: the reference has {len(tgt_ids)} positions (</s> included)")
     model.eval()
     batch = make_batch([src_ids], [tgt_ids])
-    memory = model.encode(batch.src, batch.src_pad_mask)
-    trace: list = []
-    hidden = model.decode(batch.tgt_in, model.memory_keys_values(memory), padding_allowed(batch.src_pad_mask), trace=trace)
+    with recording(model, residual=True) as seen:
+        memory = model.encode(batch.src, batch.src_pad_mask)
+        hidden = model.decode(batch.tgt_in, memory, padding_allowed(batch.src_pad_mask))
     index = position - 1
     logits = model.project(model.final_norm(hidden[0, index])).float()  # (V,): before the softmax
     log_probs = logits.log_softmax(-1)
@@ -82,8 +83,9 @@ def explain(model: Transformer, tokenizer: Tokenizer, source: str, reference: st
         },
         definitions={"cross_entropy": float(cross_entropy), "kl": float(kl), "entropy": float(entropy)},
         residual=[
-            (t.name, *(float(v[0, index].norm()) for v in (t.x, t.fx, t.total, t.out)))
-            for t in trace
+            (view.name, *(float(v[0, index].norm()) for v in (view.x, view.fx, view.total, view.out)))
+            for view in seen.residual
+            if view.name.startswith("decoder.")
         ],
     )
 
@@ -120,11 +122,9 @@ def explanation_view(e: Explanation) -> Group:
     stream = Table(title=f"the residual stream at position {e.position}, decoder sub-layers (L2 norms)", title_justify="left")
     for column in ("sub-layer", "|x|", "|f(x)|", "|x + f(x)|", "|out|"):
         stream.add_column(column, justify="left" if column == "sub-layer" else "right")
-    layer = 0
     for name, x, fx, total, out in e.residual:
-        if name == "self-attention":
-            layer += 1
-        stream.add_row(f"layer {layer} {name}", f"{x:.2f}", f"{fx:.2f}", f"{total:.2f}", f"{out:.2f}")
+        _, layer, sublayer = name.split(".")  # "decoder.0.self-attention"
+        stream.add_row(f"layer {int(layer) + 1} {sublayer}", f"{x:.2f}", f"{fx:.2f}", f"{total:.2f}", f"{out:.2f}")
     note = Text(
         "x is the stream coming in, f(x) what the sub-layer computes from it; the residual connection "
         "adds them, so f(x) only has to describe a change. |out| is after LayerNorm (post-LN: of the sum; "

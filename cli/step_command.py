@@ -38,7 +38,7 @@ def step_through(translator: Translator, text: str, k: int, ask: Callable[[str],
     total = 0.0
     token = BOS_ID
     while len(chosen) < limit and token != EOS_ID:
-        log_probs = model.log_probs(model.decode(torch.tensor([[token]]), cache.cross, cache.allowed, cache)[0, -1])
+        log_probs = model.log_probs(model.decode_step(torch.tensor([[token]]), cache)[0, -1])
         values, ids = log_probs.topk(k)
         table = Table(title=f"step {len(chosen) + 1}: {tokenizer.decode_tgt(chosen)!r} …", title_justify="left")
         table.add_column("#", justify="right")

@@ -8,16 +8,17 @@ back to d_model.
 
 Two ways to compute the same thing:
 - decoding calls `F.scaled_dot_product_attention`, torch's fused kernel;
-- training and inspection (`need_weights=True`) spell the formula out below, softmax and
-  all: the fused kernel's backward pass is slow on CPU for short sequences, and inspection
-  wants the attention weights themselves.
+- training and inspection spell the formula out in `attention_with_weights`, softmax and
+  all: the fused kernel's backward pass is slow on CPU for short sentences, and inspection
+  wants the attention weights themselves (they pass through `self.weights`, an identity
+  module that `tt.model.recording` hooks).
 A test checks that both give the same output.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +26,7 @@ from torch import nn
 
 
 class MultiHeadAttention(nn.Module):
-    def __init__(self, d_model: int, n_heads: int, dropout: float):
+    def __init__(self, d_model: int, n_heads: int):
         super().__init__()
         assert d_model % n_heads == 0, "d_model must be divisible by n_heads"
         self.n_heads, self.d_k = n_heads, d_model // n_heads
@@ -33,52 +34,59 @@ class MultiHeadAttention(nn.Module):
         self.k_proj = nn.Linear(d_model, d_model)
         self.v_proj = nn.Linear(d_model, d_model)
         self.out_proj = nn.Linear(d_model, d_model)
-        self.dropout = dropout
+        self.weights = nn.Identity()  # the attention weights pass here: a place to hook, no parameters
+        self.show_weights = False  # set by `recording`: take the written-out path so weights exist
 
     def split_heads(self, x: torch.Tensor) -> torch.Tensor:
         batch, length, _ = x.shape  # (batch, length, d_model) → (batch, n_heads, length, d_k)
         return x.view(batch, length, self.n_heads, self.d_k).transpose(1, 2)
 
-    def keys_values(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.split_heads(self.k_proj(x)), self.split_heads(self.v_proj(x))
+    def keys_values(self, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.split_heads(self.k_proj(source)), self.split_heads(self.v_proj(source))
 
     def forward(
         self,
-        x: torch.Tensor,  # (batch, q_len, d_model), the positions asking
-        k: torch.Tensor,  # (batch, n_heads, k_len, d_k), already projected (see keys_values)
-        v: torch.Tensor,
-        allowed: torch.Tensor | None = None,  # (batch, 1, 1 or q_len, k_len), True = may attend
-        causal: bool = False,
-        need_weights: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        x: torch.Tensor,  # (batch, q_len, d_model): the positions asking
+        source: torch.Tensor,  # (batch, k_len, d_model): what they look at (x itself for self-attention)
+        allowed: torch.Tensor | None = None,  # (batch, 1, 1, k_len), True = may attend
+        causal: bool = False,  # never look at a later position (decoder self-attention)
+        cache: "KeysValues | None" = None,  # decoding: keys and values kept from earlier steps
+    ) -> torch.Tensor:
         q = self.split_heads(self.q_proj(x))  # (batch, n_heads, q_len, d_k)
-        # Dropout on the attention weights costs a random number per weight; the default
-        # config leaves it at 0 (dropout still acts on every sub-layer's output).
-        dropout = self.dropout if self.training else 0.0
-        if need_weights or self.training:
-            # Training uses the formula too: on CPU, for sentence-length sequences, the fused
-            # kernel's backward pass is several times slower than these three plain ops.
-            context, weights = attention_with_weights(q, k, v, allowed, causal, dropout)
+        k, v = self.keys_values(source) if cache is None else cache.update(self, source)
+        if self.training or self.show_weights:
+            context, weights = attention_with_weights(q, k, v, allowed, causal)
+            self.weights(weights)
         else:
-            context = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, is_causal=causal and allowed is None)
-            weights = None
+            context = fused_attention(q, k, v, allowed, causal)
         batch, _, q_len, _ = context.shape
         context = context.transpose(1, 2).reshape(batch, q_len, self.n_heads * self.d_k)
-        return self.out_proj(context), weights
+        return self.out_proj(context)  # (batch, q_len, d_model)
 
 
-def attention_with_weights(q, k, v, allowed, causal, dropout):
+def causal_mask(q_len: int, k_len: int, device: torch.device) -> torch.Tensor:
+    """(q_len, k_len), True where a position may look: keys 0 … i, plus any earlier cached keys."""
+    return torch.ones(q_len, k_len, dtype=torch.bool, device=device).tril(k_len - q_len)
+
+
+def attention_with_weights(q, k, v, allowed, causal):
     """softmax(Q Kᵀ / √d_k) V, written out; returns the weights (batch, n_heads, q_len, k_len) too."""
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
     if causal:
-        q_len, k_len = scores.shape[-2:]
-        # Position i sees keys 0 … i (+ any earlier cached keys): never a later target token.
-        future = torch.ones(q_len, k_len, dtype=torch.bool, device=q.device).triu(k_len - q_len + 1)
-        scores = scores.masked_fill(future, float("-inf"))
+        scores = scores.masked_fill(~causal_mask(*scores.shape[-2:], q.device), float("-inf"))
     if allowed is not None:
         scores = scores.masked_fill(~allowed, float("-inf"))
     weights = scores.softmax(dim=-1)
-    return F.dropout(weights, dropout) @ v, weights
+    return weights @ v, weights
+
+
+def fused_attention(q, k, v, allowed, causal):
+    """The same formula through torch's fused kernel (no weights to show)."""
+    q_len, k_len = q.shape[-2], k.shape[-2]
+    if causal and q_len > 1:  # one newest position may see every key: no mask needed
+        mask = causal_mask(q_len, k_len, q.device)
+        allowed = mask if allowed is None else allowed & mask
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
 
 
 def padding_allowed(src_pad_mask: torch.Tensor) -> torch.Tensor:
@@ -87,30 +95,48 @@ def padding_allowed(src_pad_mask: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass
-class KVCache:
-    """What decoding keeps between steps, per decoder layer.
+class KeysValues:
+    """One attention module's keys and values, kept between decoding steps.
 
-    `cross` holds the keys and values of the encoder output, computed once per sentence;
-    `self_keys`/`self_values` grow by one position per generated token, so each step
-    only runs the newest token through the decoder.
+    Self-attention (`grows=True`) adds the newest positions' keys and values each step, so
+    each step only runs the newest token through the decoder; cross-attention computes the
+    encoder output's keys and values once per sentence and reuses them.
     """
 
-    cross: list[tuple[torch.Tensor, torch.Tensor]]
+    grows: bool
+    k: torch.Tensor | None = None  # (batch, n_heads, length, d_k)
+    v: torch.Tensor | None = None
+
+    def update(self, attention: MultiHeadAttention, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.k is None or self.grows:
+            k, v = attention.keys_values(source)
+            if self.k is not None:
+                k, v = torch.cat([self.k, k], dim=2), torch.cat([self.v, v], dim=2)
+            self.k, self.v = k, v
+        return self.k, self.v
+
+    def select(self, rows: torch.Tensor) -> None:
+        if self.k is not None:
+            self.k, self.v = self.k.index_select(0, rows), self.v.index_select(0, rows)
+
+
+@dataclass
+class KVCache:
+    """What decoding keeps between steps: per decoder layer, its self- and cross-attention."""
+
+    memory: torch.Tensor  # (batch, src_len, d_model): the encoder output
     allowed: torch.Tensor  # (batch, 1, 1, src_len)
-    self_keys: list[torch.Tensor | None] = field(default_factory=list)
-    self_values: list[torch.Tensor | None] = field(default_factory=list)
+    layers: list[tuple[KeysValues, KeysValues]]  # (self-attention, cross-attention) per layer
     length: int = 0  # target positions already processed
 
-    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.self_keys[layer] is not None:
-            k = torch.cat([self.self_keys[layer], k], dim=2)
-            v = torch.cat([self.self_values[layer], v], dim=2)
-        self.self_keys[layer], self.self_values[layer] = k, v
-        return k, v
+    @classmethod
+    def start(cls, memory: torch.Tensor, allowed: torch.Tensor, n_layers: int) -> "KVCache":
+        return cls(memory, allowed, [(KeysValues(grows=True), KeysValues(grows=False)) for _ in range(n_layers)])
 
     def select(self, rows: torch.Tensor) -> None:
         """Keep (and reorder, repeat) batch rows: for dropping finished sentences and for beams."""
-        self.cross = [(k.index_select(0, rows), v.index_select(0, rows)) for k, v in self.cross]
+        self.memory = self.memory.index_select(0, rows)
         self.allowed = self.allowed.index_select(0, rows)
-        self.self_keys = [None if k is None else k.index_select(0, rows) for k in self.self_keys]
-        self.self_values = [None if v is None else v.index_select(0, rows) for v in self.self_values]
+        for self_kv, cross_kv in self.layers:
+            self_kv.select(rows)
+            cross_kv.select(rows)

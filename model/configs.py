@@ -70,9 +70,8 @@ def check_model_config(config: ModelConfig, where: str) -> None:
             raise UserError(f"{where}: {name} = {value} is outside the supported range {low}..{high:,}")
     if config.d_model % config.n_heads or config.d_model % 2:
         raise UserError(f"{where}: d_model {config.d_model} must be even and divisible by n_heads {config.n_heads}")
-    for name in ("dropout", "attention_dropout"):
-        if not 0 <= getattr(config, name) < 1:
-            raise UserError(f"{where}: {name} must be in [0, 1)")
+    if not 0 <= config.dropout < 1:
+        raise UserError(f"{where}: dropout must be in [0, 1)")
     if config.tie_embeddings and config.src_vocab_size != config.tgt_vocab_size:
         raise UserError(f"{where}: tie_embeddings needs equal source and target vocabularies")
     if estimated_parameters(config) > MAX_PARAMETERS:

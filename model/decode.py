@@ -26,6 +26,7 @@ import torch
 from tt.data.batches import make_batch, pad
 from tt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from tt.model.device import autocast, model_device
+from tt.model.recording import Seen, recording
 from tt.model.transformer import Transformer
 
 
@@ -79,28 +80,29 @@ def greedy_decode(
     """One hypothesis per source, in the order given. `prefixes` force the first tokens."""
     config = config or DecodeConfig()
     model.eval()
-    order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))
-    results: list[Hypothesis | None] = [None] * len(src_ids)
-    for start in range(0, len(order), config.batch_size):
-        chunk = order[start : start + config.batch_size]
-        with autocast(model_device(model), config.precision):
-            hyps = _greedy_batch(
-                model,
-                [src_ids[i] for i in chunk],
-                config,
-                keep_distributions or attention or lens,
-                attention,
-                lens,
-                use_cache,
-                [prefixes[i] for i in chunk] if prefixes else None,
-                sampler,
-            )
-        for index, hyp in zip(chunk, hyps):
-            results[index] = hyp
-    return results  # type: ignore[return-value]
+    keep = keep_distributions or attention or lens
+
+    def decode_chunk(chunk: list[int]) -> list[Hypothesis]:
+        rows = [src_ids[i] for i in chunk]
+        chunk_prefixes = [prefixes[i] for i in chunk] if prefixes else None
+        with autocast(model_device(model), config.precision), recording(model, attention=attention, layers=lens) as seen:
+            return _greedy_batch(model, rows, config, keep, seen, use_cache, chunk_prefixes, sampler)
+
+    return in_length_order(len(src_ids), lambda i: len(src_ids[i]), config.batch_size, decode_chunk)
 
 
-def _greedy_batch(model, src_rows, config, keep, attention, lens, use_cache, prefixes, sampler=None):
+def in_length_order(count: int, length: Callable[[int], object], batch_size: int, decode_chunk: Callable[[list[int]], list]) -> list:
+    """Decode items 0 … count-1 in batches of similar length (less padding); results in the original order."""
+    order = sorted(range(count), key=length)
+    results: list = [None] * count
+    for start in range(0, count, batch_size):
+        chunk = order[start : start + batch_size]
+        for index, result in zip(chunk, decode_chunk(chunk)):
+            results[index] = result
+    return results
+
+
+def _greedy_batch(model, src_rows, config, keep, seen: Seen, use_cache, prefixes, sampler=None):
     batch = len(src_rows)
     device = model_device(model)
     src = pad(src_rows).to(device)
@@ -113,17 +115,14 @@ def _greedy_batch(model, src_rows, config, keep, attention, lens, use_cache, pre
     tokens = torch.full((batch, 1), BOS_ID, dtype=torch.long, device=device)  # everything fed so far
     step = 0
     while len(active) > 0:
-        layers_out: list | None = [] if lens else None
-        weights: list | None = [] if attention else None
+        seen.clear()  # inspection keeps what this step's pass records
         if use_cache:
-            hidden = model.decode(tokens[:, -1:], cache.cross, cache.allowed, cache, layers_out, attention=weights)
-            log_probs = model.log_probs(hidden[:, -1])  # (active, tgt_vocab)
+            log_probs = model.log_probs(model.decode_step(tokens[:, -1:], cache)[:, -1])  # (active, tgt_vocab)
         else:
             # No cache at all: the plain forward pass over the whole prefix, every step (the
             # encoder output's keys and values and every position's distribution included),
             # as a decoder without a cache computes it; only the last position is used.
-            hidden = model.decode(tokens, model.memory_keys_values(memory), cache.allowed, None, layers_out, attention=weights)
-            log_probs = model.log_probs(hidden)[:, -1]
+            log_probs = model.log_probs(model.decode(tokens, cache.memory, cache.allowed))[:, -1]
         if config.fixed_length:
             chosen = log_probs.index_fill(1, torch.tensor([EOS_ID], device=device), float("-inf")).argmax(dim=-1)
         else:
@@ -139,7 +138,7 @@ def _greedy_batch(model, src_rows, config, keep, attention, lens, use_cache, pre
             hyp.tokens.append(token)
             hyp.token_log_probs.append(chosen_log_probs[row])
             if keep:
-                hyp.steps.append(_inspect_step(model, log_probs[row], row, weights, layers_out))
+                hyp.steps.append(_inspect_step(model, log_probs[row], row, seen))
             if token != EOS_ID and len(hyp.tokens) < limits[original]:
                 still.append(row)
         step += 1
@@ -147,20 +146,19 @@ def _greedy_batch(model, src_rows, config, keep, attention, lens, use_cache, pre
             keep_rows = torch.tensor(still, dtype=torch.long, device=device)
             active = active[keep_rows.cpu()]
             cache.select(keep_rows)
-            memory = memory[keep_rows]
             tokens = tokens[keep_rows]
             chosen = chosen[keep_rows]
         tokens = torch.cat([tokens, chosen[:, None]], dim=1)
     return hyps
 
 
-def _inspect_step(model, log_probs, row, weights, layers_out) -> Step:
+def _inspect_step(model, log_probs, row, seen: Seen) -> Step:
     step = Step(log_probs=log_probs.float().cpu().clone())
-    if weights:
+    if seen.attention:
         # each: (batch, n_heads, new_len, src_len) → this row, the newest position
-        step.attention = torch.stack([w[row, :, -1].float() for w in weights]).cpu()
-    if layers_out:
-        step.layer_log_probs = [model.log_probs(h[row, -1]).float().cpu() for h in layers_out]
+        step.attention = torch.stack([w[row, :, -1].float() for w in seen.attention]).cpu()
+    if seen.layers:
+        step.layer_log_probs = [model.log_probs(h[row, -1]).float().cpu() for h in seen.layers]
     return step
 
 
@@ -215,7 +213,7 @@ def _beam_batch(model, src_rows, beam: BeamConfig, config):
     finished: list[list[tuple[float, Hypothesis]]] = [[] for _ in range(n)]
     done = [False] * n
     for step in range(max(limits)):
-        log_probs = model.log_probs(model.decode(tokens[:, -1:], cache.cross, cache.allowed, cache)[:, -1])
+        log_probs = model.log_probs(model.decode_step(tokens[:, -1:], cache)[:, -1])
         vocab = log_probs.shape[-1]
         candidates = (scores.view(n, k, 1) + log_probs.view(n, k, vocab)).view(n, k * vocab)
         top_scores, top_index = candidates.topk(2 * k, dim=1)  # 2k: up to k may end here
@@ -290,10 +288,7 @@ def force_decode(
     """One result per (source, target) pair, in the order given; float32, one forward pass per batch."""
     assert len(src_ids) == len(tgt_ids), "one target per source"
     model.eval()
-    order = sorted(range(len(src_ids)), key=lambda i: (len(tgt_ids[i]), len(src_ids[i])))
-    results: list[ForcedResult | None] = [None] * len(src_ids)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
+    def decode_chunk(chunk: list[int]) -> list[ForcedResult]:
         batch = make_batch([src_ids[i] for i in chunk], [tgt_ids[i] for i in chunk]).to(model_device(model))
         log_probs = model(batch.src, batch.src_pad_mask, batch.tgt_in).float()  # (batch, tgt_len, tgt_vocab)
         target = batch.tgt_out[..., None]
@@ -303,13 +298,16 @@ def force_decode(
         ahead = (log_probs > chosen) | ((log_probs == chosen) & (ids < target))
         ranks = ahead.sum(-1) + 1
         top_log_probs, argmax = log_probs.max(-1)
+        results = []
         for row, index in enumerate(chunk):
             n = len(tgt_ids[index])
-            results[index] = ForcedResult(
+            results.append(ForcedResult(
                 tokens=list(tgt_ids[index]),
                 token_log_probs=chosen[row, :n, 0].tolist(),
                 ranks=ranks[row, :n].tolist(),
                 argmax=argmax[row, :n].tolist(),
                 argmax_log_probs=top_log_probs[row, :n].tolist(),
-            )
-    return results  # type: ignore[return-value]
+            ))
+        return results
+
+    return in_length_order(len(src_ids), lambda i: (len(tgt_ids[i]), len(src_ids[i])), batch_size, decode_chunk)

@@ -5,20 +5,27 @@
                  attention over memory) → final Linear → logits → log-softmax
 
 Every sub-layer (attention or feed-forward) sits inside a residual connection with a
-LayerNorm: see `Residual`, the one place this happens. Post-LN (the paper's order) is the
-default; pre-LN normalizes before the sub-layer and adds one final LayerNorm per stack.
+LayerNorm, written out in each layer's `forward`:
+
+    post-LN (the paper, the default):  x ← LayerNorm(x + f(x))
+    pre-LN (--pre-norm):               x ← x + f(LayerNorm(x)), and one final LayerNorm per stack
+
+`skip(x)` is the residual (skip) connection: x itself, or 0 under --no-residual, the
+experiment that shows what the connection is for (x ← LayerNorm(f(x))).
+
+`forward` takes only what the math needs: what `tt explain`, `--attention` and `--lens`
+show is collected from outside with forward hooks (`tt.model.recording`).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
 
-from tt.model.attention import KVCache, MultiHeadAttention, padding_allowed
+from tt.model.attention import KVCache, KeysValues, MultiHeadAttention, padding_allowed
 
 
 @dataclass
@@ -30,42 +37,18 @@ class ModelConfig:
     d_ff: int = 1024
     n_layers: int = 3  # in the encoder, and again in the decoder
     dropout: float = 0.1  # on embeddings and on each sub-layer's output (the paper's places)
-    attention_dropout: float = 0.0  # on attention weights (off: it disables the fused kernel)
     pre_norm: bool = False  # False: post-LN as in the paper; True: pre-LN
+    residual: bool = True  # False: no skip connection around sub-layers (an experiment, not for use)
     tie_embeddings: bool = True  # one matrix for source, target and output (joint vocabulary only)
     max_positions: int = 1024
 
 
-@dataclass
-class ResidualTrace:
-    """One sub-layer's view of the residual stream, for `tt explain`."""
-
-    name: str
-    x: torch.Tensor  # the stream coming in
-    fx: torch.Tensor  # what the sub-layer computed from it
-    total: torch.Tensor  # x + f(x)
-    out: torch.Tensor  # the stream going on (after LayerNorm in post-LN)
+def identity(x: torch.Tensor) -> torch.Tensor:
+    return x
 
 
-class Residual(nn.Module):
-    """x → LayerNorm(x + f(x)) (post-LN), or x → x + f(LayerNorm(x)) (pre-LN)."""
-
-    def __init__(self, d_model: int, dropout: float, pre_norm: bool):
-        super().__init__()
-        self.norm = nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
-        self.pre_norm = pre_norm
-
-    def forward(self, x: torch.Tensor, sublayer: Callable, trace: list | None = None, name: str = "") -> torch.Tensor:
-        if self.pre_norm:
-            fx = sublayer(self.norm(x))
-            out = x + self.dropout(fx)
-        else:
-            fx = sublayer(x)
-            out = self.norm(x + self.dropout(fx))
-        if trace is not None:
-            trace.append(ResidualTrace(name, x, fx, x + fx, out))
-        return out
+def zero(x: torch.Tensor) -> float:
+    return 0.0
 
 
 class FeedForward(nn.Module):
@@ -87,49 +70,60 @@ class FeedForward(nn.Module):
 class EncoderLayer(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
-        d, drop, pre = config.d_model, config.dropout, config.pre_norm
-        self.self_attn = MultiHeadAttention(d, config.n_heads, config.attention_dropout)
+        d = config.d_model
+        self.self_attn = MultiHeadAttention(d, config.n_heads)
+        self.self_attn_norm = nn.LayerNorm(d)
         self.feed_forward = FeedForward(d, config.d_ff)
-        self.residual_attn = Residual(d, drop, pre)
-        self.residual_ff = Residual(d, drop, pre)
+        self.feed_forward_norm = nn.LayerNorm(d)
+        self.dropout = nn.Dropout(config.dropout)
+        self.pre_norm = config.pre_norm
+        self.skip = identity if config.residual else zero
 
-    def forward(self, x, allowed, trace=None):
-        def attend(y):
-            k, v = self.self_attn.keys_values(y)
-            return self.self_attn(y, k, v, allowed)[0]
-
-        x = self.residual_attn(x, attend, trace, "self-attention")
-        return self.residual_ff(x, self.feed_forward, trace, "feed-forward")
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        skip, drop = self.skip, self.dropout
+        if self.pre_norm:
+            h = self.self_attn_norm(x)
+            x = skip(x) + drop(self.self_attn(h, h, allowed))
+            x = skip(x) + drop(self.feed_forward(self.feed_forward_norm(x)))
+        else:
+            x = self.self_attn_norm(skip(x) + drop(self.self_attn(x, x, allowed)))
+            x = self.feed_forward_norm(skip(x) + drop(self.feed_forward(x)))
+        return x  # (batch, src_len, d_model)
 
 
 class DecoderLayer(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
-        d, drop, pre = config.d_model, config.dropout, config.pre_norm
-        self.self_attn = MultiHeadAttention(d, config.n_heads, config.attention_dropout)
-        self.cross_attn = MultiHeadAttention(d, config.n_heads, config.attention_dropout)
+        d = config.d_model
+        self.self_attn = MultiHeadAttention(d, config.n_heads)
+        self.self_attn_norm = nn.LayerNorm(d)
+        self.cross_attn = MultiHeadAttention(d, config.n_heads)
+        self.cross_attn_norm = nn.LayerNorm(d)
         self.feed_forward = FeedForward(d, config.d_ff)
-        self.residual_self = Residual(d, drop, pre)
-        self.residual_cross = Residual(d, drop, pre)
-        self.residual_ff = Residual(d, drop, pre)
+        self.feed_forward_norm = nn.LayerNorm(d)
+        self.dropout = nn.Dropout(config.dropout)
+        self.pre_norm = config.pre_norm
+        self.skip = identity if config.residual else zero
 
-    def forward(self, x, memory_kv, allowed, index, cache: KVCache | None, trace=None, attention=None):
-        def attend_self(y):
-            k, v = self.self_attn.keys_values(y)
-            if cache is not None:  # keys and values of earlier positions come from the cache
-                k, v = cache.append(index, k, v)
-            # With a cache only the newest position asks, and it may see all keys: no mask.
-            return self.self_attn(y, k, v, causal=cache is None or y.shape[1] > 1)[0]
-
-        def attend_source(y):
-            out, weights = self.cross_attn(y, *memory_kv, allowed, need_weights=attention is not None)
-            if attention is not None:
-                attention.append(weights)  # (batch, n_heads, tgt_len, src_len)
-            return out
-
-        x = self.residual_self(x, attend_self, trace, "self-attention")
-        x = self.residual_cross(x, attend_source, trace, "cross-attention")
-        return self.residual_ff(x, self.feed_forward, trace, "feed-forward")
+    def forward(
+        self,
+        x: torch.Tensor,  # (batch, tgt_len, d_model)
+        memory: torch.Tensor,  # (batch, src_len, d_model): the encoder's output
+        allowed: torch.Tensor,  # (batch, 1, 1, src_len): not the source's padding
+        cache: tuple[KeysValues, KeysValues] | None = None,  # decoding: (self, cross) keys and values
+    ) -> torch.Tensor:
+        self_cache, cross_cache = cache or (None, None)
+        skip, drop = self.skip, self.dropout
+        if self.pre_norm:
+            h = self.self_attn_norm(x)
+            x = skip(x) + drop(self.self_attn(h, h, causal=True, cache=self_cache))
+            x = skip(x) + drop(self.cross_attn(self.cross_attn_norm(x), memory, allowed, cache=cross_cache))
+            x = skip(x) + drop(self.feed_forward(self.feed_forward_norm(x)))
+        else:
+            x = self.self_attn_norm(skip(x) + drop(self.self_attn(x, x, causal=True, cache=self_cache)))
+            x = self.cross_attn_norm(skip(x) + drop(self.cross_attn(x, memory, allowed, cache=cross_cache)))
+            x = self.feed_forward_norm(skip(x) + drop(self.feed_forward(x)))
+        return x
 
 
 def sinusoidal_positions(max_positions: int, d_model: int) -> torch.Tensor:
@@ -178,39 +172,34 @@ class Transformer(nn.Module):
         x = table(ids) * math.sqrt(self.config.d_model) + self.positions[offset : offset + length]
         return self.embed_dropout(x)
 
-    def encode(self, src: torch.Tensor, src_pad_mask: torch.Tensor, trace: list | None = None) -> torch.Tensor:
+    def encode(self, src: torch.Tensor, src_pad_mask: torch.Tensor) -> torch.Tensor:
         allowed = padding_allowed(src_pad_mask)
         x = self.embed(self.src_embed, src)
         for layer in self.encoder:
-            x = layer(x, allowed, trace)
+            x = layer(x, allowed)
         return self.encoder_norm(x)  # (batch, src_len, d_model): the "memory"
 
-    def memory_keys_values(self, memory: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        return [layer.cross_attn.keys_values(memory) for layer in self.decoder]
-
     def new_cache(self, memory: torch.Tensor, src_pad_mask: torch.Tensor) -> KVCache:
-        n = len(self.decoder)
-        return KVCache(self.memory_keys_values(memory), padding_allowed(src_pad_mask), [None] * n, [None] * n)
+        return KVCache.start(memory, padding_allowed(src_pad_mask), len(self.decoder))
 
     def decode(
         self,
-        tgt_in: torch.Tensor,  # (batch, new_len): all of <s> y1 … , or only the newest token with a cache
-        memory_kv: list[tuple[torch.Tensor, torch.Tensor]],
+        tgt_in: torch.Tensor,  # (batch, new_len): all of <s> y1 …, or only the newest tokens with a cache
+        memory: torch.Tensor,
         allowed: torch.Tensor,
         cache: KVCache | None = None,
-        layers_out: list | None = None,  # collects each layer's output, for the logit lens
-        trace: list | None = None,
-        attention: list | None = None,
     ) -> torch.Tensor:
         offset = cache.length if cache is not None else 0
         x = self.embed(self.tgt_embed, tgt_in, offset)
         for index, layer in enumerate(self.decoder):
-            x = layer(x, memory_kv[index], allowed, index, cache, trace, attention)
-            if layers_out is not None:
-                layers_out.append(x)
+            x = layer(x, memory, allowed, cache.layers[index] if cache is not None else None)
         if cache is not None:
             cache.length += tgt_in.shape[1]
         return x  # (batch, new_len, d_model)
+
+    def decode_step(self, tgt_in: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """Decoding: the newest tokens through the decoder, earlier ones from the cache."""
+        return self.decode(tgt_in, cache.memory, cache.allowed, cache)
 
     def log_probs(self, x: torch.Tensor) -> torch.Tensor:
         """The output head: final norm → Linear → logits → log-softmax (the only softmax over words).
@@ -224,7 +213,7 @@ class Transformer(nn.Module):
     def forward(self, src: torch.Tensor, src_pad_mask: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
         """Teacher forcing: log-probabilities of every next target token, all positions at once."""
         memory = self.encode(src, src_pad_mask)
-        hidden = self.decode(tgt_in, self.memory_keys_values(memory), padding_allowed(src_pad_mask))
+        hidden = self.decode(tgt_in, memory, padding_allowed(src_pad_mask))
         return self.log_probs(hidden)
 
 

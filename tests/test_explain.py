@@ -35,7 +35,9 @@ def test_residual_stream_rows(trained_model):
     model, tokenizer, _ = load_model_folder(trained_model)
     e = explain(model, tokenizer, "我有三本书。", "I have three books.", position=1, smoothing=0.1)
     names = [row[0] for row in e.residual]
-    assert names == ["self-attention", "cross-attention", "feed-forward"] * model.config.n_layers
+    assert names == [
+        f"decoder.{layer}.{part}" for layer in range(model.config.n_layers) for part in ("self-attention", "cross-attention", "feed-forward")
+    ]
     for _, x, fx, total, out in e.residual:
         assert total <= x + fx + 1e-4  # triangle inequality: |x + f(x)| ≤ |x| + |f(x)|
         assert out == pytest.approx(math.sqrt(model.config.d_model), rel=0.2)  # LayerNorm output, unit variance

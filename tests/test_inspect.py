@@ -12,6 +12,7 @@ from tt.cli.main import app
 from tt.data.normalize import normalize
 from tt.data.tokenizer import BOS_ID
 from tt.model.attention import padding_allowed
+from tt.model.recording import recording
 from tt.model.checkpoint import load_model_folder, save_model_folder
 from tt.model.transformer import ModelConfig, Transformer
 
@@ -49,12 +50,15 @@ def teacher_forced(folder, text, record):
     src = torch.tensor([tokenizer.encode_src(normalize(text))])
     tokens = [tokenizer.tgt.piece_to_id(step["token"]) for step in record["steps"]]
     mask = src == 0
-    layers_out, attention = [], []
-    with torch.no_grad():
-        memory = model.encode(src, mask)
-        model.decode(torch.tensor([[BOS_ID] + tokens[:-1]]), model.memory_keys_values(memory), padding_allowed(mask), layers_out=layers_out, attention=attention)
+    layers_out = []
+    with torch.no_grad(), recording(model, attention=True) as seen:
+        memory, allowed = model.encode(src, mask), padding_allowed(mask)
+        x = model.embed(model.tgt_embed, torch.tensor([[BOS_ID] + tokens[:-1]]))
+        for layer in model.decoder:  # each layer by hand: the lens reads what each one hands on
+            x = layer(x, memory, allowed)
+            layers_out.append(x)
         lens = [model.log_probs(out[0]) for out in layers_out]  # each (tgt_len, tgt_vocab)
-    return model, tokenizer, tokens, lens, [weights[0] for weights in attention]  # each (n_heads, tgt_len, src_len)
+    return model, tokenizer, tokens, lens, [weights[0] for weights in seen.attention]  # each (n_heads, tgt_len, src_len)
 
 
 def test_lens_json_follows_its_definition(two_layers):

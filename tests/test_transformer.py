@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from tt.model.attention import attention_with_weights, padding_allowed
+from tt.model.recording import recording
 from tt.model.transformer import Transformer, count_parameters, sinusoidal_positions
 
 
@@ -48,7 +49,7 @@ def test_fused_attention_equals_the_formula():
     q, k, v = torch.randn(2, 3, 4, 8), torch.randn(2, 3, 6, 8), torch.randn(2, 3, 6, 8)
     allowed = padding_allowed(torch.tensor([[False] * 6, [False] * 4 + [True] * 2]))
     fused = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
-    explicit, weights = attention_with_weights(q, k, v, allowed, causal=False, dropout=0.0)
+    explicit, weights = attention_with_weights(q, k, v, allowed, causal=False)
     torch.testing.assert_close(fused, explicit)
     torch.testing.assert_close(weights.sum(-1), torch.ones(2, 3, 4))
     assert torch.all(weights[1, :, :, 4:] == 0)
@@ -57,7 +58,7 @@ def test_fused_attention_equals_the_formula():
 def test_causal_formula_matches_fused():
     q, k, v = (torch.randn(1, 2, 5, 4) for _ in range(3))
     fused = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
-    explicit, weights = attention_with_weights(q, k, v, None, causal=True, dropout=0.0)
+    explicit, weights = attention_with_weights(q, k, v, None, causal=True)
     torch.testing.assert_close(fused, explicit)
     assert torch.all(weights[0, 0].triu(1) == 0)
 
@@ -65,10 +66,10 @@ def test_causal_formula_matches_fused():
 def test_post_ln_output_of_each_sublayer_is_normalized(tiny_config):
     model = Transformer(tiny_config).eval()
     src, mask, _ = make_inputs()
-    trace = []
-    model.encode(src, mask, trace=trace)
-    assert [t.name for t in trace] == ["self-attention", "feed-forward"]
-    for item in trace:
+    with recording(model, residual=True) as seen:
+        model.encode(src, mask)
+    assert [view.name for view in seen.residual] == ["encoder.0.self-attention", "encoder.0.feed-forward"]
+    for item in seen.residual:
         torch.testing.assert_close(item.total, item.x + item.fx)  # the residual sum
         # LayerNorm(x + f(x)) with its initial weights: mean 0, variance 1 per position
         torch.testing.assert_close(item.out.mean(-1), torch.zeros(item.out.shape[:-1]), atol=1e-5, rtol=0)
@@ -88,3 +89,23 @@ def test_sinusoidal_positions_follow_the_formula():
     assert table[3, 2] == pytest.approx(math.sin(3 / 10000 ** (2 / 8)), abs=1e-6)
     assert table[3, 3] == pytest.approx(math.cos(3 / 10000 ** (2 / 8)), abs=1e-6)
     assert torch.all(table[0, 1::2] == 1)
+
+
+def test_pre_norm_residual_view_is_the_plain_sum(tiny_config):
+    model = Transformer(replace(tiny_config, pre_norm=True)).eval()
+    src, mask, _ = make_inputs()
+    with recording(model, residual=True) as seen:
+        memory = model.encode(src, mask)
+    assert len(seen.residual) == 2
+    for item in seen.residual:
+        torch.testing.assert_close(item.out, item.x + item.fx)  # pre-LN: nothing normalizes the sum
+    # the encoder's own final norm comes after the last sub-layer's sum
+    torch.testing.assert_close(memory, model.encoder_norm(seen.residual[-1].out))
+
+
+def test_recording_leaves_no_hooks_behind(tiny_config):
+    model = Transformer(tiny_config).eval()
+    with recording(model, attention=True, layers=True, residual=True):
+        pass
+    assert not any(m._forward_hooks for m in model.modules())
+    assert not any(layer.cross_attn.show_weights for layer in model.decoder)
