@@ -3,7 +3,8 @@
     tt model folder → Transformer + tokenizer
                     → ctranslate2 TransformerSpec, filled by name from one table (`LAYER_NAMES`)
                     → ctranslate2's own Converter: validate → optimize (alias tied matrices,
-                      quantize) → model.bin, config.json, shared/source/target_vocabulary.json
+                      quantize; int8 weights in 7 bits, see INT8_WEIGHT_BITS) → model.bin,
+                      config.json, shared (or source + target) _vocabulary.json
                     + source.spm, target.spm, README.md
                     → renamed into OUT (built beside it, so OUT is never half written)
 
@@ -20,7 +21,7 @@ What has to line up so that CTranslate2 computes tt's numbers, not Marian's:
 The source is fed as its pieces followed by `</s>`, as tt encodes it (and as converted
 Marian models expect).
 
-ctranslate2 is an optional extra: it is imported only here, only when needed.
+ctranslate2 is an optional extra: imported only when an export (or `tt bench`'s row) needs it.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from torch import nn
 from tt.data.atomic import write_atomic
 from tt.data.errors import UserError
 from tt.data.tokenizer import BOS_ID, EOS_ID, UNK_ID, Tokenizer
+from tt.model.checkpoint import load_model_folder
 from tt.model.transformer import Transformer
 
 QUANTIZATIONS = ("float32", "int8", "int8_float32", "bfloat16")
@@ -225,11 +227,11 @@ def export_ct2(model_folder: Path, out: Path, quantization: str, console) -> Non
     if out.is_dir() and any(out.iterdir()):
         raise UserError(f"{out}: exists and is not empty (choose a new folder)")
     require_ctranslate2()
-    model, tokenizer, _ = load_model_folder_for_export(model_folder)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    model, tokenizer, _ = load_model_folder(model_folder)
     building = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(building, ignore_errors=True)
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(building, ignore_errors=True)
         with console.status(f"writing the CTranslate2 model ({quantization})…"):
             write_ct2(model, tokenizer, building, quantization, source=str(model_folder))
         os.replace(building, out)  # an empty OUT is replaced whole
@@ -239,12 +241,6 @@ def export_ct2(model_folder: Path, out: Path, quantization: str, console) -> Non
         shutil.rmtree(building, ignore_errors=True)
     size = sum(f.stat().st_size for f in out.iterdir()) / 1e6
     console.print(f"wrote {out}: CTranslate2 model, {quantization}, {size:.1f} MB")
-
-
-def load_model_folder_for_export(model_folder: Path):
-    from tt.model.checkpoint import load_model_folder
-
-    return load_model_folder(model_folder)
 
 
 def folder_readme(quantization: str, source: str, ct2_version: str) -> str:
