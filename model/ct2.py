@@ -121,12 +121,15 @@ def build_spec(model: Transformer, tokenizer: Tokenizer, weight_bits: int = INT8
             for scope, tt_names in names.items():
                 set_module(spec, f"{stack}/layer_{index}/{scope}", [module(f"{stack}.{index}.{n}") for n in tt_names])
     positions = tensor(model.positions)  # tt's own table (its layout, its length)
+    # Options a ModelConfig may grow (Marian-style models); absent, they are today's tt.
+    scale = math.sqrt(config.d_model) if getattr(config, "scale_embedding", True) else 1.0
+    start_id, eos_id = getattr(config, "start_id", BOS_ID), getattr(config, "eos_id", EOS_ID)
     for side in (spec.encoder, spec.decoder):
-        side.scale_embeddings = math.sqrt(config.d_model)
+        side.scale_embeddings = scale
         side.position_encodings.encodings = positions
-    # A decoder that starts from a zero vector instead of <s> (Marian's convention, once tt
-    # models can have it) is CTranslate2's start_from_zero_embedding.
-    spec.decoder.start_from_zero_embedding = getattr(config, "start", "bos") == "zero"
+    # Decoding starts from the start token's own embedding row: tt's learned <s>, or for a
+    # Marian-style start from <pad>, its all-zero row, the same as start_from_zero_embedding.
+    spec.decoder.start_from_zero_embedding = False
     src_pieces = pieces(tokenizer.src)
     tgt_pieces = pieces(tokenizer.tgt)
     spec.register_source_vocabulary(src_pieces)
@@ -134,8 +137,8 @@ def build_spec(model: Transformer, tokenizer: Tokenizer, weight_bits: int = INT8
     spec.config.layer_norm_epsilon = LAYER_NORM_EPSILON
     spec.config.unk_token = tgt_pieces[UNK_ID]
     spec.config.bos_token = tgt_pieces[BOS_ID]
-    spec.config.eos_token = tgt_pieces[EOS_ID]
-    spec.config.decoder_start_token = tgt_pieces[BOS_ID]
+    spec.config.eos_token = tgt_pieces[eos_id]
+    spec.config.decoder_start_token = tgt_pieces[start_id]
     spec.config.add_source_eos = False  # the caller appends </s>, as for converted Marian models
     return spec
 
