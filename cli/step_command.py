@@ -28,7 +28,7 @@ def step_through(translator: Translator, text: str, k: int, ask: Callable[[str],
     positions = model.config.max_positions
     if len(src_ids) > positions:  # the encoder has no positions beyond: cut, keeping the </s>
         console.print(f"[yellow]warning:[/] {len(src_ids):,} source pieces, cut to the model's {positions:,}")
-        src_ids = src_ids[: positions - 1] + [EOS_ID]
+        src_ids = tokenizer.fit_source(src_ids, positions)
     k = min(k, model.config.tgt_vocab_size)
     src = torch.tensor([src_ids])
     src_pad_mask = src == PAD_ID

@@ -1,7 +1,7 @@
 """Rich renderings of what the decoder did: one row per step, probabilities and alternatives,
 and the logit lens (what each decoder layer would already have said).
 
-Renderers return rich objects; `tt.cli.main` prints them.
+Renderers return rich objects; the command (`tt.cli.translate_command`) prints them.
 """
 
 from __future__ import annotations

@@ -28,8 +28,9 @@ from tt.data.corpus import CorpusSpec, check_spec, read_pairs
 from tt.data.errors import UserError
 from tt.data.tokenizer import Tokenizer, TokenizerConfig, TokenizerReport, measure, train_tokenizer
 from tt.model.checkpoint import (
-    CONFIG, STATE_TENSORS, FolderLock, is_model_folder, load_model_folder, read_json,
+    CONFIG, STATE_TENSORS, is_model_folder, load_model_folder, read_json,
 )
+from tt.model.run_folder import FolderLock
 from tt.model.configs import config_from_dict
 from tt.model.device import resolve_device
 from tt.model.distributed import Cluster, broadcast_files, join_cluster, leave_cluster

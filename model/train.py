@@ -37,9 +37,10 @@ from tt.data.batches import BatchStream
 from tt.data.errors import UserError
 from tt.data.tokenizer import PAD_ID, Tokenizer
 from tt.model.checkpoint import (
-    CONFIG, METRICS, PENDING_METRICS, STATE_TENSORS, load_training_state, retire_previous_run, save_model_folder,
+    CONFIG, METRICS, PENDING_METRICS, STATE_TENSORS, load_training_state, save_model_folder,
     save_training_state, write_json,
 )
+from tt.model.run_folder import retire_previous_run
 from tt.model.device import autocast, resolve_device, resolve_precision
 from tt.model.distributed import Cluster, all_reduce_max, all_reduce_sum, rng_tensors, seed_random_numbers, shares
 from tt.model.evaluate import DevSet, average_weights, dev_bleu, evaluate_loss
