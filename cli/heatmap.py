@@ -14,7 +14,7 @@ from rich.console import Console, ConsoleOptions, RenderResult
 from rich.table import Table
 from rich.text import Text
 
-from tt.cli.translator import AttentionView, Translation, Translator, attention_rows
+from tt.model.translator import AttentionView, Translation, Translator, attention_rows
 
 SHADES = " ░▒▓█"
 

@@ -196,7 +196,7 @@ def translate(
         raise UserError("--top-k must be at least 1")
     if texts and file:
         raise UserError("give sentences as arguments or --file, not both")
-    from tt.cli.translator import AttentionView, Search
+    from tt.model.translator import AttentionView, Search
     from tt.model.decode import BeamConfig, DecodeConfig
     from tt.model.sampling import Sampler
 

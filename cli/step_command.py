@@ -17,7 +17,7 @@ from rich.table import Table
 from tt.data.normalize import normalize
 from tt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from tt.model.decode import DecodeConfig, greedy_decode, max_output_length
-from tt.cli.translator import Translator
+from tt.model.translator import Translator
 
 
 @torch.no_grad()

@@ -11,7 +11,7 @@ import math
 from rich.table import Table
 from rich.text import Text
 
-from tt.cli.translator import Translation, Translator, entropy, lens_layers, top_k
+from tt.model.translator import Translation, Translator, entropy, lens_layers, top_k
 
 
 def confidence_style(prob: float) -> str:

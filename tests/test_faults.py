@@ -27,7 +27,7 @@ import tt.model.checkpoint
 import tt.model.train
 from conftest import TINY_MODEL_OPTIONS, tiny_pairs, write_tsv
 from tt.cli.main import app
-from tt.cli.translator import Translator
+from tt.model.translator import Translator
 from tt.model.checkpoint import load_model_folder, read_training_state
 from tt.model.run_folder import FolderLock
 from tt.model.decode import BeamConfig, DecodeConfig, beam_decode, greedy_decode

@@ -15,7 +15,7 @@ import torch
 from rich.console import Console
 
 from tt.cli.tables import lens_table, probability_table
-from tt.cli.translator import Translation
+from tt.model.translator import Translation
 from tt.model.decode import Hypothesis, Step
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
