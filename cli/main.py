@@ -445,12 +445,21 @@ def explain(
 @app.command()
 @user_errors
 def info(
+    runs: Annotated[Optional[list[Path]], typer.Argument(help="Model folders; two or more are compared, their curves overlaid.", show_default=False)] = None,
     model: Annotated[Optional[Path], typer.Option(help="Model folder (default: $TT_MODEL, else ./tt-model).", show_default=False)] = None,
 ):
-    """What a model folder holds: config, parameters per component, training data, loss curves."""
-    from tt.cli.info_command import info_view
+    """What a model folder holds: config, parameters, training data, loss and gradient curves, probe sentences.
 
-    Console().print(info_view(model_folder(model)))
+    Examples:
+
+      tt info --model zh-en
+
+      tt info residual-6 no-residual-6      # two runs, overlaid
+    """
+    from tt.cli.info_command import compare_view, info_view
+
+    folders = [*(runs or []), *([model] if model is not None else [])] or [model_folder(None)]
+    Console().print(info_view(folders[0]) if len(folders) == 1 else compare_view(folders))
 
 
 def main() -> None:
