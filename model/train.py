@@ -1,9 +1,15 @@
 """The training loop: batches → loss → backprop → AdamW, with warm-up, logging and checkpoints.
 
-    for each batch:
+    for each batch (Trainer.train_step):
         log_probs = model(src, tgt_in)                 teacher forcing, all positions at once
         loss = KL(q ‖ p) averaged over real tokens     tt.model.loss
         loss.backward(); clip gradients; AdamW step at lr(step)
+
+Around each step (Trainer._loop), as named calls: the processes agree on the batch's sums
+and on stopping or saving (`tt.model.agreement`), a line of metrics.jsonl is written with the
+gradient flow of its last update and the probe sentences' records (`tt.model.metrics`,
+`tt.model.probes`), dev evaluations choose the checkpoint (`tt.model.selection`), and the
+training state is saved for --resume (`tt.model.run_state`).
 
 The learning rate rises linearly for `warmup_steps`, then decays as 1/√step (the
 schedule of the original paper, with the peak given directly). Where the hardware does

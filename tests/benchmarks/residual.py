@@ -45,8 +45,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     train = subset(DATA / "train.tsv", args.out / "train.tsv", args.pairs)
     dev = subset(DATA / "dev.tsv", args.out / "dev.tsv", 400)
-    print("| layers | residual | dev CE after %d updates | ‖g‖ enc first / last | ‖g‖ dec first / last | seconds |" % args.steps)
-    print("|---|---|---|---|---|---|")
+    print("| layers | residual | dev CE after %d updates | training CE | ‖g‖ encoder first / last layer | ‖g‖ decoder first / last layer | seconds |" % args.steps)
+    print("|---|---|---|---|---|---|---|")
     for layers in args.layers:
         for residual in (True, False):
             folder = args.out / f"{'residual' if residual else 'no-residual'}-{layers}"
@@ -62,9 +62,10 @@ def main() -> None:
             seconds = time.monotonic() - started
             lines = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
             dev_ce = [line["dev_loss"] for line in lines if "dev_loss" in line][-1]
-            enc = f"{mean_norm(lines, 'encoder.0'):.3f} / {mean_norm(lines, f'encoder.{layers - 1}'):.3f}"
-            dec = f"{mean_norm(lines, 'decoder.0'):.3f} / {mean_norm(lines, f'decoder.{layers - 1}'):.3f}"
-            print(f"| {layers} | {'yes' if residual else 'no'} | {dev_ce:.3f} | {enc} | {dec} | {seconds:.0f} |", flush=True)
+            train_ce = [line["nll"] for line in lines if "nll" in line][-1]
+            enc = f"{mean_norm(lines, 'encoder.0'):.2e} / {mean_norm(lines, f'encoder.{layers - 1}'):.2e}"
+            dec = f"{mean_norm(lines, 'decoder.0'):.2e} / {mean_norm(lines, f'decoder.{layers - 1}'):.2e}"
+            print(f"| {layers} | {'yes' if residual else 'no'} | {dev_ce:.3f} | {train_ce:.3f} | {enc} | {dec} | {seconds:.0f} |", flush=True)
 
 
 if __name__ == "__main__":
