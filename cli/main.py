@@ -93,6 +93,7 @@ def train(
     ff: Annotated[Optional[int], typer.Option(help="Inner size of the feed-forward sub-layers.", rich_help_panel=MODEL)] = None,
     dropout: Annotated[Optional[float], typer.Option(help="Dropout on the embeddings and on each sub-layer's output, before the residual sum.", rich_help_panel=MODEL)] = None,
     pre_norm: Annotated[Optional[bool], typer.Option("--pre-norm/--post-norm", help="LayerNorm before each sub-layer (pre-LN) or after the residual sum (post-LN, the paper's).", rich_help_panel=MODEL, show_default=False)] = None,
+    residual: Annotated[Optional[bool], typer.Option("--residual/--no-residual", help="Residual connections around each sub-layer (the default); --no-residual makes each x → LayerNorm(f(x)), an experiment on what they are for.", rich_help_panel=MODEL, show_default=False)] = None,
     vocab_size: Annotated[Optional[int], typer.Option(help="SentencePiece vocabulary size (shrinks if the corpus is small).", rich_help_panel=MODEL)] = None,
     separate_vocab: Annotated[Optional[bool], typer.Option("--separate-vocab", help="One vocabulary per language instead of a joint one (no tied embeddings).", rich_help_panel=MODEL, show_default=False)] = None,
     batch_tokens: Annotated[Optional[int], typer.Option(help="Tokens per batch, padding included.", rich_help_panel=TRAINING)] = None,
@@ -102,6 +103,8 @@ def train(
     precision: Annotated[Optional[str], typer.Option(help="auto (bf16 where the CPU or GPU does it fast), bf16 or fp32. Weights stay float32.", rich_help_panel=TRAINING)] = None,
     device: Annotated[Optional[str], typer.Option(help="auto (CUDA when present), cpu or cuda.", rich_help_panel=TRAINING)] = None,
     accum: Annotated[Optional[int], typer.Option(help="Gradient accumulation: cut each batch in N pieces, one update per batch (less memory; under torchrun, per process).", rich_help_panel=TRAINING)] = None,
+    probe: Annotated[Optional[list[str]], typer.Option(help="A sentence pair \"SOURCE<TAB>REFERENCE\" to watch as the model learns it: p of each reference token, CE and the greedy translation at every metrics line (repeatable; see tt info). The demo probes 你好世界! → Hello World!.", rich_help_panel=TRAINING, show_default=False)] = None,
+    probe_file: Annotated[Optional[Path], typer.Option(help="Probe pairs from a file (TSV or JSONL, as a corpus).", rich_help_panel=TRAINING, show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed: the same seed and limits in steps give the same model.", rich_help_panel=TRAINING)] = None,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch. (default: torch's choice)", rich_help_panel=TRAINING)] = None,
     max_steps: Annotated[Optional[int], typer.Option(help="Stop after this many updates.", rich_help_panel=LIMITS)] = None,
@@ -441,9 +444,18 @@ def explain(
 @app.command()
 @user_errors
 def info(
+    runs: Annotated[Optional[list[Path]], typer.Argument(help="Model folders; two or more are compared, their curves overlaid.", show_default=False)] = None,
     model: Annotated[Optional[Path], typer.Option(help="Model folder (default: $TT_MODEL, else ./tt-model).", show_default=False)] = None,
 ):
-    """What a model folder holds: config, parameters per component, training data, loss curves."""
-    from tt.cli.info_command import info_view
+    """What a model folder holds: config, parameters, training data, loss and gradient curves, probe sentences.
 
-    Console().print(info_view(model_folder(model)))
+    Examples:
+
+      tt info --model zh-en
+
+      tt info residual-6 no-residual-6      # two runs, overlaid
+    """
+    from tt.cli.info_command import compare_view, info_view
+
+    folders = [*(runs or []), *([model] if model is not None else [])] or [model_folder(None)]
+    Console().print(info_view(folders[0]) if len(folders) == 1 else compare_view(folders))

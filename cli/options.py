@@ -23,13 +23,14 @@ from tt.data.errors import UserError
 from tt.data.tokenizer import TokenizerConfig
 from tt.model.configs import SIZE_LIMITS, check_model_config, check_seed, has_type
 from tt.model.device import check_device, check_precision
-from tt.model.train import TrainConfig, parse_duration
+from tt.cli.durations import parse_duration
+from tt.model.train import TrainConfig
 from tt.model.transformer import ModelConfig
 
 # option name (as typed, dashes → underscores) → (config section, field)
 MODEL_OPTIONS = {
     "layers": "n_layers", "d_model": "d_model", "heads": "n_heads", "ff": "d_ff",
-    "dropout": "dropout", "pre_norm": "pre_norm",
+    "dropout": "dropout", "pre_norm": "pre_norm", "residual": "residual",
 }
 TRAIN_OPTIONS = {
     "batch_tokens": "batch_tokens", "lr": "learning_rate", "warmup": "warmup_steps",
@@ -42,7 +43,7 @@ TRAIN_OPTIONS = {
 TOKENIZER_OPTIONS = {"vocab_size": "vocab_size", "separate_vocab": "joint"}
 CLEANING_OPTIONS = {"max_chars": "max_chars", "max_ratio": "max_ratio"}
 CORPUS_OPTIONS = ("corpus", "src", "tgt", "format", "src_col", "tgt_col", "dev", "dev_src", "dev_tgt", "dev_size")
-RUN_OPTIONS = ("out", "init_from", "threads", "preset")
+RUN_OPTIONS = ("out", "init_from", "threads", "preset", "probe", "probe_file")
 ALL_OPTIONS = (
     set(MODEL_OPTIONS) | set(TRAIN_OPTIONS) | set(TOKENIZER_OPTIONS) | set(CLEANING_OPTIONS)
     | set(CORPUS_OPTIONS) | set(RUN_OPTIONS)
@@ -106,7 +107,7 @@ def option_kinds(command) -> dict[str, type]:
         args = [arg for arg in typing.get_args(hint) if arg is not type(None)] or [hint]
         kinds[name] = args[0]
     # Options a file may set that have no command-line flag, and durations: "15m" or seconds.
-    return {**kinds, "weight_decay": float, "clip_norm": float, "max_time": Duration, "save_every": Duration}
+    return {**kinds, "weight_decay": float, "clip_norm": float, "max_time": Duration, "save_every": Duration, "probe": list}
 
 
 def options_given(command, values: dict[str, Any], leave_out: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -234,7 +235,7 @@ def record_of(configs: RunConfigs) -> dict[str, Any]:
 # data; a value different from the recorded one is refused rather than silently ignored.
 RESUMABLE_OPTIONS = LIMIT_OPTIONS + (
     "lr", "warmup", "batch_tokens", "label_smoothing", "clip_norm", "weight_decay", "precision",
-    "dev_bleu_sentences", "average_last", "device", "accum", "log_every",
+    "dev_bleu_sentences", "average_last", "device", "accum", "log_every", "probe", "probe_file",
 )
 _SPEC_FIELDS = {  # corpus option → (record section, CorpusSpec field)
     "corpus": ("corpus", "path"), "src": ("corpus", "src_path"), "tgt": ("corpus", "tgt_path"),
