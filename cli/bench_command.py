@@ -137,49 +137,60 @@ def decode_speed(model, src_ids, batch_size: int, beam: int, seconds_cap: float 
     return {"sentences_s": done / elapsed, "tok_s": out_tokens / elapsed, "sentences": done}
 
 
-def fixed_length_sources(vocab: int, sentences: int, src_len: int) -> list[list[int]]:
-    """Random `src_len`-piece sources (the last is </s>), the same on every call."""
+def fixed_length_sources(vocab: int, sentences: int = 1154, src_len: int = 12) -> list[list[int]]:
+    """The fixed-length measurement's input: random `src_len`-piece sources (</s> included)."""
     generator = torch.Generator().manual_seed(0)
     return [torch.randint(4, vocab, (src_len - 1,), generator=generator).tolist() + [EOS_ID] for _ in range(sentences)]
 
 
-def fixed_length_speed(model, vocab: int, sentences: int = 1154, src_len: int = 12, out_len: int = 20, use_cache: bool = True) -> float:
-    """Output tokens/s: random `src_len`-piece sources, batch 64, exactly `out_len` tokens, greedy."""
-    src = fixed_length_sources(vocab, sentences, src_len)
+def fixed_length_decode(model, src: list[list[int]], out_len: int = 20, use_cache: bool = True) -> tuple[list, float]:
+    """Greedy at batch 64, exactly `out_len` tokens per sentence: (hypotheses, seconds)."""
     config = DecodeConfig(batch_size=64, fixed_length=out_len)
     started = time.perf_counter()
     hyps = greedy_decode(model, src, config, use_cache=use_cache)
-    elapsed = time.perf_counter() - started
-    assert all(len(h.tokens) == out_len for h in hyps)
-    return sentences * out_len / elapsed
+    return hyps, time.perf_counter() - started
+
+
+def fixed_length_speed(model, vocab: int, sentences: int = 1154, src_len: int = 12, out_len: int = 20, use_cache: bool = True) -> float:
+    """Output tokens/s of the fixed-length measurement (the tokens actually made, counted)."""
+    hyps, elapsed = fixed_length_decode(model, fixed_length_sources(vocab, sentences, src_len), out_len, use_cache)
+    return sum(len(h.tokens) for h in hyps) / elapsed
+
+
+def ct2_translator(model, tokenizer, quantization: str, device: torch.device):
+    """The model exported to CTranslate2 (in a temporary folder) and loaded, with torch's thread count."""
+    import ctranslate2
+
+    from tt.model.ct2 import write_ct2
+
+    use_cuda = device.type == "cuda" and ctranslate2.get_cuda_device_count() > 0
+    with tempfile.TemporaryDirectory() as folder:
+        write_ct2(model, tokenizer, Path(folder) / "ct2", quantization)
+        return ctranslate2.Translator(
+            str(Path(folder) / "ct2"), device="cuda" if use_cuda else "cpu", inter_threads=1, intra_threads=torch.get_num_threads()
+        )
+
+
+def ct2_fixed_length_decode(translator, src: list[list[str]], out_len: int = 20) -> tuple[list[list[str]], float]:
+    """`fixed_length_decode` in CTranslate2: (output pieces per sentence, seconds).
+
+    min_decoding_length = max_decoding_length = out_len keeps </s> out until the last step,
+    as tt's fixed length does.
+    """
+    options = dict(max_batch_size=64, beam_size=1, min_decoding_length=out_len, max_decoding_length=out_len)
+    translator.translate_batch(src[:64], **options)  # warm-up: first-call allocations
+    started = time.perf_counter()
+    results = translator.translate_batch(src, **options)
+    return [r.hypotheses[0] for r in results], time.perf_counter() - started
 
 
 def ct2_fixed_length_speed(
     model, tokenizer, quantization: str, device: torch.device, sentences: int = 1154, src_len: int = 12, out_len: int = 20
 ) -> float:
-    """`fixed_length_speed` for the model exported to CTranslate2: the same sources, batch and lengths.
-
-    min_decoding_length = max_decoding_length = out_len keeps </s> out until the last step,
-    as tt's fixed length does. CTranslate2 gets as many threads as torch has.
-    """
-    import ctranslate2
-
-    from tt.model.ct2 import write_ct2
-
+    """Output tokens/s of the fixed-length measurement, for the model exported to CTranslate2."""
     src = [[tokenizer.src_piece(i) for i in row] for row in fixed_length_sources(tokenizer.src_vocab_size, sentences, src_len)]
-    use_cuda = device.type == "cuda" and ctranslate2.get_cuda_device_count() > 0
-    with tempfile.TemporaryDirectory() as folder:
-        write_ct2(model, tokenizer, Path(folder) / "ct2", quantization)
-        translator = ctranslate2.Translator(
-            str(Path(folder) / "ct2"), device="cuda" if use_cuda else "cpu", inter_threads=1, intra_threads=torch.get_num_threads()
-        )
-    options = dict(max_batch_size=64, beam_size=1, min_decoding_length=out_len, max_decoding_length=out_len)
-    translator.translate_batch(src[:64], **options)  # warm-up: first-call allocations
-    started = time.perf_counter()
-    results = translator.translate_batch(src, **options)
-    elapsed = time.perf_counter() - started
-    assert all(len(r.hypotheses[0]) == out_len for r in results)
-    return sentences * out_len / elapsed
+    outputs, elapsed = ct2_fixed_length_decode(ct2_translator(model, tokenizer, quantization, device), src, out_len)
+    return sum(map(len, outputs)) / elapsed  # the tokens actually made, counted
 
 
 def ct2_installed() -> bool:

@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from tt.cli.translator import Search, Translator
+from tt.model.translator import Search, Translator
 from tt.data.corpus import CorpusSpec, check_spec, read_pairs
 from tt.data.errors import UserError
 from tt.data.atomic import write_atomic
@@ -98,9 +98,9 @@ def run_calibration(folder: Path, spec: CorpusSpec, bins: int = 10, device: str 
         raise UserError(f"{spec.describe()}: no pairs with both sides to score")
     translator = Translator(folder, device)
     tokenizer = translator.tokenizer
-    limit = translator.model.config.max_positions - 1
-    src = [tokenizer.encode_src(normalize(p.src))[:limit] for p in pairs]
-    tgt = [tokenizer.encode_tgt(normalize(p.tgt))[:limit] for p in pairs]
+    positions = translator.model.config.max_positions
+    src = [tokenizer.fit_source(tokenizer.encode_src(normalize(p.src)), positions) for p in pairs]
+    tgt = [tokenizer.encode_tgt(normalize(p.tgt))[:positions] for p in pairs]  # the decoder's positions: <s> + all but the last
     confidences, correct = [], []
     for result in force_decode(translator.model, src, tgt):
         for token, top, top_log_prob in zip(result.tokens, result.argmax, result.argmax_log_probs):

@@ -7,7 +7,8 @@ The loss numbers come from `tt.model.loss.label_smoothed_loss`, the very functio
 calls, and are shown beside the textbook definitions (`dense_loss`) so the reader sees that
 they agree. The residual stream is traced through each decoder sub-layer at that position:
 the size (L2 norm) of the stream x, of what the sub-layer adds f(x), of their sum, and of the
-stream after LayerNorm.
+stream after LayerNorm; and backward (`tt.model.backward`): the gradient of −ln p(target)
+reaching each sub-layer's input through the residual path and through f(x).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from tt.data.errors import UserError
 from tt.data.normalize import normalize
 from tt.data.tokenizer import PAD_ID, Tokenizer
 from tt.model.attention import padding_allowed
+from tt.model.backward import GradientPaths, backward_stream
 from tt.model.recording import recording
 from tt.model.loss import dense_loss, label_smoothed_loss, smoothed_targets
 from tt.model.transformer import Transformer
@@ -44,9 +46,9 @@ class Explanation:
     loss: dict[str, float]  # from label_smoothed_loss
     definitions: dict[str, float]  # from dense_loss, the same quantities by definition
     residual: list[tuple[str, float, float, float, float]]  # (sub-layer, |x|, |f(x)|, |x+f(x)|, |out|)
+    gradients: list[GradientPaths]  # the backward stream, every sub-layer, input side first
 
 
-@torch.no_grad()
 def explain(model: Transformer, tokenizer: Tokenizer, source: str, reference: str, position: int, smoothing: float, top: int = 5) -> Explanation:
     src_ids = tokenizer.encode_src(normalize(source))
     tgt_ids = tokenizer.encode_tgt(normalize(reference))
@@ -54,11 +56,11 @@ def explain(model: Transformer, tokenizer: Tokenizer, source: str, reference: st
         raise UserError(f"--position {position}: the reference has {len(tgt_ids)} positions (</s> included)")
     model.eval()
     batch = make_batch([src_ids], [tgt_ids])
-    with recording(model, residual=True) as seen:
+    with torch.no_grad(), recording(model, residual=True) as seen:
         memory = model.encode(batch.src, batch.src_pad_mask)
         hidden = model.decode(batch.tgt_in, memory, padding_allowed(batch.src_pad_mask))
-    index = position - 1
-    logits = model.project(model.final_norm(hidden[0, index])).float()  # (V,): before the softmax
+        index = position - 1
+        logits = model.project(model.final_norm(hidden[0, index])).float()  # (V,): before the softmax
     log_probs = logits.log_softmax(-1)
     target = tgt_ids[index]
     parts = label_smoothed_loss(log_probs[None], torch.tensor([target]), smoothing, PAD_ID)
@@ -87,6 +89,7 @@ def explain(model: Transformer, tokenizer: Tokenizer, source: str, reference: st
             for view in seen.residual
             if view.name.startswith("decoder.")
         ],
+        gradients=backward_stream(model, batch, index, target),
     )
 
 
@@ -131,4 +134,19 @@ def explanation_view(e: Explanation) -> Group:
         "pre-LN: the sum itself, the norm was applied to f's input).",
         style="dim",
     )
-    return Group(words, softmax, loss, identity, stream, note)
+    backward = Table(
+        title=f"the backward stream: ‖∂(−ln p(target))/∂x‖ at each sub-layer's input (decoder: position {e.position}; encoder: all source positions)",
+        title_justify="left",
+    )
+    for column in ("sub-layer", "through the residual path", "through f(x)", "in all"):
+        backward.add_column(column, justify="left" if column == "sub-layer" else "right")
+    for paths in reversed(e.gradients):  # in the order backpropagation visits them
+        stack, layer, sublayer = paths.name.split(".")
+        backward.add_row(f"{stack} layer {int(layer) + 1} {sublayer}", f"{paths.via_residual:.2e}", f"{paths.via_f:.2e}", f"{paths.total:.2e}")
+    backward_note = Text(
+        "Read from the top: the gradient of the loss flows from the output back to the input. At each sum "
+        "skip(x) + f(x) it splits: the residual path hands it down unchanged, f(x) passes it through its "
+        "Jacobian. Without residual connections (--no-residual) only the f(x) path is left.",
+        style="dim",
+    )
+    return Group(words, softmax, loss, identity, stream, note, backward, backward_note)

@@ -3,7 +3,7 @@
 Each cell is a shaded block for the weight with the weight beside it (`.38` is 0.38), so
 the map still reads where there is no colour (a pipe, a log file). Cells are four
 characters wide and columns are parted by a space, so a sentence of about fifteen pieces
-fits an 80-column terminal. Renderers return rich objects; `tt.cli.main` prints them.
+fits an 80-column terminal. Renderers return rich objects; the command (`tt.cli.translate_command`) prints them.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from rich.console import Console, ConsoleOptions, RenderResult
 from rich.table import Table
 from rich.text import Text
 
-from tt.cli.translator import AttentionView, Translation, Translator, attention_rows
+from tt.model.translator import AttentionView, Translation, Translator, attention_rows
 
 SHADES = " ░▒▓█"
 

@@ -1,7 +1,9 @@
 """`tt info`: what a model folder holds — config, parameters per component, training summary, curves.
 
-The curves are drawn with plain characters (a braille-free, dependency-free plot): one
-column per bucket of steps, the training loss as `·` and the dev loss as `o`.
+From metrics.jsonl: the training and dev loss curves, the gradient norm of each part of the
+model over training and its mean by depth (is the gradient vanishing on its way down?), and
+the probe sentences (`tt.cli.probe_view`). Several folders (`tt info RUN_A RUN_B`) are shown
+overlaid, one curve per run: the same experiment with one option changed, side by side.
 
 The folder may come from a stranger: a config.json part of the wrong type counts as absent,
 only finite real numbers count as measurements, and an unreadable metrics.jsonl costs the
@@ -12,13 +14,14 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from tt.cli.curves import line_plot
+from tt.cli.probe_view import probes_view
 from tt.data.errors import UserError
 from tt.model.checkpoint import METRICS, load_model_folder
 from tt.model.transformer import Transformer
@@ -91,54 +94,6 @@ def metric_points(metrics: list[dict], key: str) -> list[tuple[float, float]]:
     return [(step, value) for step, value in values if value is not None]
 
 
-def axis(low: float, high: float):
-    """Maps [low, high] to [0, 1] and back, without overflow even for ±1.8e308.
-
-    high - low can exceed the largest float; halving both ends first (exact for floats
-    this large) keeps the span finite.
-    """
-    half = 1.0 if math.isfinite(high - low) else 0.5
-    span = (high * half - low * half) or 1.0  # one value only: a unit-high axis around it
-
-    def to_unit(value: float) -> float:
-        return (value * half - low * half) / span
-
-    def from_unit(fraction: float) -> float:
-        biggest = sys.float_info.max  # rounding at ±max could still tip a label into ±inf
-        return min(max((low * half + fraction * span) / half, -biggest), biggest)
-
-    return to_unit, from_unit
-
-
-def plot(series: dict[str, list[tuple[float, float]]], width: int = 60, height: int = 12) -> Text:
-    """A character plot of several (x, y) series on shared axes."""
-    points = [p for values in series.values() for p in values]
-    if not points:
-        return Text("no metrics recorded yet", style="dim")
-    x_min, x_max = min(p[0] for p in points), max(p[0] for p in points)
-    y_min, y_max = min(p[1] for p in points), max(p[1] for p in points)
-    x_unit, _ = axis(x_min, x_max)
-    y_unit, y_value = axis(y_min, y_max)
-    grid = [[" "] * width for _ in range(height)]
-    marks = {name: mark for name, mark in zip(series, "·o*+")}
-    for name, values in series.items():
-        for x, y in values:
-            column = round(x_unit(x) * (width - 1))
-            row = height - 1 - round(y_unit(y) * (height - 1))
-            grid[row][column] = marks[name]
-    # Fixed point up to ±10⁴, then exponents: 1e308 in fixed point is 309 digits wide.
-    labels = [y_value(1 - i / (height - 1)) for i in range(height)]
-    labels = [f"{label:.3f}" if abs(label) < 1e4 else f"{label:.2g}" for label in labels]
-    margin = max(8, *map(len, labels))
-    text = Text()
-    for label, row in zip(labels, grid):
-        text.append(label.rjust(margin) + " │" + "".join(row) + "\n")
-    text.append(" " * (margin + 1) + "└" + "─" * width + "\n")
-    text.append(" " * (margin + 2) + f"step {x_min:g}" + " " * max(1, width - 20) + f"step {x_max:g}\n")
-    text.append(" " * (margin + 2) + "   ".join(f"{mark} {name}" for name, mark in marks.items()), style="dim")
-    return text
-
-
 def section(record: dict, key: str) -> dict:
     """A part of config.json that should be an object; anything else counts as absent."""
     value = record.get(key)
@@ -176,10 +131,117 @@ def info_view(folder: Path) -> Group:
     try:
         metrics = read_metrics(folder)
     except UserError as err:  # the rest of the folder is still worth showing
-        curve = Text(str(err), style="dim")
-    else:
-        curve = plot({
-            "training cross-entropy (nats)": metric_points(metrics, "nll"),
-            "dev cross-entropy (nats)": metric_points(metrics, "dev_loss"),
-        })
-    return Group(config, params, summary, Text("loss curves", style="bold"), curve)
+        return Group(config, params, summary, Text("loss curves", style="bold"), Text(str(err), style="dim"))
+    curves = [loss_plot({"": metrics})]
+    flow = gradient_norms(metrics)
+    if flow:
+        curves.append(line_plot(
+            {part: points for part, points in flow.items() if part in watched_parts(list(flow))},
+            "gradient norm per part, over training (before clipping)", y_label="‖g‖", log_y=True,
+        ))
+        curves.append(depth_plot({"": metrics}))
+    probes = probes_view(metrics)
+    return Group(config, params, summary, Text("loss curves", style="bold"), *curves, *([probes] if probes else []))
+
+
+def loss_plot(runs: dict[str, list[dict]]) -> Text:
+    """Training and dev cross-entropy, one pair of curves per run (name "" for a single run)."""
+    series = {}
+    for name, metrics in runs.items():
+        prefix = f"{name}: " if name else ""
+        series[f"{prefix}training CE"] = metric_points(metrics, "nll")
+        series[f"{prefix}dev CE"] = metric_points(metrics, "dev_loss")
+    return line_plot(series, "cross-entropy −ln p(reference), nats per token", y_label="nats")
+
+
+def gradient_norms(metrics: list[dict], key: str = "grad_norm") -> dict[str, list[tuple[float, float]]]:
+    """Part → (step, norm) from the metrics lines' `grad_norm` (or `update_ratio`) objects."""
+    parts: dict[str, list[tuple[float, float]]] = {}
+    for record in metrics:
+        values = record.get(key)
+        if not isinstance(values, dict):
+            continue
+        for part, value in values.items():
+            if isinstance(part, str) and number(value) is not None:
+                parts.setdefault(part, []).append((number(record["step"]), number(value)))
+    return parts
+
+
+def watched_parts(parts: list[str]) -> list[str]:
+    """The embeddings, each stack's first and last layer, and the output: the ends of the gradient's path."""
+    kept = [p for p in ("embeddings", "output") if p in parts]
+    for stack in ("encoder", "decoder"):
+        layers = [p for p in parts if p.startswith(stack + ".")]
+        kept += layers[:1] + layers[-1:]
+    return kept
+
+
+def depth_order(parts: list[str]) -> list[str]:
+    """embeddings, encoder.0 … encoder.N-1, decoder.0 … decoder.N-1, output: the forward path."""
+    def key(part: str):
+        stack, _, index = part.partition(".")
+        rank = {"embeddings": 0, "encoder": 1, "decoder": 2, "output": 3}.get(stack, 4)
+        return (rank, int(index) if index.isdigit() else 0, part)
+
+    return sorted(parts, key=key)
+
+
+def depth_plot(runs: dict[str, list[dict]]) -> Text:
+    """Mean gradient norm of each part against its depth: one curve per run."""
+    flows = {name: gradient_norms(metrics) for name, metrics in runs.items()}
+    order = depth_order(list({part for flow in flows.values() for part in flow}))
+    series = {}
+    for name, flow in flows.items():
+        means = {part: sum(v for _, v in points) / len(points) for part, points in flow.items()}
+        series[name or "mean over training"] = [(order.index(part), mean) for part, mean in means.items()]
+    short = {"embeddings": "emb", "output": "out"}
+    ticks = [(i, short.get(part, part.replace("encoder.", "enc").replace("decoder.", "dec"))) for i, part in enumerate(order)]
+    return line_plot(
+        series, "gradient norm by depth (mean over training): input side left, output right",
+        x_label="part", y_label="‖g‖", log_y=True, x_ticks=ticks,
+    )
+
+
+def compare_view(folders: list[Path]) -> Group:
+    """Several runs overlaid: their options that differ, loss curves, gradient norms by depth."""
+    runs: dict[str, list[dict]] = {}
+    records = {}
+    for folder in folders:
+        _, _, record = load_model_folder(folder)
+        name = folder.name if folder.name not in runs else str(folder)
+        records[name] = record
+        try:
+            runs[name] = read_metrics(folder)
+        except UserError as err:
+            runs[name] = []
+            records[name] = {**record, "_error": str(err)}
+    table = Table(title="runs", title_justify="left")
+    table.add_column("run")
+    keys = sorted({(part, key) for r in records.values() for part in ("model", "train") for key in section(r, part)})
+    differing = [k for k in keys if len({json.dumps(section(r, k[0]).get(k[1]), default=str) for r in records.values()}) > 1]
+    for part, key in differing:
+        table.add_column(Text(f"{part}.{key}"))
+    table.add_column("steps", justify="right")
+    table.add_column("last training CE", justify="right")
+    table.add_column("last dev CE", justify="right")
+    for name, record in records.items():
+        last_train = metric_points(runs[name], "nll")
+        last_dev = metric_points(runs[name], "dev_loss")
+        step = record.get("step")
+        table.add_row(
+            Text(name), *(Text(str(section(record, part).get(key))) for part, key in differing),
+            str(step) if is_count(step) else "unknown",
+            f"{last_train[-1][1]:.3f}" if last_train else "–",
+            f"{last_dev[-1][1]:.3f}" if last_dev else "–",
+        )
+    parts = [table, loss_plot(runs)]
+    if any(gradient_norms(metrics) for metrics in runs.values()):
+        parts.append(depth_plot(runs))
+        for name, metrics in runs.items():
+            flow = gradient_norms(metrics)
+            if flow:
+                parts.append(line_plot(
+                    {part: points for part, points in flow.items() if part in watched_parts(list(flow))},
+                    f"{name}: gradient norm per part, over training", y_label="‖g‖", log_y=True,
+                ))
+    return Group(*parts)

@@ -24,7 +24,7 @@ from tt.data.errors import UserError
 app = typer.Typer(
     help="tt, the toy translator: train a small Transformer on a parallel corpus, translate, and look inside.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 stderr = Console(stderr=True, soft_wrap=True)  # one line even in a pipe
@@ -91,8 +91,9 @@ def train(
     d_model: Annotated[Optional[int], typer.Option(help="Width of the residual stream.", rich_help_panel=MODEL)] = None,
     heads: Annotated[Optional[int], typer.Option(help="Attention heads (must divide --d-model).", rich_help_panel=MODEL)] = None,
     ff: Annotated[Optional[int], typer.Option(help="Inner size of the feed-forward sub-layers.", rich_help_panel=MODEL)] = None,
-    dropout: Annotated[Optional[float], typer.Option(help="Dropout after embeddings, attention and sub-layers.", rich_help_panel=MODEL)] = None,
+    dropout: Annotated[Optional[float], typer.Option(help="Dropout on the embeddings and on each sub-layer's output, before the residual sum.", rich_help_panel=MODEL)] = None,
     pre_norm: Annotated[Optional[bool], typer.Option("--pre-norm/--post-norm", help="LayerNorm before each sub-layer (pre-LN) or after the residual sum (post-LN, the paper's).", rich_help_panel=MODEL, show_default=False)] = None,
+    residual: Annotated[Optional[bool], typer.Option("--residual/--no-residual", help="Residual connections around each sub-layer (the default); --no-residual makes each x → LayerNorm(f(x)), an experiment on what they are for.", rich_help_panel=MODEL, show_default=False)] = None,
     vocab_size: Annotated[Optional[int], typer.Option(help="SentencePiece vocabulary size (shrinks if the corpus is small).", rich_help_panel=MODEL)] = None,
     separate_vocab: Annotated[Optional[bool], typer.Option("--separate-vocab", help="One vocabulary per language instead of a joint one (no tied embeddings).", rich_help_panel=MODEL, show_default=False)] = None,
     batch_tokens: Annotated[Optional[int], typer.Option(help="Tokens per batch, padding included.", rich_help_panel=TRAINING)] = None,
@@ -102,6 +103,8 @@ def train(
     precision: Annotated[Optional[str], typer.Option(help="auto (bf16 where the CPU or GPU does it fast), bf16 or fp32. Weights stay float32.", rich_help_panel=TRAINING)] = None,
     device: Annotated[Optional[str], typer.Option(help="auto (CUDA when present), cpu or cuda.", rich_help_panel=TRAINING)] = None,
     accum: Annotated[Optional[int], typer.Option(help="Gradient accumulation: cut each batch in N pieces, one update per batch (less memory; under torchrun, per process).", rich_help_panel=TRAINING)] = None,
+    probe: Annotated[Optional[list[str]], typer.Option(help="A sentence pair \"SOURCE<TAB>REFERENCE\" to watch as the model learns it: p of each reference token, CE and the greedy translation at every metrics line (repeatable; see tt info). The demo probes 你好世界! → Hello World!.", rich_help_panel=TRAINING, show_default=False)] = None,
+    probe_file: Annotated[Optional[Path], typer.Option(help="Probe pairs from a file (TSV or JSONL, as a corpus).", rich_help_panel=TRAINING, show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed: the same seed and limits in steps give the same model.", rich_help_panel=TRAINING)] = None,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch. (default: torch's choice)", rich_help_panel=TRAINING)] = None,
     max_steps: Annotated[Optional[int], typer.Option(help="Stop after this many updates.", rich_help_panel=LIMITS)] = None,
@@ -126,8 +129,9 @@ def train(
 
       tt train --resume --out zh-en --max-time 30m
     """
-    given = {k: v for k, v in locals().items() if k not in ("resume", "overwrite", "config")}
-    from tt.cli.options import merge, option_kinds
+    from tt.cli.options import merge, option_kinds, options_given
+
+    given = options_given(train, locals(), leave_out=("resume", "overwrite", "config"))
     from tt.cli.train_command import run_train
 
     options = merge(given, config, option_kinds(train))
@@ -154,7 +158,7 @@ def translate(
     length_penalty: Annotated[float, typer.Option(help="GNMT length penalty α for beam search (0: raw log-probability).")] = 0.6,
     n_best: Annotated[int, typer.Option(help="Outputs per input (beam search): lines of INPUT_INDEX<TAB>LOG_PROB<TAB>TEXT.")] = 1,
     batch_size: Annotated[int, typer.Option(help="Sentences decoded together.")] = 64,
-    precision: Annotated[str, typer.Option(help="fp32 (exact, batch-independent numbers), bf16 (faster) or auto (bf16 where the hardware does it fast).")] = "fp32",
+    precision: Annotated[str, typer.Option(help="fp32 (the same translation whatever --batch-size; probabilities agree to about 1e-6), bf16 (faster) or auto (bf16 where the hardware does it fast).")] = "fp32",
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
     lens: Annotated[bool, typer.Option("--lens", help="Logit lens: what each decoder layer would pick, and its probability of the chosen token (a table, or \"layers\" in --json).")] = False,
     attention: Annotated[bool, typer.Option("--attention", help="Cross-attention: a heatmap of source pieces × target pieces (or \"attention\" in --json).")] = False,
@@ -195,7 +199,7 @@ def translate(
         raise UserError("--top-k must be at least 1")
     if texts and file:
         raise UserError("give sentences as arguments or --file, not both")
-    from tt.cli.translator import AttentionView, Search
+    from tt.model.translator import AttentionView, Search
     from tt.model.decode import BeamConfig, DecodeConfig
     from tt.model.sampling import Sampler
 
@@ -211,10 +215,10 @@ def translate(
         if any(others.values()):
             names = ", ".join(name for name, given in others.items() if given)
             raise UserError(f"--step decodes by hand, one sentence at a time on the terminal: leave out {names}")
-    from tt.model.configs import MAX_SEED
+    from tt.model.configs import check_seed
 
-    if seed is not None and not 0 <= seed <= MAX_SEED:
-        raise UserError(f"--seed must be between 0 and {MAX_SEED}")
+    if seed is not None:
+        check_seed(seed)
     if not 0 < temperature < math.inf:
         raise UserError("--temperature must be a positive number")
     if n < 1 or (top_k_sampling is not None and top_k_sampling < 1) or (top_p is not None and not 0 < top_p <= 1):
@@ -243,8 +247,9 @@ def check_decoding(beam: int, n_best: int, precision: str, batch_size: int, leng
         raise UserError("--beam must be at least 1")
     if n_best < 1:
         raise UserError("--n-best must be at least 1")
-    if precision not in ("fp32", "bf16", "auto"):
-        raise UserError(f"--precision must be fp32, bf16 or auto, not {precision!r}")
+    from tt.model.device import check_precision
+
+    check_precision(precision)
     if batch_size < 1:
         raise UserError("--batch-size must be at least 1")
 
@@ -336,12 +341,9 @@ def bench(
     if not 0.1 <= seconds <= 3600:  # also refuses nan and inf (which would never end)
         raise UserError("--seconds must be between 0.1 and 3600")
 
-    # ../shared/data beside the project, whether run from its root or from an editable install
-    candidates = [Path("../shared/data/tatoeba-cmn-eng"), Path(__file__).resolve().parents[2] / "shared" / "data" / "tatoeba-cmn-eng"]
-    folder = data if data is not None else next((c for c in candidates if (c / "train.tsv").exists()), None)
     if data is not None and not (data / "train.tsv").exists():
         raise UserError(f"--data {data}: no train.tsv there")
-    results = run_bench(folder, seconds, lambda what: stderr.print(f"[dim]measuring {what}…[/]"), device)
+    results = run_bench(data, seconds, lambda what: stderr.print(f"[dim]measuring {what}…[/]"), device)
     if json_line:
         print(json.dumps(results))
     else:
@@ -442,13 +444,18 @@ def explain(
 @app.command()
 @user_errors
 def info(
+    runs: Annotated[Optional[list[Path]], typer.Argument(help="Model folders; two or more are compared, their curves overlaid.", show_default=False)] = None,
     model: Annotated[Optional[Path], typer.Option(help="Model folder (default: $TT_MODEL, else ./tt-model).", show_default=False)] = None,
 ):
-    """What a model folder holds: config, parameters per component, training data, loss curves."""
-    from tt.cli.info_command import info_view
+    """What a model folder holds: config, parameters, training data, loss and gradient curves, probe sentences.
 
-    Console().print(info_view(model_folder(model)))
+    Examples:
 
+      tt info --model zh-en
 
-def main() -> None:
-    app(prog_name="tt")
+      tt info residual-6 no-residual-6      # two runs, overlaid
+    """
+    from tt.cli.info_command import compare_view, info_view
+
+    folders = [*(runs or []), *([model] if model is not None else [])] or [model_folder(None)]
+    Console().print(info_view(folders[0]) if len(folders) == 1 else compare_view(folders))

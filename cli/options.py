@@ -8,6 +8,7 @@ tell "not given" from "given the default value".
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import tomllib
@@ -17,17 +18,19 @@ from pathlib import Path
 from typing import Any
 
 from tt.data.clean import CleaningConfig
-from tt.data.corpus import CorpusSpec
+from tt.data.corpus import CorpusSpec, read_bytes
 from tt.data.errors import UserError
 from tt.data.tokenizer import TokenizerConfig
-from tt.model.configs import MAX_SEED, SIZE_LIMITS, has_type
-from tt.model.train import TrainConfig, parse_duration
+from tt.model.configs import SIZE_LIMITS, check_model_config, check_seed, has_type
+from tt.model.device import check_device, check_precision
+from tt.cli.durations import parse_duration
+from tt.model.train import TrainConfig
 from tt.model.transformer import ModelConfig
 
 # option name (as typed, dashes → underscores) → (config section, field)
 MODEL_OPTIONS = {
     "layers": "n_layers", "d_model": "d_model", "heads": "n_heads", "ff": "d_ff",
-    "dropout": "dropout", "pre_norm": "pre_norm",
+    "dropout": "dropout", "pre_norm": "pre_norm", "residual": "residual",
 }
 TRAIN_OPTIONS = {
     "batch_tokens": "batch_tokens", "lr": "learning_rate", "warmup": "warmup_steps",
@@ -40,7 +43,7 @@ TRAIN_OPTIONS = {
 TOKENIZER_OPTIONS = {"vocab_size": "vocab_size", "separate_vocab": "joint"}
 CLEANING_OPTIONS = {"max_chars": "max_chars", "max_ratio": "max_ratio"}
 CORPUS_OPTIONS = ("corpus", "src", "tgt", "format", "src_col", "tgt_col", "dev", "dev_src", "dev_tgt", "dev_size")
-RUN_OPTIONS = ("out", "init_from", "threads", "preset")
+RUN_OPTIONS = ("out", "init_from", "threads", "preset", "probe", "probe_file")
 ALL_OPTIONS = (
     set(MODEL_OPTIONS) | set(TRAIN_OPTIONS) | set(TOKENIZER_OPTIONS) | set(CLEANING_OPTIONS)
     | set(CORPUS_OPTIONS) | set(RUN_OPTIONS)
@@ -59,13 +62,7 @@ class RunConfigs:
 def read_config_file(path: Path, kinds: dict[str, type] | None = None) -> dict[str, Any]:
     """A flat table of option names → values, each of the type its option takes (`kinds`)."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such config file") from None
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a folder, not a config file") from None
-    except OSError as err:
-        raise UserError(f"{path}: cannot read ({err.strerror or err})") from None
+        text = read_bytes(path).decode("utf-8")
     except UnicodeDecodeError as err:
         raise UserError(f"{path}: not UTF-8 text (byte {err.start})") from None
     try:
@@ -110,7 +107,14 @@ def option_kinds(command) -> dict[str, type]:
         args = [arg for arg in typing.get_args(hint) if arg is not type(None)] or [hint]
         kinds[name] = args[0]
     # Options a file may set that have no command-line flag, and durations: "15m" or seconds.
-    return {**kinds, "weight_decay": float, "clip_norm": float, "max_time": Duration, "save_every": Duration}
+    return {**kinds, "weight_decay": float, "clip_norm": float, "max_time": Duration, "save_every": Duration, "probe": list}
+
+
+def options_given(command, values: dict[str, Any], leave_out: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The command's own parameters from `values` (its locals()): only names in its signature
+    count as options, so a helper variable inside the command never becomes one."""
+    names = inspect.signature(command).parameters
+    return {name: values[name] for name in names if name not in leave_out}
 
 
 def merge(command_line: dict[str, Any], config_file: Path | None, kinds: dict[str, type] | None = None) -> dict[str, Any]:
@@ -161,17 +165,17 @@ def absolute(spec: CorpusSpec | None) -> CorpusSpec | None:
 
 
 def validate(configs: RunConfigs) -> None:
-    m, t, k = configs.model, configs.train, configs.tokenizer
+    t, k = configs.train, configs.tokenizer
+    # The vocabulary sizes are the tokenizer's business (checked below): give the shape
+    # checker sizes it accepts, so it judges only what the options set.
+    check_model_config(replace(configs.model, src_vocab_size=k.vocab_size, tgt_vocab_size=k.vocab_size))
+    check_seed(t.seed)
+    check_precision(t.precision)
+    check_device(t.device)
     checks = [
-        (m.n_layers >= 1, "--layers must be at least 1"),
-        (m.d_model >= 2 and m.d_model % 2 == 0, "--d-model must be an even number"),
-        (m.n_heads >= 1 and m.d_model % m.n_heads == 0, f"--d-model {m.d_model} is not divisible by --heads {m.n_heads}"),
-        (m.d_ff >= 1, "--ff must be positive"),
-        (0 <= m.dropout < 1, "--dropout must be in [0, 1)"),
         (0 <= t.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
         (0 < t.learning_rate < math.inf, "--lr must be a positive number"),
         (0 <= t.weight_decay < math.inf, "--weight-decay must be a number, 0 or more"),
-        (0 <= t.seed <= MAX_SEED, f"--seed must be between 0 and {MAX_SEED}"),
         (configs.cleaning.max_chars >= 1, "--max-chars must be at least 1"),
         (configs.cleaning.max_ratio >= 1, "--max-ratio must be 1 or more (the longer side over the shorter)"),
         (t.batch_tokens >= 16, "--batch-tokens must be at least 16"),
@@ -179,8 +183,6 @@ def validate(configs: RunConfigs) -> None:
         (t.max_steps is None or t.max_steps >= 0, "--max-steps must not be negative"),
         (t.max_epochs is None or 0 < t.max_epochs < math.inf, "--max-epochs must be a positive number"),
         (t.max_time is None or t.max_time > 0, "--max-time must be positive"),
-        (t.precision in ("auto", "bf16", "fp32"), "--precision must be auto, bf16 or fp32"),
-        (t.device in ("auto", "cpu", "cuda"), "--device must be auto, cpu or cuda"),
         (1 <= t.accum_steps <= 1024, "--accum must be between 1 and 1024"),
         (t.log_every >= 1, "--log-every must be at least 1"),
         (k.vocab_size >= 300, "--vocab-size must be at least 300 (256 byte pieces live in it)"),
@@ -191,10 +193,6 @@ def validate(configs: RunConfigs) -> None:
         (t.dev_bleu_sentences >= 0, "--dev-bleu-sentences must not be negative"),
         (t.clip_norm > 0, "--clip-norm must be positive"),  # inf: no clipping; nan fails every comparison
     ]
-    # The same hard limits a model folder from a stranger is held to.
-    for option, field in (("layers", "n_layers"), ("d_model", "d_model"), ("heads", "n_heads"), ("ff", "d_ff")):
-        high = SIZE_LIMITS[field][1]
-        checks.append((getattr(m, field) <= high, f"--{option.replace('_', '-')} {getattr(m, field)} is over tt's limit of {high:,}"))
     checks.append((k.vocab_size <= SIZE_LIMITS["tgt_vocab_size"][1], f"--vocab-size is over tt's limit of {SIZE_LIMITS['tgt_vocab_size'][1]:,}"))
     for ok, message in checks:
         if not ok:
@@ -237,7 +235,7 @@ def record_of(configs: RunConfigs) -> dict[str, Any]:
 # data; a value different from the recorded one is refused rather than silently ignored.
 RESUMABLE_OPTIONS = LIMIT_OPTIONS + (
     "lr", "warmup", "batch_tokens", "label_smoothing", "clip_norm", "weight_decay", "precision",
-    "dev_bleu_sentences", "average_last", "device", "accum", "log_every",
+    "dev_bleu_sentences", "average_last", "device", "accum", "log_every", "probe", "probe_file",
 )
 _SPEC_FIELDS = {  # corpus option → (record section, CorpusSpec field)
     "corpus": ("corpus", "path"), "src": ("corpus", "src_path"), "tgt": ("corpus", "tgt_path"),

@@ -42,7 +42,7 @@ PRESETS = {
         TokenizerConfig(vocab_size=8000), CleaningConfig(),
     ),
 }
-# Measured on Tatoeba zh→en, 15 minutes on 2 cores (bench/quality.py): see the README.
+# Measured on Tatoeba zh→en, 15 minutes on 2 cores (tests/benchmarks/quality.py): see the README.
 DEFAULT_PRESET = "small"
 
 

@@ -22,7 +22,7 @@ from typing import Iterable
 from rich.console import Console
 
 from tt.cli.score_table import score_table, totals_line, totals_table
-from tt.cli.translator import segmentation_differs
+from tt.model.translator import segmentation_differs
 from tt.data.corpus import CorpusSpec, Pair, check_spec, read_pairs
 from tt.data.errors import UserError
 from tt.data.normalize import normalize

@@ -17,7 +17,7 @@ from rich.table import Table
 from tt.data.normalize import normalize
 from tt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from tt.model.decode import DecodeConfig, greedy_decode, max_output_length
-from tt.cli.translator import Translator
+from tt.model.translator import Translator
 
 
 @torch.no_grad()
@@ -28,7 +28,7 @@ def step_through(translator: Translator, text: str, k: int, ask: Callable[[str],
     positions = model.config.max_positions
     if len(src_ids) > positions:  # the encoder has no positions beyond: cut, keeping the </s>
         console.print(f"[yellow]warning:[/] {len(src_ids):,} source pieces, cut to the model's {positions:,}")
-        src_ids = src_ids[: positions - 1] + [EOS_ID]
+        src_ids = tokenizer.fit_source(src_ids, positions)
     k = min(k, model.config.tgt_vocab_size)
     src = torch.tensor([src_ids])
     src_pad_mask = src == PAD_ID

@@ -1,7 +1,7 @@
 """Rich renderings of what the decoder did: one row per step, probabilities and alternatives,
 and the logit lens (what each decoder layer would already have said).
 
-Renderers return rich objects; `tt.cli.main` prints them.
+Renderers return rich objects; the command (`tt.cli.translate_command`) prints them.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import math
 from rich.table import Table
 from rich.text import Text
 
-from tt.cli.translator import Translation, Translator, entropy, lens_layers, top_k
+from tt.model.translator import Translation, Translator, entropy, lens_layers, top_k
 
 
 def confidence_style(prob: float) -> str:

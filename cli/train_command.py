@@ -28,13 +28,16 @@ from tt.data.corpus import CorpusSpec, check_spec, read_pairs
 from tt.data.errors import UserError
 from tt.data.tokenizer import Tokenizer, TokenizerConfig, TokenizerReport, measure, train_tokenizer
 from tt.model.checkpoint import (
-    CONFIG, STATE_TENSORS, FolderLock, is_model_folder, load_model_folder, read_json,
+    CONFIG, STATE_TENSORS, is_model_folder, load_model_folder, read_json,
 )
+from tt.model.run_folder import FolderLock
 from tt.model.configs import config_from_dict
 from tt.model.device import resolve_device
 from tt.model.distributed import Cluster, broadcast_files, join_cluster, leave_cluster
 from tt.model.evaluate import DevSet
-from tt.model.train import Trainer, TrainConfig, format_seconds
+from tt.model.probes import DEMO_PROBE, Probe, ProbeSet, gather_probes, recorded_probes
+from tt.cli.durations import format_seconds, signal_name
+from tt.model.train import Trainer, TrainConfig
 from tt.model.transformer import ModelConfig, Transformer, count_parameters
 from tt.data.batches import BatchStream
 
@@ -109,6 +112,7 @@ def _start(
         raise UserError("--dev needs a training corpus too (without one, tt trains the built-in demo)")
     base = demo_configs() if demo else preset_configs(options.get("preset"))
     configs = build_configs(options, base)
+    probes = _probes(options, demo)  # a bad --probe fails before any work
     if not demo and configs.train.max_steps is None and configs.train.max_epochs is None and configs.train.max_time is None:
         configs.train.max_epochs = DEFAULT_EPOCHS
     init_from = Path(options["init_from"]) if options.get("init_from") else None
@@ -151,10 +155,20 @@ def _start(
         "demo": demo,
         "dev": asdict(absolute(dev_spec)) if dev_spec else None,
         "dev_size": len(data.dev),
+        "probes": [[p.source, p.reference] for p in probes],
         **record_of(configs),
         "summary": _summary_record(data, tokenizer_report, model),
     }
     _train(model, tokenizer, data, configs, out, record, command_start, console, None, cluster)
+
+
+def _probes(options: dict[str, Any], demo: bool, recorded: list[Probe] | None = None) -> list[Probe]:
+    """--probe and --probe-file; else the recorded ones (--resume); else the demo's one."""
+    if options.get("probe") or options.get("probe_file"):
+        return gather_probes(options.get("probe"), options.get("probe_file"))
+    if recorded is not None:
+        return recorded
+    return [Probe(*DEMO_PROBE)] if demo else []
 
 
 class PreparedData:
@@ -212,8 +226,10 @@ def _train(
     def save_record() -> dict:
         return {**record, **record_of(configs), "step": trainer.step}
 
+    probes = ProbeSet([Probe(*pair) for pair in record.get("probes") or []], tokenizer, model.config.max_positions)
     trainer = Trainer(
-        model, tokenizer, stream, dev, configs.train, out, save_record, command_start, cluster, new_run=resume_notes is None
+        model, tokenizer, stream, dev, configs.train, out, save_record, command_start, cluster,
+        new_run=resume_notes is None, probes=probes,
     )
     if resume_notes is not None:
         notes = resume_notes + trainer.restore()
@@ -239,7 +255,7 @@ def _train(
         raise typer.Exit(err.exit_code) from None
     if trainer.stop_signal is not None:
         console.print(
-            f"[yellow]stopped:[/] {reason} at step {trainer.step}; checkpoint saved to {out}/\n"
+            f"[yellow]stopped:[/] interrupted by {signal_name(trainer.stop_signal)} at step {trainer.step}; checkpoint saved to {out}/\n"
             f"continue with: tt train --out {out} --resume"
         )
         raise typer.Exit(128 + trainer.stop_signal)
@@ -267,6 +283,7 @@ def _resume(out: Path, options: dict[str, Any], command_start: float, console: C
         cleaning=config_from_dict(CleaningConfig, record.get("cleaning"), f"{where}: cleaning"),
     )
     configs, changes = resume_configs(options, recorded, record)
+    record = {**record, "probes": [[p.source, p.reference] for p in _probes(options, False, recorded_probes(record.get("probes"), f"{where}: probes"))]}
     lock.acquire()
     if cluster.is_main:
         for stale in out.glob(".*.tmp-*"):  # half-written files of a run that was killed mid-save

@@ -19,7 +19,7 @@ from rich.markup import escape
 
 from tt.cli.heatmap import attention_heatmap
 from tt.cli.tables import lens_table, probability_table
-from tt.cli.translator import AttentionView, Search, Translator, chunks, to_json
+from tt.model.translator import AttentionView, Search, Translator, chunks, to_json
 from tt.data.atomic import atomic_text, check_output
 from tt.data.corpus import open_binary
 from tt.model.decode import DecodeConfig

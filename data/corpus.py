@@ -113,6 +113,12 @@ def open_binary(name: str | Path) -> BinaryIO:
         raise UserError(f"{name}: cannot read ({err.strerror})") from None
 
 
+def read_bytes(name: str | Path) -> bytes:
+    """A whole (small) file's bytes, or a UserError that says why they cannot be read."""
+    with open_binary(name) as handle:
+        return handle.read()
+
+
 def read_lines(name: str) -> Iterator[tuple[int, str]]:
     """(line number, text) for each line of a UTF-8 file, without the line end or a BOM."""
     with open_binary(name) as handle:

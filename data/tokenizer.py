@@ -53,7 +53,6 @@ class Tokenizer:
 
     def __init__(self, src: spm.SentencePieceProcessor, tgt: spm.SentencePieceProcessor, joint: bool):
         self.src, self.tgt, self.joint = src, tgt, joint
-        self.pad_id, self.unk_id, self.bos_id, self.eos_id = PAD_ID, UNK_ID, BOS_ID, EOS_ID
 
     # ---- sizes and pieces
     @property
@@ -79,6 +78,12 @@ class Tokenizer:
 
     def encode_tgt(self, text: str) -> list[int]:
         return self.tgt.encode(text) + [EOS_ID]
+
+    @staticmethod
+    def fit_source(ids: list[int], positions: int) -> list[int]:
+        """A source cut to the encoder's `positions`, keeping its closing </s>: the model
+        only ever saw sources that end in one."""
+        return ids if len(ids) <= positions else ids[: positions - 1] + [EOS_ID]
 
     def decode_tgt(self, ids: Sequence[int]) -> str:
         text = self.tgt.decode([i for i in ids if i not in (PAD_ID, BOS_ID, EOS_ID)])

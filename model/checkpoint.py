@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -31,10 +30,11 @@ from safetensors.torch import load_file, load_model
 from safetensors.torch import save as safetensors_bytes
 
 from tt.data.atomic import write_atomic
+from tt.data.corpus import read_bytes
 from tt.data.errors import UserError
 from tt.data.tokenizer import Tokenizer
 from tt.model.configs import check_model_config, config_from_dict
-from tt.model.transformer import ModelConfig, Transformer
+from tt.model.transformer import ModelConfig, Transformer, tied_names
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -53,67 +53,12 @@ def write_json(path: Path, record: dict) -> None:
 
 def read_json(path: Path) -> dict:
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
+        record = json.loads(read_bytes(path))
     except (ValueError, RecursionError) as err:  # bad JSON or UTF-8, a 5000-digit number, [[[[…
         raise UserError(f"{path}: not valid JSON ({str(err)[:120]})") from None
     if not isinstance(record, dict):
         raise UserError(f"{path}: expected a JSON object")
     return record
-
-
-# ---- one trainer per folder
-
-
-class FolderLock:
-    """An exclusive lock on a model folder while `tt train` writes it (a second run is refused).
-
-    flock(2) locks vanish with the process, so a killed run never leaves a stale lock.
-    Where fcntl does not exist (Windows) the lock is skipped.
-    """
-
-    NAME = ".lock"
-
-    def __init__(self, folder: Path, enabled: bool = True):
-        self.folder, self.handle, self.enabled = folder, None, enabled  # disabled: processes other than rank 0
-        self.created_folder = False
-
-    def acquire(self) -> None:
-        if self.handle is not None or not self.enabled:
-            return
-        try:
-            import fcntl
-        except ImportError:
-            return
-        self.created_folder = not self.folder.exists()
-        self.folder.mkdir(parents=True, exist_ok=True)
-        handle = open(self.folder / self.NAME, "a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            owner = handle.read().strip() or "?"
-            handle.close()
-            raise UserError(f"{self.folder}: another tt train (process {owner}) is writing this folder") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
-        self.handle = handle
-
-    def __enter__(self) -> "FolderLock":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.handle is None:
-            return
-        # A run that failed before its first checkpoint leaves no folder behind it.
-        if self.created_folder and {p.name for p in self.folder.iterdir()} <= {self.NAME}:
-            (self.folder / self.NAME).unlink(missing_ok=True)
-            self.folder.rmdir()
-        self.handle.close()  # closing releases the flock
-        self.handle = None
 
 
 # ---- weights: model.safetensors
@@ -129,9 +74,7 @@ def weights_digest(model: torch.nn.Module) -> str:
 
 
 def save_weights(path: Path, model: torch.nn.Module) -> None:
-    # The tied embedding matrix appears under three names; it is stored once, under the
-    # alphabetically first (project.weight), which is where safetensors' load_model looks.
-    tensors = {name: cpu(tensor) for name, tensor in _dedupe(dict(sorted(model.state_dict().items()))).items()}
+    tensors = {name: cpu(tensor) for name, tensor in stored_tensors(model).items()}
     write_safetensors(path, tensors, {"tt.sha256": weights_digest(model)})
 
 
@@ -152,22 +95,6 @@ def save_model_folder(folder: Path, model: Transformer, tokenizer: Tokenizer, re
     save_weights(folder / WEIGHTS, model)
     write_json(folder / CONFIG, {**record, "model": asdict(model.config)})
     return {WEIGHTS, CONFIG, *tokenizer.file_names()}
-
-
-def retire_previous_run(folder: Path, written: set[str]) -> None:
-    """After a new run's first checkpoint: the files of the run it replaces go.
-
-    Until then (--overwrite) the old model stayed whole, so a new run that fails early
-    loses nothing. The new metrics take the old ones' place.
-    """
-    pending = folder / PENDING_METRICS
-    if pending.exists():
-        os.replace(pending, folder / METRICS)
-    else:
-        (folder / METRICS).unlink(missing_ok=True)
-    for name in RUN_FILES:
-        if name not in written and name != METRICS:
-            (folder / name).unlink(missing_ok=True)
 
 
 def is_model_folder(folder: Path) -> bool:
@@ -209,10 +136,6 @@ def check_shapes(path: Path, config: ModelConfig) -> None:
     with torch.device("meta"):  # shapes only: no memory behind these tensors
         skeleton = Transformer(config)
     expected = {name: tuple(t.shape) for name, t in skeleton.state_dict().items()}
-    # A tied matrix has several names and is stored under one of them: group names by tensor.
-    aliases: dict[int, list[str]] = {}
-    for name, param in skeleton.named_parameters(remove_duplicate=False):
-        aliases.setdefault(id(param), []).append(name)
     try:
         with safe_open(str(path), "pt") as handle:
             found = {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
@@ -225,7 +148,7 @@ def check_shapes(path: Path, config: ModelConfig) -> None:
             raise UserError(f"{path}: tensor {name} has shape {list(shape)}, config.json implies {list(expected[name])}")
     # Every tensor must be there too: otherwise a tiny file with a huge config would make us
     # allocate the whole model before load_weights noticed the gap.
-    for names in aliases.values():
+    for names in tied_names(skeleton):  # a tied matrix is stored under one of its names
         if not any(name in found for name in names):
             raise UserError(f"{path}: tensor {names[0]} is missing (the file does not hold the model config.json describes)")
 
@@ -257,9 +180,7 @@ def save_training_state(
     `rng`: "rng.torch" is process 0's generator; data-parallel runs add "rng.torch.1", ….
     """
     tensors: dict[str, torch.Tensor] = dict(rng)
-    # A tied embedding appears under several names in state_dict(); safetensors wants one
-    # copy (found by storage address, so before any copy to the CPU).
-    for name, tensor in _dedupe(model.state_dict()).items():
+    for name, tensor in stored_tensors(model).items():
         tensors[f"model.{name}"] = cpu(tensor)
     optim = optimizer.state_dict()
     for index, per_param in optim["state"].items():
@@ -273,16 +194,11 @@ def cpu(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.detach().contiguous().cpu()
 
 
-def _dedupe(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    seen: dict[int, str] = {}
-    out = {}
-    for name, tensor in tensors.items():
-        key = tensor.data_ptr()
-        if key in seen and tensor.numel() > 0:
-            continue
-        seen[key] = name
-        out[name] = tensor
-    return out
+def stored_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """state_dict() with each tied matrix once (safetensors refuses shared storage), under
+    its alphabetically first name (project.weight), which is where load_model looks."""
+    aliases = {name for names in tied_names(model) for name in names[1:]}
+    return {name: tensor for name, tensor in sorted(model.state_dict().items()) if name not in aliases}
 
 
 def read_training_state(folder: Path) -> tuple[dict, dict[str, torch.Tensor]]:
@@ -333,7 +249,8 @@ def load_training_state(
         missing, unexpected = model.load_state_dict(weights, strict=False)
     except RuntimeError:  # a shape differs
         missing, unexpected = ["?"], []
-    missing = [name for name in missing if name not in ("project.weight", "tgt_embed.weight")]
+    aliases = {name for names in tied_names(model) for name in names[1:]}
+    missing = [name for name in missing if name not in aliases]
     if missing or unexpected or "rng.torch" not in tensors:
         raise UserError(f"{folder / STATE_TENSORS}: training state does not match the model")
     per_param: dict[int, dict[str, torch.Tensor]] = {}

@@ -45,12 +45,14 @@ def _type_name(hint: Any) -> str:
     return " or ".join(getattr(t, "__name__", str(t)).replace("NoneType", "null") for t in (typing.get_args(hint) or (hint,)))
 
 
-# Hard limits on a model config read from a file, checked before anything is allocated.
-# Far above anything tt trains on a laptop, far below what would exhaust a machine.
+# Hard limits on a model's shape, for the command line and for a config.json from a
+# stranger alike, checked before anything is allocated. Far above anything tt trains on a
+# laptop, far below what would exhaust a machine.
 SIZE_LIMITS = {
     "n_layers": (1, 64), "d_model": (2, 16384), "n_heads": (1, 256), "d_ff": (1, 65536),
     "src_vocab_size": (4, 1_048_576), "tgt_vocab_size": (4, 1_048_576), "max_positions": (2, 65536),
 }
+OPTION_OF_FIELD = {"n_layers": "--layers", "d_model": "--d-model", "n_heads": "--heads", "d_ff": "--ff", "dropout": "--dropout"}
 MAX_PARAMETERS = 2_000_000_000  # 8 GB of float32
 MAX_SEED = 2**31 - 1  # SentencePiece takes an unsigned 32-bit seed, torch a 64-bit one: the smaller, signed
 
@@ -63,16 +65,29 @@ def estimated_parameters(config: ModelConfig) -> int:
     return embeddings + layers * per_layer + layers * (per_layer + 4 * d * d)  # decoder adds cross-attention
 
 
-def check_model_config(config: ModelConfig, where: str) -> None:
-    for name, (low, high) in SIZE_LIMITS.items():
-        value = getattr(config, name)
+def check_model_config(config: ModelConfig, where: str | None = None) -> None:
+    """The one checker of a model's shape. `where` names a config file; without it the
+    message names the command-line option (--layers), as `tt train` reports it."""
+
+    def name(field: str) -> str:
+        return f"{where}: {field}" if where else OPTION_OF_FIELD.get(field, field)
+
+    for field, (low, high) in SIZE_LIMITS.items():
+        value = getattr(config, field)
         if not low <= value <= high:
-            raise UserError(f"{where}: {name} = {value} is outside the supported range {low}..{high:,}")
-    if config.d_model % config.n_heads or config.d_model % 2:
-        raise UserError(f"{where}: d_model {config.d_model} must be even and divisible by n_heads {config.n_heads}")
+            raise UserError(f"{name(field)} = {value:,} is outside tt's limits {low}..{high:,}")
+    if config.d_model % 2:
+        raise UserError(f"{name('d_model')} = {config.d_model} must be an even number")
+    if config.d_model % config.n_heads:
+        raise UserError(f"{name('d_model')} = {config.d_model} is not divisible by {name('n_heads')} = {config.n_heads}")
     if not 0 <= config.dropout < 1:
-        raise UserError(f"{where}: dropout must be in [0, 1)")
+        raise UserError(f"{name('dropout')} must be in [0, 1)")
     if config.tie_embeddings and config.src_vocab_size != config.tgt_vocab_size:
-        raise UserError(f"{where}: tie_embeddings needs equal source and target vocabularies")
+        raise UserError(f"{name('tie_embeddings')}: tied embeddings need equal source and target vocabularies")
     if estimated_parameters(config) > MAX_PARAMETERS:
-        raise UserError(f"{where}: a model of about {estimated_parameters(config):,} parameters is over tt's limit of {MAX_PARAMETERS:,}")
+        raise UserError(f"{where or 'the model'}: a model of about {estimated_parameters(config):,} parameters is over tt's limit of {MAX_PARAMETERS:,}")
+
+
+def check_seed(seed: int) -> None:
+    if not 0 <= seed <= MAX_SEED:
+        raise UserError(f"--seed must be between 0 and {MAX_SEED}")

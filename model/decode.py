@@ -35,7 +35,7 @@ class DecodeConfig:
     max_len_ratio: float = 2.0  # output pieces allowed per source piece …
     max_len_extra: int = 10  # … plus this many
     batch_size: int = 64  # sentences decoded together
-    precision: str = "fp32"  # fp32: exact, batch-independent numbers; bf16: faster
+    precision: str = "fp32"  # fp32: the same text for any batch size, probabilities to ~1e-6; bf16: faster
     fixed_length: int | None = None  # benchmarks: exactly this many tokens, </s> never chosen
     device: str = "auto"  # where a Translator puts the model: auto (CUDA when present) | cpu | cuda
 

@@ -21,9 +21,18 @@ DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
-def resolve_device(name: str) -> torch.device:
+def check_device(name: str) -> None:
     if name not in DEVICES:
         raise UserError(f"--device {name!r}: expected one of {', '.join(DEVICES)}")
+
+
+def check_precision(name: str) -> None:
+    if name not in PRECISIONS:
+        raise UserError(f"--precision {name!r}: expected one of {', '.join(PRECISIONS)}")
+
+
+def resolve_device(name: str) -> torch.device:
+    check_device(name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
@@ -45,10 +54,9 @@ def bf16_supported(device: torch.device) -> bool:
 
 
 def resolve_precision(precision: str, device: torch.device = torch.device("cpu")) -> str:
+    check_precision(precision)
     if precision == "auto":
         return "bf16" if bf16_supported(device) else "fp32"
-    if precision not in PRECISIONS:
-        raise UserError(f"--precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
     return precision
 
 

@@ -2,16 +2,22 @@
 
 A line of metrics.jsonl is the mean over the real target tokens of a window of updates:
 `loss` H(q, p) = `kl` KL(q‖p) + `entropy_floor` H(q), beside `nll`, the plain cross-entropy
-−ln p(reference) that perplexity is made of. A `Reporter` (the CLI's progress bar) gets
-the same numbers as they are made.
+−ln p(reference) that perplexity is made of; with the gradient flow of the window's last
+update (`tt.model.probes`). Dev evaluations and probe sentences have lines of their own. A
+`Reporter` (the CLI's progress bar) gets the same numbers as they are made.
 """
 
 from __future__ import annotations
 
+import io
+import json
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
+
+from tt.data.errors import UserError
 
 
 class Reporter(Protocol):
@@ -90,3 +96,50 @@ class MetricsWindow:
             "elapsed_s": round(trainer.elapsed(), 2),
             "tokens_per_s": self.tokens / max(self.seconds, 1e-9),
         }
+
+
+class MetricsLog:
+    """metrics.jsonl, one JSON object a line, flushed as written; each line also to the reporter.
+
+    Only rank 0 writes (the other processes log into memory). A new run that replaces
+    another (--overwrite) writes aside, to `pending`, until its first checkpoint exists.
+    """
+
+    def __init__(self, path: Path, reporter: Reporter, write: bool = True, pending: Path | None = None):
+        self.path, self.reporter = path, reporter
+        if not write:
+            self.file = io.StringIO()
+        elif pending is not None:
+            self.file = open(pending, "w", encoding="utf-8")
+        else:
+            self.file = open_metrics(path)
+
+    def __enter__(self) -> "MetricsLog":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.file.close()
+
+    def write(self, metrics: dict) -> None:
+        if not metrics:
+            return
+        try:
+            self.file.write(json.dumps(metrics) + "\n")
+            self.file.flush()
+        except OSError as err:  # a full disk shows here first: stop, the checkpoints are whole
+            raise UserError(f"{self.path}: cannot write ({err.strerror or err})") from None
+        self.reporter.log(metrics)
+
+
+def open_metrics(path: Path):
+    """metrics.jsonl for appending, on a fresh line (a killed run may have left half of one)."""
+    handle = open(path, "a+b")
+    try:
+        handle.seek(0, io.SEEK_END)
+        if handle.tell() > 0:
+            handle.seek(-1, io.SEEK_END)
+            if handle.read(1) != b"\n":
+                handle.write(b"\n")
+    finally:
+        handle.close()
+    return open(path, "a", encoding="utf-8")

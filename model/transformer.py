@@ -217,5 +217,14 @@ class Transformer(nn.Module):
         return self.log_probs(hidden)
 
 
+def tied_names(model: nn.Module) -> list[list[str]]:
+    """Groups of parameter names that are one tensor (the tied embedding: src_embed.weight,
+    tgt_embed.weight, project.weight), each sorted; untied parameters are groups of one."""
+    groups: dict[int, list[str]] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        groups.setdefault(id(param), []).append(name)
+    return [sorted(names) for names in groups.values()]
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())  # a tied matrix is counted once

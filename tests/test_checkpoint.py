@@ -6,18 +6,24 @@ import pytest
 import torch
 
 from tt.data.errors import UserError
-from tt.model.checkpoint import load_model_folder, read_json
+from tt.model.checkpoint import load_model_folder, read_json, save_model_folder
 from tt.model.transformer import Transformer
 
 
-def test_save_load_keeps_logits(trained_model):
+def test_save_load_keeps_logits(trained_model, tmp_path):
     model, tokenizer, record = load_model_folder(trained_model)
-    reloaded, _, _ = load_model_folder(trained_model)
+    with torch.no_grad():  # weights no file holds yet: only a faithful save can reproduce them
+        for param in model.parameters():
+            param.add_(torch.randn_like(param) * 0.01)
+    save_model_folder(tmp_path / "saved", model, tokenizer, record)
+    reloaded, _, _ = load_model_folder(tmp_path / "saved")
     src = torch.tensor([tokenizer.encode_src("我有三本书。")])
     tgt = torch.tensor([[2] + tokenizer.encode_tgt("I have three books.")[:-1]])
-    torch.testing.assert_close(model(src, src == 0, tgt), reloaded(src, src == 0, tgt))
-    assert isinstance(model, Transformer) and not model.training
-    assert model.project.weight is model.src_embed.weight  # tying survives the round trip
+    expected = model(src, src == 0, tgt)
+    torch.testing.assert_close(reloaded(src, src == 0, tgt), expected, rtol=0, atol=0)
+    assert not torch.equal(load_model_folder(trained_model)[0](src, src == 0, tgt), expected)  # the change was real
+    assert isinstance(reloaded, Transformer) and not reloaded.training
+    assert reloaded.project.weight is reloaded.src_embed.weight  # tying survives the round trip
 
 
 def test_folder_holds_every_file_a_run_writes(trained_model):

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from tt.cli.main import app
 from tt.data.normalize import normalize
 from tt.model.checkpoint import load_model_folder
-from tt.model.decode import greedy_decode
+from tt.model.decode import DecodeConfig, greedy_decode, max_output_length
 
 runner = CliRunner()
 
@@ -81,7 +81,11 @@ def test_json_lines_contract(trained_model):
     assert record["source"] == "我有三本书。"
     steps = record["steps"]
     assert steps, record
-    assert steps[-1]["token"] == "</s>" or len(steps) >= 1
+    tokens = [step["token"] for step in steps]
+    assert "</s>" not in tokens[:-1]  # decoding stops at the first </s>
+    if tokens[-1] != "</s>":  # only the length limit ends a sentence without one
+        model, tokenizer, _ = load_model_folder(trained_model)
+        assert len(tokens) == max_output_length(len(tokenizer.encode_src("我有三本书。")), DecodeConfig(), model)
     for step in steps:
         assert 0 < step["prob"] <= 1
         assert len(step["top"]) == 3

@@ -250,8 +250,11 @@ def test_a_model_without_residual_connections_is_refused(tmp_path, tiny_config):
 
 
 def test_bench_row_makes_exactly_the_tokens_it_counts(post_ln):
-    from tt.cli.bench_command import ct2_fixed_length_speed
+    from tt.cli.bench_command import ct2_fixed_length_decode, ct2_translator, fixed_length_sources
 
     model, tokenizer, _ = load_model_folder(post_ln)
+    src = [[tokenizer.src_piece(i) for i in row] for row in fixed_length_sources(tokenizer.src_vocab_size, sentences=70, src_len=6)]
     for quantization in ("float32", "int8"):
-        assert ct2_fixed_length_speed(model, tokenizer, quantization, torch.device("cpu"), sentences=16, out_len=7) > 0
+        outputs, seconds = ct2_fixed_length_decode(ct2_translator(model, tokenizer, quantization, torch.device("cpu")), src, out_len=5)
+        assert len(outputs) == 70 and all(len(pieces) == 5 for pieces in outputs) and seconds > 0
+        assert not any("</s>" in pieces for pieces in outputs)

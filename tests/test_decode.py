@@ -38,7 +38,8 @@ def test_batching_does_not_change_results(model):
     alone = greedy_decode(model, src, DecodeConfig(batch_size=1))
     for a, b in zip(together, alone):
         assert a.tokens == b.tokens
-        torch.testing.assert_close(torch.tensor(a.token_log_probs), torch.tensor(b.token_log_probs), atol=1e-5, rtol=1e-5)
+        # what --precision fp32's help promises: probabilities agree to about 1e-6
+        torch.testing.assert_close(torch.tensor(a.token_log_probs).exp(), torch.tensor(b.token_log_probs).exp(), atol=1e-6, rtol=0)
 
 
 def test_greedy_takes_the_argmax_of_teacher_forced_scores(model):

@@ -24,11 +24,13 @@ from typer.testing import CliRunner
 
 import tt.data.atomic
 import tt.model.checkpoint
+import tt.model.metrics
 import tt.model.train
 from conftest import TINY_MODEL_OPTIONS, tiny_pairs, write_tsv
 from tt.cli.main import app
-from tt.cli.translator import Translator
-from tt.model.checkpoint import FolderLock, load_model_folder, read_training_state
+from tt.model.translator import Translator
+from tt.model.checkpoint import load_model_folder, read_training_state
+from tt.model.run_folder import FolderLock
 from tt.model.decode import BeamConfig, DecodeConfig, beam_decode, greedy_decode
 
 runner = CliRunner()
@@ -396,14 +398,18 @@ def test_a_100000_character_line_is_cut_with_a_warning_naming_it(trained_model):
 
 
 def test_a_full_disk_under_metrics_jsonl_stops_training_with_one_line(monkeypatch, tmp_path, corpus_file):
-    original = tt.model.train.Trainer._write
+    original = tt.model.metrics.MetricsLog.write
 
-    def write(self, metrics_file, reporter, metrics):
-        if self.step >= 4:
-            metrics_file = _FullFile()
-        return original(self, metrics_file, reporter, metrics)
+    def write(self, metrics):
+        if metrics.get("step", 0) < 4:
+            return original(self, metrics)
+        real, self.file = self.file, _FullFile()  # this one write meets a full disk
+        try:
+            return original(self, metrics)
+        finally:
+            self.file = real
 
-    monkeypatch.setattr(tt.model.train.Trainer, "_write", write)
+    monkeypatch.setattr(tt.model.metrics.MetricsLog, "write", write)
     out = tmp_path / "model"
     line = one_error_line(train(corpus_file, "--out", out, "--max-steps", "20", "--log-every", "1", "--save-every", "0.000001"))
     assert f"{out / 'metrics.jsonl'}: cannot write (No space left on device)" in line

@@ -1,5 +1,5 @@
-"""`tt info`: parameter counts add up, the curve plot draws every series, the command runs,
-and a tampered or damaged folder is shown as far as it can be, never with a traceback."""
+"""`tt info`: parameter counts add up, the curve plot draws every series, the command runs (one run or
+several overlaid), and a tampered or damaged folder is shown as far as it can be, never with a traceback."""
 
 import json
 import os
@@ -10,7 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import TINY_MODEL_OPTIONS
-from tt.cli.info_command import metric_points, parameter_counts, plot, read_metrics
+from tt.cli.curves import line_plot
+from tt.cli.info_command import depth_order, metric_points, parameter_counts, read_metrics
 from tt.cli.main import app
 from tt.model.checkpoint import load_model_folder
 from tt.model.transformer import count_parameters
@@ -25,18 +26,54 @@ def test_parameter_counts_add_up(trained_model):
     assert dict(rows)["output projection (tied: the target embedding)"] == 0  # counted once, as the embedding
 
 
-def test_plot_marks_both_series():
-    text = plot({"train": [(0, 5.0), (10, 3.0), (20, 2.0)], "dev": [(10, 4.0), (20, 3.5)]}, width=21, height=5).plain
+def test_plot_marks_both_series_with_a_legend():
+    text = line_plot({"train": [(0, 5.0), (10, 3.0), (20, 2.0)], "dev": [(10, 4.0), (20, 3.5)]}, "loss", width=40, height=12).plain
     lines = text.splitlines()
-    assert lines[0].startswith("   5.000") and "·" in lines[0]  # the highest point is on the top row
-    assert lines[4].startswith("   2.000") and lines[4].endswith("·")  # the lowest, last, bottom right
-    assert sum(line.count("o") for line in lines[:5]) == 2  # both dev points, inside the grid
+    assert "•• train" in text and "xx dev" in text  # the legend: marker and name of each series
+    y_labels = [line.split("┤")[0].strip() for line in lines if "┤" in line]
+    assert float(y_labels[0]) == 5.0 and float(y_labels[-1]) == 2.0  # the y axis spans the data, top to bottom
+    plot_rows = [line for line in lines if "┤" in line or "│" in line]
+    assert sum(row.count("x") for row in plot_rows) > 2 and sum(row.count("•") for row in plot_rows) > 2
+    assert "20" in lines[-2] and "0" in lines[-2]  # x ticks from the first step to the last
+
+
+def test_depth_order_follows_the_forward_path():
+    parts = ["output", "decoder.1", "encoder.10", "decoder.0", "embeddings", "encoder.2"]
+    assert depth_order(parts) == ["embeddings", "encoder.2", "encoder.10", "decoder.0", "decoder.1", "output"]
 
 
 def test_info_command(trained_model):
     result = runner.invoke(app, ["info", "--model", str(trained_model)])
     assert result.exit_code == 0, result.output
     assert "parameters" in result.stdout and "loss curves" in result.stdout and "model.d_model" in result.stdout
+    assert "gradient norm per part" in result.stdout and "encoder.0" in result.stdout
+
+
+def test_info_with_two_runs_renders_both(trained_model, tmp_path):
+    other = Path(shutil.copytree(trained_model, tmp_path / "other-run"))
+    tamper_config(other, "model", {**json.loads((other / "config.json").read_text())["model"], "residual": False})
+    lines = [json.loads(line) for line in (other / "metrics.jsonl").read_text().splitlines()]
+    (other / "metrics.jsonl").write_text("".join(json.dumps({**l, "nll": l["nll"] + 1}) + "\n" for l in lines if "nll" in l))
+    result = runner.invoke(app, ["info", str(trained_model), str(other)])
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "model.residual" in out  # the option that differs between the runs
+    assert f"{trained_model.name}: training CE" in out and "other-run: training CE" in out  # both curves, in one legend
+    assert "gradient norm by depth" in out and f"{trained_model.name}: gradient norm per part" in out and "other-run: gradient norm per part" in out
+
+
+def test_info_shows_the_probes(model_copy):
+    def line(step, probs, translation):
+        tokens = [{"token": piece, "prob": p} for piece, p in zip(["▁Hello", "▁World", "!", "</s>"], probs)]
+        return {"step": step, "probe": "你好世界!", "reference": "Hello World!", "tokens": tokens, "cross_entropy": 1.0, "translation": translation}
+
+    records = [line(0, [0.01, 0.02, 0.03, 0.04], "gibberish"), line(50, [0.9, 0.8, 0.7, 0.6], "Hello World!"), {"step": 60, "probe": 3}]
+    with (model_copy / "metrics.jsonl").open("a") as handle:
+        handle.write("".join(json.dumps(r) + "\n" for r in records))
+    out = run_info(model_copy).stdout
+    assert "probe: 你好世界! → Hello World!" in out and "▁World" in out and "</s>" in out
+    assert "gibberish" in out and ".02" in out and ".80" in out  # each step's translation and p of each piece
+    assert "probe 你好世界!: −ln p(reference)" in out  # the CE curve
 
 
 def test_a_half_written_metrics_line_is_skipped_and_resume_starts_a_fresh_line(tmp_path, corpus_file):
@@ -125,8 +162,9 @@ def test_info_skips_unusable_metrics_lines(model_copy, bad_line):
     result = run_info(model_copy)
     assert result.exit_code == 0, result.output
     curve = result.stdout.split("loss curves", 1)[1]
-    assert "·" in curve and "o" in curve and "nan" not in curve and "inf" not in curve  # the good points, drawn
-    assert "step 10" in curve and "step 20" in curve  # the bad line's step did not stretch the axis
+    assert "training CE" in curve and "dev CE" in curve and "nan" not in curve and "inf" not in curve  # the good points, drawn
+    ticks = curve.splitlines()[curve.splitlines().index(next(l for l in curve.splitlines() if "└" in l)) + 1]
+    assert ticks.split()[0].startswith("10") and ticks.split()[-1].startswith("20")  # the bad line's step did not stretch the axis
 
 
 @pytest.mark.parametrize("extreme", ["1e308", "-1e308", "1.7976931348623157e308", "5e-324"])
@@ -136,14 +174,15 @@ def test_info_plots_extreme_finite_values(model_copy, extreme):
     result = run_info(model_copy)
     assert result.exit_code == 0, result.output
     curve = result.stdout.split("loss curves", 1)[1]
-    assert "·" in curve and "nan" not in curve and "inf" not in curve
+    assert "training CE" in curve and "nan" not in curve and "inf" not in curve
+    assert "left out" in curve  # ±1e308 cannot be laid out on an axis: said, not drawn
 
 
 def test_info_reads_around_bytes_that_are_not_utf8(model_copy):
     (model_copy / "metrics.jsonl").write_bytes(b"\xff\xfe\x00garbage\n" + "\n".join(GOOD_METRICS).encode() + b"\n\x80\x81\n")
     result = run_info(model_copy)
     assert result.exit_code == 0, result.output
-    assert "·" in result.stdout.split("loss curves", 1)[1]
+    assert "training CE" in result.stdout.split("loss curves", 1)[1]
 
 
 def test_info_with_a_metrics_folder_shows_the_rest(model_copy):
@@ -163,12 +202,10 @@ def test_info_with_an_unreadable_metrics_file_shows_the_rest(model_copy):
     assert "model.d_model" in result.stdout and "cannot read" in result.stdout.split("loss curves", 1)[1]
 
 
-def test_plot_of_extreme_values_stays_in_range():
-    text = plot({"train": [(0, 1.7976931348623157e308), (10, -1.7976931348623157e308)], "dev": [(5, 0.0)]}, width=21, height=5).plain
-    lines = text.splitlines()
-    assert lines[0].split("│")[1].startswith("·") and lines[4].endswith("·")  # top left, bottom right
-    assert lines[2].split("│")[1][10] == "o"  # 0 is halfway between ±max, at the middle step
-    assert "nan" not in text and "inf" not in text
+def test_plot_of_extreme_values_leaves_them_out_and_says_so():
+    text = line_plot({"train": [(0, 1.7976931348623157e308), (10, -1e308), (5, 2.0), (7, 1.0)], "dev": [(5, 0.0)]}, "loss").plain
+    assert "2 value(s) beyond what an axis can show were left out" in text
+    assert "nan" not in text and "inf" not in text and "e+30" not in text
 
 
 def test_read_metrics_keeps_only_finite_real_numbers(tmp_path):

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from conftest import tiny_pairs, write_tsv
 from tt.cli.main import app
-from tt.cli.translator import segmentation_differs
+from tt.model.translator import segmentation_differs
 from tt.data.normalize import normalize
 from tt.data.tokenizer import BOS_ID, EOS_ID
 from tt.model.checkpoint import load_model_folder, save_model_folder

@@ -61,9 +61,11 @@ def test_vocab_shrinks_to_what_the_corpus_supports(tokenizer, trained):
 
 
 def test_special_ids(tokenizer):
-    assert (tokenizer.pad_id, tokenizer.unk_id, tokenizer.bos_id, tokenizer.eos_id) == (PAD_ID, UNK_ID, BOS_ID, EOS_ID)
-    assert tokenizer.tgt_piece(EOS_ID) == "</s>"
-    assert tokenizer.tgt_piece(UNK_ID) == "<unk>"
+    """The trained SentencePiece models put their special pieces where tt's constants say."""
+    for side in (tokenizer.src, tokenizer.tgt):
+        assert (side.pad_id(), side.unk_id(), side.bos_id(), side.eos_id()) == (PAD_ID, UNK_ID, BOS_ID, EOS_ID)
+    assert [tokenizer.tgt_piece(i) for i in (UNK_ID, BOS_ID, EOS_ID)] == ["<unk>", "<s>", "</s>"]
+    assert tokenizer.encode_src("x")[-1] == tokenizer.encode_tgt("x")[-1] == EOS_ID
 
 
 @pytest.mark.parametrize("text", ENGLISH_SENTENCES + CHINESE_SENTENCES)

@@ -83,7 +83,7 @@ class Translator:
         # The encoder has max_positions positions: a longer source is cut, keeping its </s>.
         limit = self.model.config.max_positions
         lengths = [len(ids) for ids in src_ids]
-        src_ids = [ids if len(ids) <= limit else ids[: limit - 1] + [EOS_ID] for ids in src_ids]
+        src_ids = [self.tokenizer.fit_source(ids, limit) for ids in src_ids]
         out = [Translation(text, "", [], None) for text in texts]
         if not work:
             return out
