@@ -4,7 +4,9 @@ Everything is measured in this one process (or its children, for memory and star
 the figures can be read as ratios even on a shared, noisy machine:
 - the yardstick: a 1024³ matmul in float32 and bfloat16;
 - training: non-padding target tokens per second, and model-FLOPs utilisation;
-- decoding: greedy and beam-5 at batch 1 and 64, a fixed-length measurement, cache vs none;
+- decoding: greedy and beam-5 at batch 1 and 64, a fixed-length measurement (and the same
+  for the model exported to CTranslate2, float32 and int8, when ctranslate2 is installed),
+  cache vs none;
 - peak memory (RSS) of `tt train` and `tt translate`, and start-up wall times.
 """
 
@@ -155,6 +157,50 @@ def fixed_length_speed(model, vocab: int, sentences: int = 1154, src_len: int = 
     return sum(len(h.tokens) for h in hyps) / elapsed
 
 
+def ct2_translator(model, tokenizer, quantization: str, device: torch.device):
+    """The model exported to CTranslate2 (in a temporary folder) and loaded, with torch's thread count."""
+    import ctranslate2
+
+    from tt.model.ct2 import write_ct2
+
+    use_cuda = device.type == "cuda" and ctranslate2.get_cuda_device_count() > 0
+    with tempfile.TemporaryDirectory() as folder:
+        write_ct2(model, tokenizer, Path(folder) / "ct2", quantization)
+        return ctranslate2.Translator(
+            str(Path(folder) / "ct2"), device="cuda" if use_cuda else "cpu", inter_threads=1, intra_threads=torch.get_num_threads()
+        )
+
+
+def ct2_fixed_length_decode(translator, src: list[list[str]], out_len: int = 20) -> tuple[list[list[str]], float]:
+    """`fixed_length_decode` in CTranslate2: (output pieces per sentence, seconds).
+
+    min_decoding_length = max_decoding_length = out_len keeps </s> out until the last step,
+    as tt's fixed length does.
+    """
+    options = dict(max_batch_size=64, beam_size=1, min_decoding_length=out_len, max_decoding_length=out_len)
+    translator.translate_batch(src[:64], **options)  # warm-up: first-call allocations
+    started = time.perf_counter()
+    results = translator.translate_batch(src, **options)
+    return [r.hypotheses[0] for r in results], time.perf_counter() - started
+
+
+def ct2_fixed_length_speed(
+    model, tokenizer, quantization: str, device: torch.device, sentences: int = 1154, src_len: int = 12, out_len: int = 20
+) -> float:
+    """Output tokens/s of the fixed-length measurement, for the model exported to CTranslate2."""
+    src = [[tokenizer.src_piece(i) for i in row] for row in fixed_length_sources(tokenizer.src_vocab_size, sentences, src_len)]
+    outputs, elapsed = ct2_fixed_length_decode(ct2_translator(model, tokenizer, quantization, device), src, out_len)
+    return sum(map(len, outputs)) / elapsed  # the tokens actually made, counted
+
+
+def ct2_installed() -> bool:
+    try:
+        import ctranslate2  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 # Run `tt` inside a child that reports its own peak resident memory (VmHWM) as it exits.
 # The child's ru_maxrss would not do: Linux carries the parent's size across fork + exec.
 _CHILD = """
@@ -244,6 +290,10 @@ def run_bench(data_dir: Path | None, seconds: float, report: Callable[[str], Non
             results[f"decode_beam{beam}_batch{batch}_tok_s"] = speed["tok_s"]
     report("decoding, fixed length")
     results["decode_fixed_tok_s"] = fixed_length_speed(model, tokenizer.tgt_vocab_size)
+    if ct2_installed():  # the optional extra: tt-translator[ct2]
+        for quantization in ("float32", "int8"):
+            report(f"decoding, fixed length, CTranslate2 {quantization}")
+            results[f"decode_fixed_ct2_{quantization}_tok_s"] = ct2_fixed_length_speed(model, tokenizer, quantization, device)
     report("decoding, cache vs recompute (30 tokens)")
     cached = fixed_length_speed(model, tokenizer.tgt_vocab_size, sentences=128, out_len=30)
     recomputed = fixed_length_speed(model, tokenizer.tgt_vocab_size, sentences=128, out_len=30, use_cache=False)
@@ -295,6 +345,14 @@ def bench_table(results: dict):
             key = f"decode_beam{beam}_batch{batch}"
             row(f"{'greedy' if beam == 1 else 'beam 5'}, batch {batch}", f"{results[key + '_sentences_s']:,.1f} sent/s", f"{results[key + '_tok_s']:,.0f} output tok/s")
     row("fixed length (1,154 × 20 tokens, batch 64)", f"{results['decode_fixed_tok_s']:,.0f} tok/s", "greedy, reference shape")
+    for quantization in ("float32", "int8"):
+        key = f"decode_fixed_ct2_{quantization}_tok_s"
+        if key in results:
+            row(
+                f"fixed length, CTranslate2 {quantization}",
+                f"{results[key]:,.0f} tok/s",
+                f"{results[key] / results['decode_fixed_tok_s']:.1f}× tt's; the same model exported (tt export --format ct2)",
+            )
     row("key/value cache vs full recompute", f"{results['decode_cache_speedup']:.1f}×", "30-token outputs; recompute = the whole forward pass over the prefix each step")
     def megabytes(value):
         return "n/a (no /proc)" if value is None else f"{value:,.0f} MB"

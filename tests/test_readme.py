@@ -29,7 +29,7 @@ def test_reading_the_code_table_matches_the_layout():
     """Every module of model/ and data/ has its row in "Reading the code", and every row names a real file."""
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     section = text.split("## Reading the code", 1)[1].split("\n## ", 1)[0]
-    listed = set(re.findall(r"^\| `((?:model|data|cli)/[a-z_]+\.py)` \|", section, flags=re.M))
+    listed = set(re.findall(r"^\| `((?:model|data|cli)/[a-z0-9_]+\.py)` \|", section, flags=re.M))
     modules = {f"{folder}/{path.name}" for folder in ("model", "data") for path in (ROOT / folder).glob("*.py") if path.name != "__init__.py"}
     assert modules - listed == set(), "modules missing from README's table"
     assert {name for name in listed if not (ROOT / name).exists()} == set(), "rows naming no file"
