@@ -86,6 +86,7 @@ def train(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a model already in --out (the old one stays until the new run writes its first checkpoint).")] = False,
     init_from: Annotated[Optional[Path], typer.Option(help="Start from this model's weights and tokenizer (fine-tuning).")] = None,
     config: Annotated[Optional[Path], typer.Option(help="JSON or TOML file of these same options; the command line wins.")] = None,
+    prepared: Annotated[Optional[Path], typer.Option(help="Folder for the prepared (tokenized) corpus, reused by later runs on the same data; `tt prepare` fills one. (default: OUT/prepared)", rich_help_panel=CORPUS)] = None,
     preset: Annotated[Optional[str], typer.Option(help="Named starting point for the sizes below: tiny, small or base. (default: small)", rich_help_panel=MODEL)] = None,
     layers: Annotated[Optional[int], typer.Option(help="Layers in the encoder, and again in the decoder.", rich_help_panel=MODEL)] = None,
     d_model: Annotated[Optional[int], typer.Option(help="Width of the residual stream.", rich_help_panel=MODEL)] = None,
