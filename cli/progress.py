@@ -100,20 +100,25 @@ class PreparationProgress:
         )
         self.task = None
 
+        self.live = console.is_terminal  # in a pipe or a log file, no bar: only the notes
+
     def __enter__(self) -> "PreparationProgress":
-        self.progress.__enter__()
+        if self.live:
+            self.progress.__enter__()
         return self
 
     def __exit__(self, *exc):
-        return self.progress.__exit__(*exc)
+        return self.progress.__exit__(*exc) if self.live else None
 
     def stage(self, description: str, total: int | None = None) -> None:
+        if not self.live:
+            return
         if self.task is not None:
             self.progress.update(self.task, visible=False)
         self.task = self.progress.add_task(description + "…", total=total, speed="")
 
     def advance(self, pairs: int) -> None:
-        if self.task is None:
+        if not self.live or self.task is None:
             return
         self.progress.advance(self.task, pairs)
         speed = self.progress.tasks[-1].speed
@@ -121,4 +126,4 @@ class PreparationProgress:
             self.progress.update(self.task, speed=f"{speed:,.0f} pairs/s")
 
     def note(self, text: str) -> None:
-        self.progress.console.print(text)
+        self.console.print(text)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from dataclasses import asdict, replace
 from importlib.resources import as_file, files
@@ -62,7 +63,11 @@ def run_train(options: dict[str, Any], resume: bool, overwrite: bool, console: C
                 if resume:
                     _resume(out, options, command_start, console, lock, cluster)
                 else:
-                    _start(out, options, overwrite, command_start, console, lock, cluster)
+                    try:
+                        _start(out, options, overwrite, command_start, console, lock, cluster)
+                    except BaseException:
+                        _forget_prepared(out, lock)
+                        raise
             together = True
         except typer.Exit:
             together = True  # a stop all processes agreed on (Ctrl-C, SIGTERM)
@@ -150,6 +155,12 @@ def _start(
         "summary": _summary_record(data, model),
     }
     _train(model, data, configs, out, record, command_start, console, None, cluster)
+
+
+def _forget_prepared(out: Path, lock: FolderLock) -> None:
+    """A new run that saved nothing leaves no folder behind: its prepared data goes too."""
+    if lock.created_folder and (out / "prepared").is_dir() and not is_model_folder(out):
+        shutil.rmtree(out / "prepared", ignore_errors=True)
 
 
 def prepared_folder(options: dict[str, Any], out: Path) -> Path:
