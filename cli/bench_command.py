@@ -113,7 +113,7 @@ def train_speed(config: ModelConfig, src_ids, tgt_ids, batch_tokens: int, precis
             rows = next(batches)
             totals, _ = trainer.train_step(rows)
             tokens += totals.n_tokens
-            padded += len(rows) * max(stream.lengths[i][1] for i in rows)  # the padded target tensor
+            padded += len(rows) * int(stream.tgt_lengths[rows].max())  # the padded target tensor
             steps += 1
         elapsed = time.perf_counter() - started
     return {"tok_s": tokens / elapsed, "steps": steps, "padding": 1 - tokens / padded, "parameters": count_parameters(model)}

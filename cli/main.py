@@ -86,6 +86,7 @@ def train(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a model already in --out (the old one stays until the new run writes its first checkpoint).")] = False,
     init_from: Annotated[Optional[Path], typer.Option(help="Start from this model's weights and tokenizer (fine-tuning).")] = None,
     config: Annotated[Optional[Path], typer.Option(help="JSON or TOML file of these same options; the command line wins.")] = None,
+    prepared: Annotated[Optional[Path], typer.Option(help="Folder for the prepared (tokenized) corpus, reused by later runs on the same data; `tt prepare` fills one. (default: OUT/prepared)", rich_help_panel=CORPUS)] = None,
     preset: Annotated[Optional[str], typer.Option(help="Named starting point for the sizes below: tiny, small or base. (default: small)", rich_help_panel=MODEL)] = None,
     layers: Annotated[Optional[int], typer.Option(help="Layers in the encoder, and again in the decoder.", rich_help_panel=MODEL)] = None,
     d_model: Annotated[Optional[int], typer.Option(help="Width of the residual stream.", rich_help_panel=MODEL)] = None,
@@ -136,6 +137,42 @@ def train(
 
     options = merge(given, config, option_kinds(train))
     run_train(options, resume=resume, overwrite=overwrite, console=stderr)
+
+
+@app.command()
+@user_errors
+def prepare(
+    corpus: Annotated[Optional[Path], typer.Argument(help="Parallel corpus (.tsv or .jsonl).", show_default=False)] = None,
+    out: Annotated[Path, typer.Option(help="Folder to write the prepared corpus to (give it to `tt train --prepared`).")] = Path("tt-prepared"),
+    src: Annotated[Optional[Path], typer.Option(help="Source side of a pair of aligned plain-text files.")] = None,
+    tgt: Annotated[Optional[Path], typer.Option(help="Target side of a pair of aligned plain-text files.")] = None,
+    format: Annotated[Optional[str], typer.Option(help="tsv, jsonl or text (default: from the extension).")] = None,
+    src_col: Annotated[Optional[int], typer.Option(help="TSV column of the source, from 1. (default: 1)")] = None,
+    tgt_col: Annotated[Optional[int], typer.Option(help="TSV column of the target, from 1. (default: 2)")] = None,
+    dev: Annotated[Optional[Path], typer.Option(help="Dev set file (same format options). Default: a held-out slice.")] = None,
+    dev_src: Annotated[Optional[Path], typer.Option(help="Dev set as aligned files: source side.")] = None,
+    dev_tgt: Annotated[Optional[Path], typer.Option(help="Dev set as aligned files: target side.")] = None,
+    dev_size: Annotated[Optional[int], typer.Option(help="Pairs to hold out when no --dev is given. (default: 5%, at most 1000; none under 1000 pairs)")] = None,
+    max_chars: Annotated[Optional[int], typer.Option(help="Drop pairs with a side longer than this many characters. (default: 300)")] = None,
+    max_ratio: Annotated[Optional[float], typer.Option(help="Drop pairs whose longer side is over this many times the shorter. (default: 9)")] = None,
+    preset: Annotated[Optional[str], typer.Option(help="The `tt train` preset whose vocabulary size to use. (default: small)")] = None,
+    vocab_size: Annotated[Optional[int], typer.Option(help="SentencePiece vocabulary size (shrinks if the corpus is small).")] = None,
+    separate_vocab: Annotated[Optional[bool], typer.Option("--separate-vocab", help="One vocabulary per language instead of a joint one.", show_default=False)] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed of the dev split and the tokenizer (use the same for `tt train`).")] = None,
+):
+    """Clean, split and tokenize a corpus once, into memory-mapped token ids that `tt train` reuses.
+
+    Runs on its own what `tt train` otherwise does first; give `tt train` the same corpus
+    options and `--prepared` the same folder. Examples:
+
+      tt prepare pairs.tsv --src-col 2 --tgt-col 1 --out zh-en-data
+
+      tt train pairs.tsv --src-col 2 --tgt-col 1 --prepared zh-en-data --out zh-en
+    """
+    from tt.cli.prepare_command import prepared_line, run_prepare
+
+    options = {k: v for k, v in locals().items() if k != "out" and v is not None}
+    stderr.print(prepared_line(run_prepare(options, out, stderr)))
 
 
 def model_folder(model: Optional[Path]) -> Path:

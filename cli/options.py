@@ -43,7 +43,7 @@ TRAIN_OPTIONS = {
 TOKENIZER_OPTIONS = {"vocab_size": "vocab_size", "separate_vocab": "joint"}
 CLEANING_OPTIONS = {"max_chars": "max_chars", "max_ratio": "max_ratio"}
 CORPUS_OPTIONS = ("corpus", "src", "tgt", "format", "src_col", "tgt_col", "dev", "dev_src", "dev_tgt", "dev_size")
-RUN_OPTIONS = ("out", "init_from", "threads", "preset", "probe", "probe_file")
+RUN_OPTIONS = ("out", "init_from", "threads", "preset", "probe", "probe_file", "prepared")
 ALL_OPTIONS = (
     set(MODEL_OPTIONS) | set(TRAIN_OPTIONS) | set(TOKENIZER_OPTIONS) | set(CLEANING_OPTIONS)
     | set(CORPUS_OPTIONS) | set(RUN_OPTIONS)
@@ -235,7 +235,7 @@ def record_of(configs: RunConfigs) -> dict[str, Any]:
 # data; a value different from the recorded one is refused rather than silently ignored.
 RESUMABLE_OPTIONS = LIMIT_OPTIONS + (
     "lr", "warmup", "batch_tokens", "label_smoothing", "clip_norm", "weight_decay", "precision",
-    "dev_bleu_sentences", "average_last", "device", "accum", "log_every", "probe", "probe_file",
+    "dev_bleu_sentences", "average_last", "device", "accum", "log_every", "probe", "probe_file", "prepared",
 )
 _SPEC_FIELDS = {  # corpus option → (record section, CorpusSpec field)
     "corpus": ("corpus", "path"), "src": ("corpus", "src_path"), "tgt": ("corpus", "tgt_path"),

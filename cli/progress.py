@@ -81,3 +81,49 @@ class TrainingProgress:
             self.progress.console.print(
                 f"step {metrics['step']:>6}  dev loss {metrics['dev_loss']:.3f}  dev perplexity {metrics['dev_ppl']:.2f}{bleu}"
             )
+
+
+
+class PreparationProgress:
+    """A `tt.data.prepare.Progress`: one bar per stage, counting pairs (and pairs/s) on stderr."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(bar_width=24),
+            TextColumn("{task.completed:,.0f} pairs"),
+            TextColumn("{task.fields[speed]}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        )
+        self.task = None
+
+        self.live = console.is_terminal  # in a pipe or a log file, no bar: only the notes
+
+    def __enter__(self) -> "PreparationProgress":
+        if self.live:
+            self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc) if self.live else None
+
+    def stage(self, description: str, total: int | None = None) -> None:
+        if not self.live:
+            return
+        if self.task is not None:
+            self.progress.update(self.task, visible=False)
+        self.task = self.progress.add_task(description + "…", total=total, speed="")
+
+    def advance(self, pairs: int) -> None:
+        if not self.live or self.task is None:
+            return
+        self.progress.advance(self.task, pairs)
+        speed = self.progress.tasks[-1].speed
+        if speed:
+            self.progress.update(self.task, speed=f"{speed:,.0f} pairs/s")
+
+    def note(self, text: str) -> None:
+        self.console.print(text)

@@ -1,4 +1,4 @@
-"""`tt train`: corpus → cleaning → tokenizer → token ids → Transformer → training loop.
+"""`tt train`: prepared corpus (`tt.data.prepare`) → Transformer → training loop.
 
 Everything that can be wrong with the input (files, columns, encodings, options) is found
 before anything is written into the model folder: a failed `tt train` leaves no trace.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from dataclasses import asdict, replace
 from importlib.resources import as_file, files
@@ -22,11 +23,13 @@ from rich.table import Table
 from tt.cli.interrupts import Interrupted, interrupt_immediately, stop_after_step
 from tt.cli.options import RunConfigs, absolute, build_configs, corpus_specs, record_of, resume_configs
 from tt.cli.presets import DEFAULT_EPOCHS, demo_configs, preset_configs
-from tt.cli.progress import TrainingProgress
-from tt.data.clean import CleaningConfig, CleaningReport, auto_dev_size, clean_pairs, pair_key, split_dev
-from tt.data.corpus import CorpusSpec, check_spec, read_pairs
+from tt.cli.progress import PreparationProgress, TrainingProgress
+from tt.data.batches import BatchStream
+from tt.data.clean import CleaningConfig
+from tt.data.corpus import CorpusSpec
 from tt.data.errors import UserError
-from tt.data.tokenizer import Tokenizer, TokenizerConfig, TokenizerReport, measure, train_tokenizer
+from tt.data.prepare import PrepareRequest, PreparedCorpus, open_prepared, prepare
+from tt.data.tokenizer import TokenizerConfig
 from tt.model.checkpoint import (
     CONFIG, STATE_TENSORS, is_model_folder, load_model_folder, read_json,
 )
@@ -39,7 +42,6 @@ from tt.model.probes import DEMO_PROBE, Probe, ProbeSet, gather_probes, recorded
 from tt.cli.durations import format_seconds, signal_name
 from tt.model.train import Trainer, TrainConfig
 from tt.model.transformer import ModelConfig, Transformer, count_parameters
-from tt.data.batches import BatchStream
 
 def run_train(options: dict[str, Any], resume: bool, overwrite: bool, console: Console) -> None:
     command_start = time.monotonic()
@@ -64,7 +66,11 @@ def run_train(options: dict[str, Any], resume: bool, overwrite: bool, console: C
                 if resume:
                     _resume(out, options, command_start, console, lock, cluster)
                 else:
-                    _start(out, options, overwrite, command_start, console, lock, cluster)
+                    try:
+                        _start(out, options, overwrite, command_start, console, lock, cluster)
+                    except BaseException:
+                        _forget_prepared(out, lock)
+                        raise
             together = True
         except typer.Exit:
             together = True  # a stop all processes agreed on (Ctrl-C, SIGTERM)
@@ -119,36 +125,30 @@ def _start(
     if init_from is not None and not is_model_folder(init_from):
         raise UserError(f"--init-from {init_from}: not a tt model folder")
 
+    tokenizer = None
+    if init_from is not None:
+        model, tokenizer, _ = load_model_folder(init_from)
+        configs.model = model.config
+    lock.acquire()  # creates the folder: nothing before this point writes anything
+    if is_model_folder(out) and not overwrite:  # another run may have finished here while we checked
+        raise UserError(f"{out}: already holds a model; continue it with --resume or replace it with --overwrite")
     with _demo_path() as demo_file:
         if demo:
             train_spec = CorpusSpec(path=str(demo_file))
-        data = prepare_data(train_spec, dev_spec, configs, options.get("dev_size"), console)
-    if init_from is not None:
-        model, tokenizer, _ = load_model_folder(init_from)
-        tokenizer_report = measure(tokenizer, data.train[:5000])
-        configs.model = model.config
-    else:
-        tokenizer = tokenizer_report = None
-        if cluster.is_main:  # trained once; the other processes receive its files
-            with console.status("training the SentencePiece tokenizer…"):
-                tokenizer, tokenizer_report = train_tokenizer(data.train, configs.tokenizer, configs.train.seed)
-        files = broadcast_files(tokenizer.to_files() if tokenizer else None, cluster, resolve_device(configs.train.device))
-        if tokenizer is None:
-            tokenizer = Tokenizer.from_files(files)
-            tokenizer_report = measure(tokenizer, data.train[:5000])
+        request = PrepareRequest(
+            train_spec, dev_spec, configs.cleaning, configs.tokenizer, configs.train.seed, options.get("dev_size"), tokenizer
+        )
+        data = prepare_everywhere(request, prepared_folder(options, out), cluster, configs.train.device, console)
+    if init_from is None:
         configs.model = replace(
             configs.model,
-            src_vocab_size=tokenizer.src_vocab_size,
-            tgt_vocab_size=tokenizer.tgt_vocab_size,
-            tie_embeddings=tokenizer.joint,
+            src_vocab_size=data.tokenizer.src_vocab_size,
+            tgt_vocab_size=data.tokenizer.tgt_vocab_size,
+            tie_embeddings=data.tokenizer.joint,
         )
         torch.manual_seed(configs.train.seed)
         model = Transformer(configs.model)
-    console.print(summary_table(data.report, data, tokenizer_report, model))
-
-    lock.acquire()  # creates the folder: nothing before this point writes anything
-    if is_model_folder(out) and not overwrite:  # another run may have finished here while we prepared
-        raise UserError(f"{out}: already holds a model; continue it with --resume or replace it with --overwrite")
+    console.print(summary_table(data, model))
     record = {
         "preset": None if demo else options.get("preset"),
         "corpus": None if demo else asdict(absolute(train_spec)),
@@ -157,9 +157,9 @@ def _start(
         "dev_size": len(data.dev),
         "probes": [[p.source, p.reference] for p in probes],
         **record_of(configs),
-        "summary": _summary_record(data, tokenizer_report, model),
+        "summary": _summary_record(data, model),
     }
-    _train(model, tokenizer, data, configs, out, record, command_start, console, None, cluster)
+    _train(model, data, configs, out, record, command_start, console, None, cluster)
 
 
 def _probes(options: dict[str, Any], demo: bool, recorded: list[Probe] | None = None) -> list[Probe]:
@@ -171,57 +171,46 @@ def _probes(options: dict[str, Any], demo: bool, recorded: list[Probe] | None = 
     return [Probe(*DEMO_PROBE)] if demo else []
 
 
-class PreparedData:
-    def __init__(self, train, dev, report):
-        self.train: list[tuple[str, str]] = train
-        self.dev: list[tuple[str, str]] = dev
-        self.report: CleaningReport = report
+
+def _forget_prepared(out: Path, lock: FolderLock) -> None:
+    """A new run that saved nothing leaves no folder behind: its prepared data goes too."""
+    if lock.created_folder and (out / "prepared").is_dir() and not is_model_folder(out):
+        shutil.rmtree(out / "prepared", ignore_errors=True)
 
 
-def prepare_data(train_spec: CorpusSpec, dev_spec: CorpusSpec | None, configs: RunConfigs, dev_size, console) -> PreparedData:
-    check_spec(train_spec)
-    if dev_spec is not None:
-        check_spec(dev_spec)
-    dev: list[tuple[str, str]] = []
-    exclude: set[bytes] = set()
-    with console.status(f"reading {train_spec.describe()}…"):
-        if dev_spec is not None:
-            dev, _ = clean_pairs(read_pairs(dev_spec), CleaningConfig(max_chars=10**9, max_ratio=float("inf")))
-            if not dev:
-                raise UserError(f"{dev_spec.describe()}: the dev set holds no usable pairs")
-            exclude = {pair_key(s, t) for s, t in dev}
-        train, report = clean_pairs(read_pairs(train_spec), configs.cleaning, exclude)
-    if not train:
-        raise UserError(
-            f"{train_spec.describe()}: no usable pairs (read {report.read}, "
-            f"{report.read - report.kept} dropped by cleaning)"
-        )
-    if dev_spec is None:
-        size = auto_dev_size(len(train)) if dev_size is None else int(dev_size)
-        train, dev = split_dev(train, size, configs.train.seed)
-        if not train:
-            raise UserError(f"--dev-size {size} leaves no pairs to train on")
-    return PreparedData(train, dev, report)
+def prepared_folder(options: dict[str, Any], out: Path) -> Path:
+    """Where the token shards live: --prepared, else beside the run."""
+    return Path(options["prepared"]) if options.get("prepared") else out / "prepared"
+
+
+def prepare_everywhere(request: PrepareRequest, folder: Path, cluster: Cluster, device: str, console: Console) -> PreparedCorpus:
+    """Process 0 prepares (or checks and reuses) the corpus; under torchrun the others then map the same files."""
+    if cluster.is_main:
+        try:
+            with PreparationProgress(console) as progress:
+                data = prepare(request, folder, progress)
+        except BaseException:
+            if cluster.distributed:
+                broadcast_files({"status": b"failed"}, cluster, resolve_device(device))
+            raise
+        if cluster.distributed:
+            broadcast_files({"status": b"ready"}, cluster, resolve_device(device))
+        if data.reused:
+            console.print(f"reusing the prepared data in {folder} ({data.train_pairs:,} pairs)")
+        return data
+    if broadcast_files(None, cluster, resolve_device(device))["status"] != b"ready":
+        raise UserError("process 0 could not prepare the corpus")  # it says why
+    return open_prepared(folder, request, verify=False)
 
 
 def _train(
-    model, tokenizer, data, configs: RunConfigs, out, record, command_start, console, resume_notes: list[str] | None, cluster: Cluster
+    model, data: PreparedCorpus, configs: RunConfigs, out, record, command_start, console, resume_notes: list[str] | None, cluster: Cluster
 ) -> None:
     """`resume_notes`: None for a new run; on --resume, what the changed options changed."""
-    src_ids = [tokenizer.encode_src(s) for s, _ in data.train]
-    tgt_ids = [tokenizer.encode_tgt(t) for _, t in data.train]
+    tokenizer = data.tokenizer
     limit = model.config.max_positions - 1
-    kept = [i for i in range(len(src_ids)) if len(src_ids[i]) <= limit and len(tgt_ids[i]) <= limit]
-    if not kept:
-        raise UserError(f"every pair is longer than {limit} tokens: nothing to train on")
-    stream = BatchStream([src_ids[i] for i in kept], [tgt_ids[i] for i in kept], configs.train.batch_tokens, configs.train.seed)
-    dev = None
-    if data.dev:
-        dev = DevSet(
-            [tokenizer.encode_src(s)[:limit] for s, _ in data.dev],
-            [tokenizer.encode_tgt(t)[:limit] for _, t in data.dev],
-            references=[t for _, t in data.dev],
-        )
+    stream = BatchStream(*data.within(limit), configs.train.batch_tokens, configs.train.seed)
+    dev = DevSet(*data.dev_ids(limit)) if data.dev else None
 
     def save_record() -> dict:
         return {**record, **record_of(configs), "step": trainer.step}
@@ -288,49 +277,53 @@ def _resume(out: Path, options: dict[str, Any], command_start: float, console: C
     if cluster.is_main:
         for stale in out.glob(".*.tmp-*"):  # half-written files of a run that was killed mid-save
             stale.unlink(missing_ok=True)
+    model, tokenizer, _ = load_model_folder(out)
     with _demo_path() as demo_file:
         train_spec = CorpusSpec(path=str(demo_file)) if record.get("demo") else config_from_dict(CorpusSpec, record.get("corpus"), f"{where}: corpus")
         dev_spec = config_from_dict(CorpusSpec, record["dev"], f"{where}: dev") if record.get("dev") else None
-        data = prepare_data(train_spec, dev_spec, configs, record.get("dev_size"), console)
+        request = PrepareRequest(
+            train_spec, dev_spec, configs.cleaning, configs.tokenizer, configs.train.seed, record.get("dev_size"), tokenizer
+        )
+        data = prepare_everywhere(request, prepared_folder(options, out), cluster, configs.train.device, console)
     recorded_pairs = (record.get("summary") or {}).get("train_pairs")
-    if recorded_pairs is not None and recorded_pairs != len(data.train):
+    if recorded_pairs is not None and recorded_pairs != data.train_pairs:
         raise UserError(
-            f"{train_spec.describe()}: the corpus changed since this run started ({len(data.train):,} usable pairs now, "
+            f"{train_spec.describe()}: the corpus changed since this run started ({data.train_pairs:,} usable pairs now, "
             f"{recorded_pairs:,} then); --resume needs the same data"
         )
-    model, tokenizer, _ = load_model_folder(out)
     model.train()
-    _train(model, tokenizer, data, configs, out, record, command_start, console, changes, cluster)
+    _train(model, data, configs, out, record, command_start, console, changes, cluster)
 
 
 def _demo_path():
     return as_file(files("tt.data") / "demo.tsv")
 
 
-def _summary_record(data: PreparedData, tokenizer_report: TokenizerReport, model) -> dict:
+def _summary_record(data: PreparedCorpus, model) -> dict:
     return {
         "cleaning": dict(data.report.rows()),
-        "train_pairs": len(data.train),
+        "train_pairs": data.train_pairs,
         "dev_pairs": len(data.dev),
-        "tokenizer": asdict(tokenizer_report),
+        "tokenizer": asdict(data.tokenizer_report),
         "parameters": count_parameters(model),
     }
 
 
-def summary_table(report: CleaningReport, data: PreparedData, tokenizer_report: TokenizerReport, model) -> Table:
+def summary_table(data: PreparedCorpus, model) -> Table:
     table = Table(title="corpus and tokenizer", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column(justify="right")
-    for label, value in report.rows():
+    for label, value in data.report.rows():
         table.add_row(label, f"{value:,}")
-    table.add_row("train pairs", f"{len(data.train):,}")
+    table.add_row("train pairs", f"{data.train_pairs:,}")
     table.add_row("dev pairs", f"{len(data.dev):,}" if data.dev else "none (corpus under 1,000 pairs)")
-    vocab = f"{tokenizer_report.vocab_size:,}"
-    if tokenizer_report.src_vocab_size != tokenizer_report.vocab_size:
-        vocab = f"{tokenizer_report.src_vocab_size:,} source, {tokenizer_report.vocab_size:,} target"
+    report = data.tokenizer_report
+    vocab = f"{report.vocab_size:,}"
+    if report.src_vocab_size != report.vocab_size:
+        vocab = f"{report.src_vocab_size:,} source, {report.vocab_size:,} target"
     table.add_row("vocabulary", vocab)
-    table.add_row("character coverage", f"{tokenizer_report.character_coverage:.4%}")
-    share = tokenizer_report.byte_pieces / max(tokenizer_report.pieces, 1)
-    table.add_row("byte-fallback pieces", f"{tokenizer_report.byte_pieces:,} of {tokenizer_report.pieces:,} ({share:.2%})")
+    table.add_row("character coverage", f"{report.character_coverage:.4%}")
+    share = report.byte_pieces / max(report.pieces, 1)
+    table.add_row("byte-fallback pieces", f"{report.byte_pieces:,} of {report.pieces:,} ({share:.2%})")
     table.add_row("model parameters", f"{count_parameters(model):,}")
     return table

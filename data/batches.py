@@ -6,6 +6,10 @@ is padding, so the compute goes into real tokens. The order of batches is shuffl
 each epoch from `seed + epoch`, so a run — and a resumed run — sees the same batches in the
 same order.
 
+Batches are planned from the two lengths arrays alone (numpy), never from the token ids,
+so the ids may stay on disk (`tt.data.shards`) while a plan for millions of pairs costs a
+few bytes per pair.
+
 Teacher forcing: the decoder reads `tgt_in` = <s> y1 … yn and must predict
 `tgt_out` = y1 … yn </s>, one position ahead.
 """
@@ -16,6 +20,7 @@ import random
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
+import numpy as np
 import torch
 
 from tt.data.tokenizer import BOS_ID, PAD_ID
@@ -44,7 +49,7 @@ def pad(rows: Sequence[Sequence[int]], length: int | None = None) -> torch.Tenso
     length = length or max(len(row) for row in rows)
     out = torch.full((len(rows), length), PAD_ID, dtype=torch.long)
     for i, row in enumerate(rows):
-        out[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+        out[i, : len(row)] = torch.as_tensor(np.asarray(row, dtype=np.int64))
     return out
 
 
@@ -56,50 +61,123 @@ def make_batch(src_ids: Sequence[Sequence[int]], tgt_ids: Sequence[Sequence[int]
     return Batch(src=src, tgt_in=tgt_in, tgt_out=tgt_out, src_pad_mask=src == PAD_ID)
 
 
-def plan_batches(
-    lengths: Sequence[tuple[int, int]], batch_tokens: int, seed: int, max_sentences: int = 1024
-) -> list[list[int]]:
+class Plan:
+    """One epoch's batches: pair indices sorted by length, cut into runs, the runs shuffled.
+
+    Held as three arrays instead of a list of lists: `order` (every index once, sorted by
+    length), `starts` (where each batch begins in `order`) and `sequence` (the shuffled
+    order in which the batches are handed out).
+    """
+
+    def __init__(self, order: np.ndarray, starts: np.ndarray, sequence: list[int]):
+        self.order, self.starts, self.sequence = order, starts, sequence
+
+    def __len__(self) -> int:
+        return len(self.sequence)
+
+    def __getitem__(self, position: int) -> list[int]:
+        batch = self.sequence[position]
+        return self.order[self.starts[batch] : self.starts[batch + 1]].tolist()
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return (self[position] for position in range(len(self)))
+
+
+def plan_epoch(
+    src_lengths: np.ndarray, tgt_lengths: np.ndarray, batch_tokens: int, seed: int, max_sentences: int = 1024
+) -> Plan:
     """Group pair indices into batches of at most `batch_tokens` padded tokens per side.
 
     Pairs are sorted by (target, source) length, with a seeded random tie-break so that
-    pairs of equal length mix differently each epoch; batches are then cut greedily.
+    pairs of equal length mix differently each epoch; batches are then cut greedily and
+    their order shuffled. The random numbers are Python's `random.Random(seed)` stream
+    (drawn through numpy's identical Mersenne Twister, all at once), so a plan is the same
+    whichever way the lengths are held.
     """
+    n = len(src_lengths)
     rng = random.Random(seed)
-    order = sorted(range(len(lengths)), key=lambda i: (lengths[i][1], lengths[i][0], rng.random()))
-    batches: list[list[int]] = []
-    current: list[int] = []
-    longest_src = longest_tgt = 0
-    for index in order:
-        src_len, tgt_len = lengths[index]
-        grow_src, grow_tgt = max(longest_src, src_len), max(longest_tgt, tgt_len)
-        rows = len(current) + 1
-        if current and (rows * max(grow_src, grow_tgt) > batch_tokens or rows > max_sentences):
-            batches.append(current)
-            current, grow_src, grow_tgt = [], src_len, tgt_len
-        current.append(index)
-        longest_src, longest_tgt = grow_src, grow_tgt
-    if current:
-        batches.append(current)
-    rng.shuffle(batches)
-    return batches
+    tie_break = _draw(rng, n)  # one number per pair, in index order
+    order = np.lexsort((tie_break, np.asarray(src_lengths), np.asarray(tgt_lengths)))
+    del tie_break
+    starts = _cut(np.asarray(src_lengths)[order], np.asarray(tgt_lengths)[order], batch_tokens, max_sentences)
+    sequence = list(range(len(starts) - 1))
+    rng.shuffle(sequence)
+    return Plan(order, starts, sequence)
+
+
+def plan_batches(
+    lengths: Sequence[tuple[int, int]], batch_tokens: int, seed: int, max_sentences: int = 1024
+) -> list[list[int]]:
+    """`plan_epoch` for a short list of (source, target) lengths, as lists of indices."""
+    pairs = np.asarray(lengths, dtype=np.int64).reshape(-1, 2)
+    return list(plan_epoch(pairs[:, 0], pairs[:, 1], batch_tokens, seed, max_sentences))
+
+
+def _draw(rng: random.Random, n: int) -> np.ndarray:
+    """`[rng.random() for _ in range(n)]` as an array, leaving `rng` where that loop would."""
+    version, state, gauss = rng.getstate()
+    twister = np.random.RandomState()
+    twister.set_state(("MT19937", np.array(state[:-1], dtype=np.uint32), state[-1]))
+    numbers = twister.random_sample(n)
+    _, key, position, *_ = twister.get_state()
+    rng.setstate((version, (*map(int, key), int(position)), gauss))
+    return numbers
+
+
+def _cut(src_sorted: np.ndarray, tgt_sorted: np.ndarray, batch_tokens: int, max_sentences: int) -> np.ndarray:
+    """Where each batch starts: greedily, a new one when one more row would break a limit.
+
+    Targets arrive sorted, so a batch's longest target is its last; only the source needs
+    a running maximum. No batch beginning at row s can hold more than
+    batch_tokens // tgt[s] rows, so each cut looks at that window alone.
+    """
+    n = len(src_sorted)
+    starts = [0]
+    begin = 0
+    while begin < n:
+        window = min(max_sentences, batch_tokens // max(int(tgt_sorted[begin]), 1)) + 1
+        src_part = src_sorted[begin : begin + window]
+        longest = np.maximum(np.maximum.accumulate(src_part), tgt_sorted[begin : begin + window])
+        rows = np.arange(1, len(src_part) + 1)
+        over = (rows * longest > batch_tokens) | (rows > max_sentences)
+        over[0] = False  # a row longer than the budget still makes a batch of its own
+        size = int(over.argmax()) if over.any() else len(src_part)
+        begin += size
+        starts.append(begin)
+    return np.asarray(starts, dtype=np.int64)
+
+
+def lengths_of(rows) -> np.ndarray:
+    """The length of every row: a token array's own index, or counted for a list of lists."""
+    lengths = getattr(rows, "lengths", None)
+    if lengths is not None:
+        return lengths
+    return np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
 
 
 class BatchStream:
-    """Endless epochs of batches over an encoded corpus, resumable at (epoch, position)."""
+    """Endless epochs of batches over an encoded corpus, resumable at (epoch, position).
 
-    def __init__(self, src_ids: list[list[int]], tgt_ids: list[list[int]], batch_tokens: int, seed: int):
+    `src_ids`/`tgt_ids`: row i is pair i's token ids, as lists or as `tt.data.shards`
+    token arrays on disk; both give the same batches in the same order.
+    """
+
+    def __init__(self, src_ids, tgt_ids, batch_tokens: int, seed: int):
         self.src_ids, self.tgt_ids = src_ids, tgt_ids
-        self.lengths = [(len(s), len(t)) for s, t in zip(src_ids, tgt_ids)]
+        self.src_lengths, self.tgt_lengths = lengths_of(src_ids), lengths_of(tgt_ids)
         self.batch_tokens, self.seed = batch_tokens, seed
         self.epoch, self.position = 0, 0  # the next batch to hand out
-        self._plan: list[list[int]] | None = None
+        self._plan: Plan | None = None
+
+    def __len__(self) -> int:
+        return len(self.src_lengths)
 
     def batches_per_epoch(self) -> int:
         return len(self._current_plan())
 
-    def _current_plan(self) -> list[list[int]]:
+    def _current_plan(self) -> Plan:
         if self._plan is None:
-            self._plan = plan_batches(self.lengths, self.batch_tokens, self.seed + self.epoch)
+            self._plan = plan_epoch(self.src_lengths, self.tgt_lengths, self.batch_tokens, self.seed + self.epoch)
         return self._plan
 
     @property
@@ -112,9 +190,8 @@ class BatchStream:
 
         Returns that share. (Used when --resume changes --batch-tokens.)
         """
-        old = BatchStream(self.src_ids, self.tgt_ids, old_batch_tokens, self.seed)
-        old.epoch = self.epoch
-        share = self.position / old.batches_per_epoch()
+        old = plan_epoch(self.src_lengths, self.tgt_lengths, old_batch_tokens, self.seed + self.epoch)
+        share = self.position / len(old)
         self.position, self._plan = round(share * self.batches_per_epoch()), None
         return share
 
@@ -134,7 +211,7 @@ class BatchStream:
 
     def target_tokens(self, indices: Sequence[int]) -> int:
         """Real target tokens (</s> included) of these sentences."""
-        return sum(self.lengths[i][1] for i in indices)
+        return int(self.tgt_lengths[list(indices)].sum())
 
     def __iter__(self) -> Iterator[Batch]:
         for indices in self.rows():

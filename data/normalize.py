@@ -9,20 +9,21 @@ including tabs and no-break spaces, become one ASCII space and the ends are trim
 import re
 import unicodedata
 
-_WHITESPACE = re.compile(r"\s+")
 # Zero-width characters survive NFKC and \s, yet are invisible: drop them.
-_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
+_INVISIBLE = re.compile("[\u200b\u200c\u200d\u2060\ufeff]")
 # A lone surrogate is not text: it is how Python spells an undecodable byte in a command-line
 # argument. Left in, it would make the tokenizer fail; it becomes the replacement character.
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # SentencePiece spells a space as ▁ (U+2581): a literal ▁ in the text would come back as a
 # space. It becomes the nearest ordinary character, so that what is trained is what comes out.
-_SPACE_MARKER = str.maketrans({"\u2581": "_"})
+_SPACE_MARKER = "\u2581"
 
 
 def normalize(text: str) -> str:
+    if text.isascii():  # NFKC leaves ASCII as it is, and none of the characters above is ASCII
+        return " ".join(text.split())  # str.split's whitespace is exactly \s's
     # Invisible characters go first: left in place, one can keep NFKC from composing a
     # letter with its accent, and the result would change if normalized a second time.
     text = _SURROGATE.sub("\ufffd", text)
-    text = unicodedata.normalize("NFKC", text.translate(_INVISIBLE)).translate(_SPACE_MARKER)
-    return _WHITESPACE.sub(" ", text).strip()
+    text = unicodedata.normalize("NFKC", _INVISIBLE.sub("", text)).replace(_SPACE_MARKER, "_")
+    return " ".join(text.split())

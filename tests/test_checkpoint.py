@@ -36,7 +36,7 @@ def test_folder_holds_every_file_a_run_writes(trained_model):
 
 
 def test_no_pickle_anywhere(trained_model):
-    for path in trained_model.iterdir():
+    for path in (p for p in trained_model.rglob("*") if p.is_file()):  # the prepared corpus too
         head = path.read_bytes()[:2]
         assert head != b"\x80\x04" and head != b"\x80\x02", f"{path.name} looks like a pickle"
         assert not path.name.endswith((".pt", ".pth", ".pkl", ".bin"))
@@ -46,7 +46,8 @@ def test_unknown_config_key_is_refused(trained_model, tmp_path):
     copy = tmp_path / "copy"
     copy.mkdir()
     for path in trained_model.iterdir():
-        (copy / path.name).write_bytes(path.read_bytes())
+        if path.is_file():
+            (copy / path.name).write_bytes(path.read_bytes())
     record = json.loads((copy / "config.json").read_text())
     record["model"]["d_modle"] = 3
     (copy / "config.json").write_text(json.dumps(record))
@@ -58,7 +59,8 @@ def test_corrupt_weights_give_a_user_error(trained_model, tmp_path):
     copy = tmp_path / "copy"
     copy.mkdir()
     for path in trained_model.iterdir():
-        (copy / path.name).write_bytes(path.read_bytes())
+        if path.is_file():
+            (copy / path.name).write_bytes(path.read_bytes())
     (copy / "model.safetensors").write_bytes(b"not safetensors at all")
     with pytest.raises(UserError, match="model.safetensors"):
         load_model_folder(copy)

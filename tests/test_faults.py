@@ -49,6 +49,11 @@ def one_error_line(result) -> str:
     return lines[-1]
 
 
+def contents(folder, skip=()):
+    """Every file under `folder` (the prepared corpus included) → its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file() and p.name not in skip}
+
+
 def no_temporary_files(folder: Path) -> bool:
     return not [p for p in folder.iterdir() if ".tmp-" in p.name]
 
@@ -121,11 +126,11 @@ def test_a_tampered_training_state_is_refused_in_one_line(tmp_path, corpus_file,
 def test_overwrite_that_fails_before_its_first_checkpoint_keeps_the_old_model(monkeypatch, tmp_path, corpus_file):
     out = tmp_path / "model"
     assert train(corpus_file, "--out", out, "--max-steps", "3").exit_code == 0
-    before = {p.name: p.read_bytes() for p in out.iterdir() if p.name != ".lock"}
+    before = contents(out, skip=(".lock",))
     nan_at_step(monkeypatch, 2)
     line = one_error_line(train(corpus_file, "--out", out, "--max-steps", "5", "--overwrite"))
     assert "training diverged" in line
-    after = {p.name: p.read_bytes() for p in out.iterdir() if p.name != ".lock"}
+    after = contents(out, skip=(".lock",))
     assert after == before  # weights, config, state, tokenizer and metrics as they were
 
 
@@ -151,7 +156,7 @@ def test_overwrite_replaces_every_file_of_the_old_run(tmp_path, corpus_file):
 def test_disk_full_at_fsync_keeps_the_previous_checkpoint(monkeypatch, tmp_path, corpus_file):
     out = tmp_path / "model"
     assert train(corpus_file, "--out", out, "--max-steps", "3").exit_code == 0
-    before = {p.name: p.read_bytes() for p in out.iterdir() if p.name != "metrics.jsonl"}
+    before = contents(out, skip=("metrics.jsonl",))
 
     def full(path):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -160,7 +165,7 @@ def test_disk_full_at_fsync_keeps_the_previous_checkpoint(monkeypatch, tmp_path,
     result = runner.invoke(app, ["train", "--resume", "--out", str(out), "--max-steps", "6"])
     line = one_error_line(result)
     assert "No space left on device" in line and "previous file" in line
-    after = {p.name: p.read_bytes() for p in out.iterdir() if p.name != "metrics.jsonl"}
+    after = contents(out, skip=("metrics.jsonl",))
     assert after == before  # every checkpoint file exactly as it was
     assert read_training_state(out)[0]["step"] == 3
 
@@ -245,11 +250,11 @@ def test_resume_applies_and_reports_allowed_changes(short_run, tmp_path):
      ("--max-chars", "50"), ("--src-col", "2"), ("--init-from", "somewhere"), ("--preset", "tiny")],
 )
 def test_resume_refuses_options_that_define_the_run(short_run, option, value):
-    before = {p.name: p.read_bytes() for p in short_run.iterdir()}
+    before = contents(short_run)
     args = ["train", "--resume", "--out", str(short_run), "--max-steps", "8", option] + ([value] if value else [])
     line = one_error_line(runner.invoke(app, args))
     assert f"--resume cannot change {option}" in line
-    assert {p.name: p.read_bytes() for p in short_run.iterdir()} == before
+    assert contents(short_run) == before
 
 
 def test_resume_with_the_config_file_that_started_the_run(tmp_path, corpus_file):

@@ -1,0 +1,43 @@
+"""`tt prepare`: clean, split and tokenize a corpus into a folder `tt train --prepared` reuses.
+
+The same options as `tt train`'s corpus and tokenizer options, and the same defaults, so
+that `tt train CORPUS --prepared DIR` with the same options finds the folder ready.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from tt.cli.options import build_configs, corpus_specs
+from tt.cli.presets import preset_configs
+from tt.cli.progress import PreparationProgress
+from tt.data.errors import UserError
+from tt.data.prepare import PreparedCorpus, PrepareRequest, prepare
+
+
+def run_prepare(options: dict[str, Any], folder: Path, console: Console) -> PreparedCorpus:
+    train_spec, dev_spec = corpus_specs(options)
+    if train_spec is None:
+        raise UserError("give a corpus file, or --src and --tgt")
+    if options.get("dev_size") is not None and options["dev_size"] < 0:
+        raise UserError("--dev-size must not be negative")
+    configs = build_configs(options, preset_configs(options.get("preset")))
+    request = PrepareRequest(
+        train_spec, dev_spec, configs.cleaning, configs.tokenizer, configs.train.seed, options.get("dev_size")
+    )
+    with PreparationProgress(console) as progress:
+        data = prepare(request, folder, progress)
+    return data
+
+
+def prepared_line(data: PreparedCorpus) -> str:
+    verb = "reusing" if data.reused else "prepared"
+    report = data.report
+    return (
+        f"{verb} {data.folder}: {data.train_pairs:,} train pairs, {len(data.dev):,} dev pairs "
+        f"({report.read:,} read, {report.read - report.kept:,} dropped by cleaning), "
+        f"vocabulary {data.tokenizer.tgt_vocab_size:,}"
+    )

@@ -1,0 +1,145 @@
+"""Token ids on disk: one flat array per side, memory-mapped, read row by row.
+
+A side NAME of a prepared corpus is three files (nanoGPT's `train.bin` and fairseq's
+indexed datasets work the same way):
+
+    NAME.ids       every row's token ids, one after the other (uint16 when the vocabulary
+                   fits, else uint32), each row ending in </s>
+    NAME.offsets   int64, where row i starts in NAME.ids (one more entry than rows)
+    NAME.lengths   uint16/uint32, row i's length: batches are planned from these alone
+
+Rows are appended in chunks under temporary names (`TokenWriter`); `finish` renames them
+into place and returns each file's size and SHA-256 for the manifest, which `open_tokens`
+checks before a byte is used, so a truncated or edited shard is never trained on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+from tt.data.errors import UserError
+
+SUFFIXES = ("ids", "offsets", "lengths")
+HASH_BLOCK = 1 << 24
+
+
+def id_dtype(vocab_size: int) -> np.dtype:
+    return np.dtype(np.uint16 if vocab_size <= 1 << 16 else np.uint32)
+
+
+def length_dtype(max_chars: int) -> np.dtype:
+    # With byte fallback one character is at most 4 pieces (its UTF-8 bytes), plus </s>.
+    return np.dtype(np.uint16 if 4 * max_chars + 1 < 1 << 16 else np.uint32)
+
+
+class TokenArray:
+    """Row i = ids[offsets[i] : offsets[i] + lengths[i]], as a list of ints; `rows` selects a subset."""
+
+    def __init__(self, ids: np.ndarray, offsets: np.ndarray, lengths: np.ndarray, rows: np.ndarray | None = None):
+        self.ids, self.offsets, self.rows = ids, offsets, rows
+        self.lengths = lengths if rows is None else lengths[rows]  # what batch planning reads
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __getitem__(self, index: int) -> list[int]:
+        row = int(index if self.rows is None else self.rows[index])
+        start = int(self.offsets[row])
+        return self.ids[start : start + int(self.lengths[index])].tolist()
+
+    def select(self, rows: np.ndarray) -> "TokenArray":
+        """These rows (indices into the files), in this order."""
+        assert self.rows is None, "select from the whole array"
+        return TokenArray(self.ids, self.offsets, self.lengths, rows)
+
+
+class TokenWriter:
+    """Appends encoded rows to the three files of one side, under temporary names."""
+
+    def __init__(self, folder: Path, name: str, dtype: np.dtype, lengths_dtype: np.dtype):
+        self.folder, self.name = folder, name
+        self.dtype, self.lengths_dtype = np.dtype(dtype), np.dtype(lengths_dtype)
+        self.temporary = {suffix: folder / f".{name}.{suffix}.tmp-{os.getpid()}" for suffix in SUFFIXES}
+        self.handles = {suffix: open(path, "wb") for suffix, path in self.temporary.items()}
+        self.digests = {suffix: hashlib.sha256() for suffix in SUFFIXES}
+        self.sizes = dict.fromkeys(SUFFIXES, 0)
+        self.position = 0  # tokens written so far
+        self._write("offsets", np.zeros(1, dtype=np.int64))
+
+    def append(self, encoded: list[list[int]], end_id: int) -> None:
+        """Rows as SentencePiece returns them; `end_id` (</s>) is added to each."""
+        if not encoded:
+            return
+        lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)) + 1
+        flat = np.full(int(lengths.sum()), end_id, dtype=self.dtype)
+        ends = np.cumsum(lengths) - 1
+        body = np.ones(len(flat), dtype=bool)
+        body[ends] = False
+        flat[body] = np.fromiter((i for row in encoded for i in row), dtype=np.int64, count=len(flat) - len(encoded))
+        self._write("ids", flat)
+        self._write("offsets", self.position + ends + 1)
+        self._write("lengths", lengths.astype(self.lengths_dtype))
+        self.position += len(flat)
+
+    def _write(self, suffix: str, array: np.ndarray) -> None:
+        data = array.tobytes()
+        self.handles[suffix].write(data)
+        self.digests[suffix].update(data)
+        self.sizes[suffix] += len(data)
+
+    def finish(self) -> dict[str, dict]:
+        """Close, fsync and rename into place; returns file name → {"bytes", "sha256"}."""
+        files = {}
+        for suffix, handle in self.handles.items():
+            handle.flush()
+            os.fsync(handle.fileno())
+            handle.close()
+            final = self.folder / f"{self.name}.{suffix}"
+            os.replace(self.temporary[suffix], final)
+            files[final.name] = {"bytes": self.sizes[suffix], "sha256": self.digests[suffix].hexdigest()}
+        return files
+
+    def abandon(self) -> None:
+        for suffix, handle in self.handles.items():
+            handle.close()
+            self.temporary[suffix].unlink(missing_ok=True)
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_files(folder: Path, files: dict[str, dict], verify: bool = True) -> str | None:
+    """Why the recorded files cannot be used (missing, another size, other bytes), or None."""
+    for name, expected in files.items():
+        path = folder / name
+        try:
+            size = path.stat().st_size
+        except OSError:
+            return f"{name} is missing"
+        if size != expected["bytes"]:
+            return f"{name} has {size:,} bytes, the manifest says {expected['bytes']:,} (truncated or overwritten)"
+        if verify and file_digest(path) != expected["sha256"]:
+            return f"{name} was changed since it was written (its SHA-256 differs from the manifest's)"
+    return None
+
+
+def open_tokens(folder: Path, name: str, dtype: str, lengths_dtype: str, rows: int) -> TokenArray:
+    """Map one side's files (already checked against the manifest by `check_files`)."""
+    try:
+        ids = np.memmap(folder / f"{name}.ids", dtype=dtype, mode="r") if (folder / f"{name}.ids").stat().st_size else np.zeros(0, dtype)
+        offsets = np.memmap(folder / f"{name}.offsets", dtype=np.int64, mode="r")
+        lengths = np.memmap(folder / f"{name}.lengths", dtype=lengths_dtype, mode="r") if rows else np.zeros(0, lengths_dtype)
+    except (OSError, ValueError) as err:
+        raise UserError(f"{folder / name}: cannot map the prepared token ids ({err})") from None
+    if len(offsets) != rows + 1 or len(lengths) != rows:
+        raise UserError(f"{folder}: {name}.offsets/{name}.lengths do not hold {rows:,} rows as the manifest says")
+    return TokenArray(ids, offsets, lengths)

@@ -1,0 +1,95 @@
+"""Corpora of any size: memory and time of `tt train --max-steps 30` as the corpus grows.
+
+    python tests/benchmarks/corpus_scale.py [--pairs 100000 1000000 10000000] [--keep DIR]
+
+For each size, writes a corpus of that many Tatoeba zh-en pairs (sentences reused with a
+running number appended to both sides, so nothing is a duplicate) into a temporary folder,
+then measures with the defaults a user gets:
+- `tt prepare` alone: pairs read per second (the cleaning pass and the tokenizing pass);
+- `tt train CORPUS --max-steps 30` on a fresh folder: peak RSS (the process's own maximum
+  resident set, from getrusage of the child) and wall time to the end of step 30;
+- the same again with --overwrite, where the prepared data is reused: seconds until the
+  training loop starts (the "training … parameters" line) and peak RSS.
+Prints one table row per size. Reads ../shared/data/tatoeba-cmn-eng/ and exits with a
+message where it is absent. A figure, not a test: nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "tatoeba-cmn-eng"
+TT = [sys.executable, "-m", "tt.cli"]
+
+# Runs a command and prints its peak RSS (KiB on Linux) and, for each stderr line, when it came.
+RUN = r"""
+import json, resource, subprocess, sys, time
+start = time.monotonic()
+process = subprocess.Popen(sys.argv[1:], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+lines = [(round(time.monotonic() - start, 2), line.rstrip()) for line in process.stderr]
+code = process.wait()
+print(json.dumps({"code": code, "seconds": time.monotonic() - start, "lines": lines,
+                  "peak_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))
+"""
+
+
+def measure(command: list[str]) -> dict:
+    done = subprocess.run([sys.executable, "-c", RUN, *command], capture_output=True, text=True, check=True)
+    result = json.loads(done.stdout)
+    if result["code"] != 0:
+        sys.exit("failed: " + " ".join(command) + "\n" + "\n".join(line for _, line in result["lines"][-5:]))
+    return result
+
+
+def write_corpus(path: Path, pairs: int) -> None:
+    source = [line.split("\t")[:2] for line in (DATA / "train.tsv").read_text(encoding="utf-8-sig").splitlines()]
+    with open(path, "w", encoding="utf-8") as handle:
+        for i in range(pairs):
+            en, zh = source[i % len(source)]
+            handle.write(f"{zh} {i}\t{en} {i}\n")
+
+
+def started_at(result: dict) -> float:
+    return next(t for t, line in result["lines"] if line.startswith("training ") and "parameters" in line)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, nargs="+", default=[100_000, 1_000_000, 10_000_000])
+    parser.add_argument("--keep", type=Path, help="work in this folder instead of a temporary one")
+    args = parser.parse_args()
+    if not (DATA / "train.tsv").exists():
+        sys.exit(f"no shared data at {DATA}: nothing to measure")
+    print("| pairs | prepare (pairs/s) | peak RSS, first run | wall to step 30 | start on prepared data | peak RSS, prepared |")
+    print("|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as temporary:
+        work = args.keep or Path(temporary)
+        work.mkdir(parents=True, exist_ok=True)
+        for pairs in args.pairs:
+            corpus = work / f"corpus-{pairs}.tsv"
+            if not corpus.exists():
+                write_corpus(corpus, pairs)
+            shutil.rmtree(work / f"prepared-{pairs}", ignore_errors=True)  # measure a fresh preparation
+            shutil.rmtree(work / f"run-{pairs}", ignore_errors=True)
+            prepared = measure([*TT, "prepare", str(corpus), "--out", str(work / f"prepared-{pairs}")])
+            startup = measure([*TT, "--help"])["seconds"]  # the interpreter and imports, not preparation
+            rate = pairs / max(prepared["seconds"] - startup, 1e-9)
+            run = work / f"run-{pairs}"
+            first = measure([*TT, "train", str(corpus), "--out", str(run), "--max-steps", "30", "--overwrite"])
+            again = measure([*TT, "train", str(corpus), "--out", str(run), "--max-steps", "30", "--overwrite"])
+            print(
+                f"| {pairs:,} | {rate:,.0f} | {first['peak_kib'] / 2**20:.2f} GB | {first['seconds']:.0f} s "
+                f"| {started_at(again):.1f} s | {again['peak_kib'] / 2**20:.2f} GB |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""tt.data.prepare / tt.data.shards / `tt prepare`: shards on disk give the in-memory batches;
+a prepared folder is reused when it matches, and rebuilt when it is stale or damaged."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+from typer.testing import CliRunner
+
+from conftest import TINY_MODEL_OPTIONS, tiny_pairs, write_tsv
+from tt.cli.main import app
+from tt.data.batches import BatchStream, plan_batches
+from tt.data.clean import CleaningConfig
+from tt.data.corpus import CorpusSpec
+from tt.data.prepare import MANIFEST, PrepareRequest, Progress, prepare
+from tt.data.tokenizer import TokenizerConfig
+
+runner = CliRunner()
+
+
+class Notes(Progress):
+    def __init__(self):
+        self.notes = []
+
+    def note(self, text):
+        self.notes.append(text)
+
+
+def numbered_pairs(n: int) -> list[tuple[str, str]]:
+    rng = random.Random(n)
+    return [(f"我有{i}本书" + "。" * rng.randrange(3), f"I have {i} books" + "!" * rng.randrange(3)) for i in range(n)]
+
+
+def request_for(corpus, **changes) -> PrepareRequest:
+    values = dict(
+        train=CorpusSpec(path=str(corpus)), dev=None, cleaning=CleaningConfig(),
+        tokenizer_config=TokenizerConfig(vocab_size=300), seed=3, dev_size=None,
+    )
+    return PrepareRequest(**{**values, **changes})
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    return write_tsv(tmp_path / "corpus.tsv", numbered_pairs(1200))
+
+
+def test_shards_give_exactly_the_batches_of_the_in_memory_lists(corpus, tmp_path):
+    data = prepare(request_for(corpus), tmp_path / "prepared")
+    assert data.train_pairs == 1200 - 60 and len(data.dev) == 60  # 5 % held out
+    lines = [line.split("\t") for line in corpus.read_text(encoding="utf-8").splitlines()]
+    held_out = {src for src, _ in data.dev}
+    train = [(s, t) for s, t in lines if s not in held_out]
+    src_lists = [data.tokenizer.encode_src(s) for s, _ in train]
+    tgt_lists = [data.tokenizer.encode_tgt(t) for _, t in train]
+    on_disk = BatchStream(data.src, data.tgt, 200, seed=5)
+    in_memory = BatchStream(src_lists, tgt_lists, 200, seed=5)
+    n = on_disk.batches_per_epoch() + 3  # into the second epoch
+    for _, (a, b) in zip(range(n), zip(on_disk, in_memory)):
+        for name in ("src", "tgt_in", "tgt_out", "src_pad_mask"):
+            assert torch.equal(getattr(a, name), getattr(b, name)), name
+    assert on_disk.epoch == in_memory.epoch == 1
+
+
+def reference_plan(lengths, batch_tokens, seed, max_sentences=1024):
+    """The list-based planner tt used before plans became arrays: the numpy one must agree."""
+    rng = random.Random(seed)
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i][1], lengths[i][0], rng.random()))
+    batches, current, longest_src, longest_tgt = [], [], 0, 0
+    for index in order:
+        src_len, tgt_len = lengths[index]
+        grow_src, grow_tgt = max(longest_src, src_len), max(longest_tgt, tgt_len)
+        rows = len(current) + 1
+        if current and (rows * max(grow_src, grow_tgt) > batch_tokens or rows > max_sentences):
+            batches.append(current)
+            current, grow_src, grow_tgt = [], src_len, tgt_len
+        current.append(index)
+        longest_src, longest_tgt = grow_src, grow_tgt
+    if current:
+        batches.append(current)
+    rng.shuffle(batches)
+    return batches
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    lengths=st.lists(st.tuples(st.integers(1, 40), st.integers(1, 40)), max_size=150),
+    batch_tokens=st.sampled_from([1, 16, 50, 300, 4000]),
+    seed=st.integers(0, 2**31 - 1),
+    max_sentences=st.sampled_from([1, 4, 1024]),
+)
+def test_the_array_planner_equals_the_list_planner(lengths, batch_tokens, seed, max_sentences):
+    assert plan_batches(lengths, batch_tokens, seed, max_sentences) == reference_plan(lengths, batch_tokens, seed, max_sentences)
+
+
+def test_a_matching_folder_is_reused_untouched(corpus, tmp_path):
+    folder = tmp_path / "prepared"
+    first = prepare(request_for(corpus), folder)
+    times = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    again = prepare(request_for(corpus), folder)
+    assert not first.reused and again.reused
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == times
+    assert [again.src[i] for i in range(5)] == [first.src[i] for i in range(5)]
+
+
+def damage_truncate(folder):
+    path = folder / "tgt.ids"
+    path.write_bytes(path.read_bytes()[:-2])
+
+
+def damage_edit(folder):
+    path = folder / "src.ids"
+    data = bytearray(path.read_bytes())
+    data[10] ^= 1
+    path.write_bytes(bytes(data))
+
+
+def damage_killed_halfway(folder):
+    (folder / MANIFEST).unlink()  # the manifest is written last: a killed preparation has none
+    (folder / ".src.ids.tmp-99999").write_bytes(b"half")
+
+
+@pytest.mark.parametrize(
+    "damage, reason",
+    [(damage_truncate, "truncated"), (damage_edit, "SHA-256"), (damage_killed_halfway, "unfinished")],
+)
+def test_a_damaged_folder_is_detected_and_rebuilt(corpus, tmp_path, damage, reason):
+    folder = tmp_path / "prepared"
+    first = prepare(request_for(corpus), folder)
+    expected = [first.src[i] for i in range(len(first.src))]
+    damage(folder)
+    notes = Notes()
+    rebuilt = prepare(request_for(corpus), folder, notes)
+    assert not rebuilt.reused
+    assert len(notes.notes) == 1 and reason in notes.notes[0], notes.notes
+    assert [rebuilt.src[i] for i in range(len(rebuilt.src))] == expected  # nothing lost
+    assert not [p for p in folder.iterdir() if ".tmp-" in p.name]
+
+
+def test_a_changed_corpus_or_option_is_not_reused(corpus, tmp_path):
+    folder = tmp_path / "prepared"
+    prepare(request_for(corpus), folder)
+    notes = Notes()
+    assert not prepare(request_for(corpus, cleaning=CleaningConfig(max_chars=30)), folder, notes).reused
+    assert "cleaning options" in notes.notes[-1]
+    write_tsv(corpus, numbered_pairs(1100))
+    changed = prepare(request_for(corpus, cleaning=CleaningConfig(max_chars=30)), folder, notes)
+    assert not changed.reused and "corpus changed" in notes.notes[-1]
+
+
+def test_the_dev_split_does_not_depend_on_the_corpus_size(tmp_path):
+    """A pair held out of a corpus stays held out of a longer one with the same dev size."""
+    small = write_tsv(tmp_path / "small.tsv", numbered_pairs(1200))
+    large = write_tsv(tmp_path / "large.tsv", numbered_pairs(1200) + [(f"他有{i}只猫", f"He has {i} cats") for i in range(800)])
+    dev_small = prepare(request_for(small, dev_size=40), tmp_path / "a").dev
+    dev_large = prepare(request_for(large, dev_size=40), tmp_path / "b").dev
+    assert len(dev_small) == len(dev_large) == 40
+    assert set(dev_large) - set(dev_small) <= {pair for pair in dev_large if pair[0].startswith("他")}
+
+
+def test_uint16_ids_and_lengths_on_disk(corpus, tmp_path):
+    data = prepare(request_for(corpus), tmp_path / "prepared")
+    assert data.src.ids.dtype == np.uint16 and data.src.lengths.dtype == np.uint16
+    assert (tmp_path / "prepared" / "src.ids").stat().st_size == 2 * int(np.asarray(data.src.lengths).sum())
+
+
+# ---- the command line
+
+
+def test_tt_prepare_then_train_reuses_it(tmp_path):
+    corpus = write_tsv(tmp_path / "corpus.tsv", tiny_pairs())
+    folder = tmp_path / "data"
+    first = runner.invoke(app, ["prepare", str(corpus), "--out", str(folder), "--vocab-size", "300", "--seed", "3"])
+    assert first.exit_code == 0, first.output
+    assert f"prepared {folder}: 80 train pairs" in first.stderr
+    times = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    again = runner.invoke(app, ["prepare", str(corpus), "--out", str(folder), "--vocab-size", "300", "--seed", "3"])
+    assert again.exit_code == 0 and "reusing" in again.stderr
+    out = tmp_path / "model"
+    trained = runner.invoke(app, ["train", str(corpus), "--prepared", str(folder), "--out", str(out), "--max-steps", "2", *TINY_MODEL_OPTIONS])
+    assert trained.exit_code == 0, trained.output
+    assert f"reusing the prepared data in {folder}" in trained.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == times
+    assert not (out / "prepared").exists()
+
+
+def test_tt_prepare_bad_input_is_one_line(tmp_path):
+    corpus = tmp_path / "bad.tsv"
+    corpus.write_text("你好\tHello\n世界\n", encoding="utf-8")
+    result = runner.invoke(app, ["prepare", str(corpus), "--out", str(tmp_path / "data")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert [line for line in result.stderr.splitlines() if line.strip()] == [
+        f"error: {corpus}:2: expected at least 2 tab-separated fields (--src-col 1, --tgt-col 2), found 1"
+    ]
+    assert not (tmp_path / "data").exists()
+
+
+def test_resume_reuses_the_runs_prepared_data(tmp_path, corpus_file):
+    out = tmp_path / "model"
+    assert runner.invoke(app, ["train", str(corpus_file), "--out", str(out), "--max-steps", "2", *TINY_MODEL_OPTIONS]).exit_code == 0
+    times = {p.name: p.stat().st_mtime_ns for p in (out / "prepared").iterdir()}
+    resumed = runner.invoke(app, ["train", "--resume", "--out", str(out), "--max-steps", "3"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "reusing the prepared data" in resumed.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "prepared").iterdir()} == times
