@@ -20,7 +20,8 @@ from rich.table import Table
 from rich.text import Text
 
 from tt.data.errors import UserError
-from tt.model.checkpoint import METRICS, load_model_folder
+from tt.model.checkpoint import METRICS
+from tt.model.folders import open_model
 from tt.model.transformer import Transformer
 
 
@@ -146,7 +147,7 @@ def section(record: dict, key: str) -> dict:
 
 
 def info_view(folder: Path) -> Group:
-    model, tokenizer, record = load_model_folder(folder)
+    model, tokenizer, record = open_model(folder)
     # Text, not str, in every cell: a key like "[/b]" in a stranger's config is not rich markup.
     config = Table(title=Text(str(folder)), title_justify="left", show_header=False)
     config.add_column(style="bold")
