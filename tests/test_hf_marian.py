@@ -240,5 +240,7 @@ def test_pipeline_translates_an_export(exported):
         translate = transformers.pipeline("translation", model=str(exported))
     except KeyError as err:  # transformers 5 removed the task: generate (above) is what remains
         pytest.skip(f"transformers {transformers.__version__} has no translation pipeline ({str(err)[:60]})")
-    ours = Translator(exported).translate(["我有三本书。"], DecodeConfig())[0].translation
-    assert translate("我有三本书。", max_new_tokens=40)[0]["translation_text"] == ours
+    sources = [s for s, _ in tiny_pairs()[::40]]
+    ours = [result.translation for result in Translator(exported).translate(sources, SHORT)]
+    # The pipeline's own default is 4 beams (a model's num_beams=1 does not override a pipeline default).
+    assert [out["translation_text"] for out in translate(sources, num_beams=1, max_new_tokens=LIMIT)] == ours
