@@ -24,7 +24,7 @@ from rich.text import Text
 from tt.data.batches import make_batch
 from tt.data.errors import UserError
 from tt.data.normalize import normalize
-from tt.data.tokenizer import PAD_ID, Tokenizer
+from tt.data.tokenizer import Tokenizer
 from tt.model.attention import padding_allowed
 from tt.model.backward import GradientPaths, backward_stream
 from tt.model.recording import recording
@@ -55,7 +55,7 @@ def explain(model: Transformer, tokenizer: Tokenizer, source: str, reference: st
     if not 1 <= position <= len(tgt_ids):
         raise UserError(f"--position {position}: the reference has {len(tgt_ids)} positions (</s> included)")
     model.eval()
-    batch = make_batch([src_ids], [tgt_ids])
+    batch = make_batch([src_ids], [tgt_ids], start_id=model.config.start_id, pad_id=model.config.pad_id)
     with torch.no_grad(), recording(model, residual=True) as seen:
         memory = model.encode(batch.src, batch.src_pad_mask)
         hidden = model.decode(batch.tgt_in, memory, padding_allowed(batch.src_pad_mask))
@@ -63,7 +63,7 @@ def explain(model: Transformer, tokenizer: Tokenizer, source: str, reference: st
         logits = model.project(model.final_norm(hidden[0, index])).float()  # (V,): before the softmax
     log_probs = logits.log_softmax(-1)
     target = tgt_ids[index]
-    parts = label_smoothed_loss(log_probs[None], torch.tensor([target]), smoothing, PAD_ID)
+    parts = label_smoothed_loss(log_probs[None], torch.tensor([target]), smoothing, model.config.pad_id)
     q = smoothed_targets(torch.tensor(target), log_probs.shape[-1], smoothing)
     cross_entropy, entropy, kl = dense_loss(log_probs, q)
     values, ids = log_probs.topk(top)

@@ -23,7 +23,8 @@ from rich.text import Text
 from tt.cli.curves import line_plot
 from tt.cli.probe_view import probes_view
 from tt.data.errors import UserError
-from tt.model.checkpoint import METRICS, load_model_folder
+from tt.model.checkpoint import METRICS
+from tt.model.folders import open_model
 from tt.model.transformer import Transformer
 
 
@@ -101,7 +102,7 @@ def section(record: dict, key: str) -> dict:
 
 
 def info_view(folder: Path) -> Group:
-    model, tokenizer, record = load_model_folder(folder)
+    model, tokenizer, record = open_model(folder)
     # Text, not str, in every cell: a key like "[/b]" in a stranger's config is not rich markup.
     config = Table(title=Text(str(folder)), title_justify="left", show_header=False)
     config.add_column(style="bold")
@@ -207,7 +208,7 @@ def compare_view(folders: list[Path]) -> Group:
     runs: dict[str, list[dict]] = {}
     records = {}
     for folder in folders:
-        _, _, record = load_model_folder(folder)
+        _, _, record = open_model(folder)
         name = folder.name if folder.name not in runs else str(folder)
         records[name] = record
         try:

@@ -176,9 +176,10 @@ def prepare(
 
 
 def model_folder(model: Optional[Path]) -> Path:
-    if model is not None:
-        return model
-    return Path(os.environ.get("TT_MODEL") or "tt-model")
+    """--model, else $TT_MODEL, else ./tt-model; a model id (org/name) is found in the Hugging Face cache."""
+    from tt.model.folders import resolve_model
+
+    return resolve_model(model if model is not None else Path(os.environ.get("TT_MODEL") or "tt-model"))
 
 
 @app.command()
@@ -469,9 +470,9 @@ def explain(
       tt explain --src "你好世界!" --ref "Hello World!" --position 2
     """
     from tt.cli.explain_command import explain as run_explain, explanation_view
-    from tt.model.checkpoint import load_model_folder
+    from tt.model.folders import open_model
 
-    network, tokenizer, record = load_model_folder(model_folder(model))
+    network, tokenizer, record = open_model(model_folder(model))
     epsilon = smoothing if smoothing is not None else float((record.get("train") or {}).get("label_smoothing", 0.1))
     if not 0 <= epsilon < 1:
         raise UserError("--smoothing must be in [0, 1)")
@@ -494,5 +495,32 @@ def info(
     """
     from tt.cli.info_command import compare_view, info_view
 
-    folders = [*(runs or []), *([model] if model is not None else [])] or [model_folder(None)]
+    folders = [model_folder(folder) for folder in [*(runs or []), *([model] if model is not None else [])]] or [model_folder(None)]
     Console().print(info_view(folders[0]) if len(folders) == 1 else compare_view(folders))
+
+
+@app.command()
+@user_errors
+def export(
+    out: Annotated[Path, typer.Argument(help="Folder to write.", show_default=False)],
+    model: Annotated[Optional[Path], typer.Option(help="Model folder. (default: $TT_MODEL, else ./tt-model)", show_default=False)] = None,
+    format: Annotated[str, typer.Option(help="hf: a Hugging Face MarianMT folder (transformers, pipeline); ct2: a CTranslate2 model.")] = "hf",
+    quantization: Annotated[str, typer.Option(help="ct2 only: float32, int8, int8_float32 or bfloat16.")] = "float32",
+    src_lang: Annotated[Optional[str], typer.Option(help="Source language code for the model card (default: from train.xx files, else unknown).", show_default=False)] = None,
+    tgt_lang: Annotated[Optional[str], typer.Option(help="Target language code for the model card.", show_default=False)] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists (only once the new folder is complete).")] = False,
+):
+    """Write the model in a format other tools serve: Hugging Face transformers or CTranslate2.
+
+    Examples:
+
+      tt export zh-en-hf --model zh-en
+
+      python -c 'from transformers import pipeline; print(pipeline("translation", model="zh-en-hf")("你好世界!"))'
+
+      tt export zh-en-ct2 --model zh-en --format ct2 --quantization int8
+    """
+    from tt.cli.export_command import run_export
+
+    run_export(model_folder(model), out, format, quantization, overwrite, (src_lang, tgt_lang), stderr)
+

@@ -27,7 +27,7 @@ from tt.data.corpus import CorpusSpec, Pair, check_spec, read_pairs
 from tt.data.errors import UserError
 from tt.data.normalize import normalize
 from tt.data.tokenizer import Tokenizer
-from tt.model.checkpoint import load_model_folder
+from tt.model.folders import open_model
 from tt.model.device import resolve_device
 from tt.model.decode import ForcedResult, force_decode
 from tt.model.transformer import Transformer
@@ -153,7 +153,7 @@ def run_score(
     folder: Path, pairs: Iterable[Pair], from_files: bool, json_lines: bool, batch_size: int, stderr: Console, device: str = "cpu"
 ) -> None:
     """Scored pairs to stdout (tables, or JSON Lines); for files, totals after them."""
-    model, tokenizer, _ = load_model_folder(folder)
+    model, tokenizer, _ = open_model(folder)
     model.to(resolve_device(device))
     pairs = list(pairs)  # every line read (and so checked) before anything is printed
     src_ids, tgt_ids = encode_pairs(tokenizer, pairs, model.config.max_positions)

@@ -15,7 +15,6 @@ from rich.console import Console
 from rich.table import Table
 
 from tt.data.normalize import normalize
-from tt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from tt.model.decode import DecodeConfig, greedy_decode, max_output_length
 from tt.model.translator import Translator
 
@@ -31,13 +30,13 @@ def step_through(translator: Translator, text: str, k: int, ask: Callable[[str],
         src_ids = tokenizer.fit_source(src_ids, positions)
     k = min(k, model.config.tgt_vocab_size)
     src = torch.tensor([src_ids])
-    src_pad_mask = src == PAD_ID
+    src_pad_mask = src == model.config.pad_id
     cache = model.new_cache(model.encode(src, src_pad_mask), src_pad_mask)
     limit = max_output_length(len(src_ids), DecodeConfig(), model)
     chosen: list[int] = []
     total = 0.0
-    token = BOS_ID
-    while len(chosen) < limit and token != EOS_ID:
+    token = model.config.start_id
+    while len(chosen) < limit and token != model.config.eos_id:
         log_probs = model.log_probs(model.decode_step(torch.tensor([[token]]), cache)[0, -1])
         values, ids = log_probs.topk(k)
         table = Table(title=f"step {len(chosen) + 1}: {tokenizer.decode_tgt(chosen)!r} …", title_justify="left")

@@ -14,14 +14,13 @@ from rich.text import Text
 from tt.data.errors import UserError
 from tt.data.normalize import normalize
 from tt.data.tokenizer import Tokenizer
+from tt.model.folders import open_tokenizer
 
 SIDES = ("src", "tgt")
 
 
 def load_tokenizer(folder: Path) -> Tokenizer:
-    if not folder.exists():
-        raise UserError(f"{folder}: no such model folder (train one with `tt train`, or pass --model)")
-    return Tokenizer.load(folder)
+    return open_tokenizer(folder)
 
 
 def tokenize(tokenizer: Tokenizer, text: str, side: str) -> dict:

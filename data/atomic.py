@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from pathlib import Path
 from typing import Iterator, TextIO
 
@@ -65,6 +66,35 @@ def atomic_text(path: Path) -> Iterator[TextIO]:
     with atomic_path(path) as temporary:
         with open(temporary, "w", encoding="utf-8", newline="\n") as handle:
             yield handle
+
+
+@contextlib.contextmanager
+def atomic_folder(path: Path) -> Iterator[Path]:
+    """A temporary folder to fill with `path`'s files; it takes `path`'s place, whole, when the
+    block ends (an existing `path`, which the caller decided may go, is replaced only then)."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise UserError(f"{path}: no folder {path.parent} to write it in")
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    previous = path.with_name(f".{path.name}.old-{os.getpid()}")
+    shutil.rmtree(temporary, ignore_errors=True)
+    try:
+        temporary.mkdir()
+        yield temporary
+        for file in temporary.rglob("*"):
+            if file.is_file():
+                _sync_file(file)
+        if path.exists():
+            os.replace(path, previous)  # a folder cannot be renamed over a non-empty one
+        os.replace(temporary, path)
+        _sync_folder(path.parent)
+    except OSError as err:
+        if previous.exists() and not path.exists():
+            os.replace(previous, path)
+        raise UserError(f"{path}: cannot write ({err.strerror or err}); the previous folder, if any, is unchanged") from None
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+        shutil.rmtree(previous, ignore_errors=True)
 
 
 def _sync_file(path: Path) -> None:

@@ -45,20 +45,25 @@ class Batch:
         return int((self.tgt_out != PAD_ID).sum())
 
 
-def pad(rows: Sequence[Sequence[int]], length: int | None = None) -> torch.Tensor:
+def pad(rows: Sequence[Sequence[int]], length: int | None = None, pad_id: int = PAD_ID) -> torch.Tensor:
     length = length or max(len(row) for row in rows)
-    out = torch.full((len(rows), length), PAD_ID, dtype=torch.long)
+    out = torch.full((len(rows), length), pad_id, dtype=torch.long)
     for i, row in enumerate(rows):
         out[i, : len(row)] = torch.as_tensor(np.asarray(row, dtype=np.int64))
     return out
 
 
-def make_batch(src_ids: Sequence[Sequence[int]], tgt_ids: Sequence[Sequence[int]]) -> Batch:
-    """Each tgt row ends in EOS; tgt_in shifts it right behind a BOS."""
-    src = pad(src_ids)
-    tgt_out = pad(tgt_ids)
-    tgt_in = pad([[BOS_ID, *row[:-1]] for row in tgt_ids], tgt_out.shape[1])
-    return Batch(src=src, tgt_in=tgt_in, tgt_out=tgt_out, src_pad_mask=src == PAD_ID)
+def make_batch(
+    src_ids: Sequence[Sequence[int]], tgt_ids: Sequence[Sequence[int]], start_id: int = BOS_ID, pad_id: int = PAD_ID
+) -> Batch:
+    """Each tgt row ends in EOS; tgt_in shifts it right behind the start token (tt's BOS).
+
+    Other ids: a published model's (ModelConfig.start_id, pad_id), for scoring, never for training.
+    """
+    src = pad(src_ids, pad_id=pad_id)
+    tgt_out = pad(tgt_ids, pad_id=pad_id)
+    tgt_in = pad([[start_id, *row[:-1]] for row in tgt_ids], tgt_out.shape[1], pad_id)
+    return Batch(src=src, tgt_in=tgt_in, tgt_out=tgt_out, src_pad_mask=src == pad_id)
 
 
 class Plan:

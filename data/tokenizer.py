@@ -6,7 +6,8 @@ instead of collapsing to `<unk>`. By default one joint vocabulary serves both la
 (which lets the model tie its embeddings); `separate=True` trains one per side.
 
 In a model folder the tokenizer is `tokenizer.model` (joint) or `tokenizer.src.model` and
-`tokenizer.tgt.model` (separate).
+`tokenizer.tgt.model` (separate). Published Hugging Face Marian models number their pieces
+with a vocabulary of their own (vocab.json): `MappedTokenizer`.
 """
 
 from __future__ import annotations
@@ -51,6 +52,10 @@ class TokenizerReport:
 class Tokenizer:
     """One SentencePiece model per side (the same object twice when joint)."""
 
+    # tt's own models put the special pieces at SentencePiece's ids; a Marian folder's
+    # vocabulary (MappedTokenizer) sets its own.
+    pad_id, unk_id, bos_id, eos_id = PAD_ID, UNK_ID, BOS_ID, EOS_ID
+
     def __init__(self, src: spm.SentencePieceProcessor, tgt: spm.SentencePieceProcessor, joint: bool):
         self.src, self.tgt, self.joint = src, tgt, joint
 
@@ -74,22 +79,23 @@ class Tokenizer:
 
     # ---- encoding: ids never include bos; eos ends every sequence the model sees
     def encode_src(self, text: str) -> list[int]:
-        return self.src.encode(text) + [EOS_ID]
+        return self.src.encode(text) + [self.eos_id]
 
-    def encode_tgt(self, text: str) -> list[int]:
-        return self.tgt.encode(text) + [EOS_ID]
+    def encode_tgt(self, text: str, end: bool = True) -> list[int]:
+        """end=False: without the final </s> (a forced beginning of a translation)."""
+        return self.tgt.encode(text) + ([self.eos_id] if end else [])
 
-    @staticmethod
-    def fit_source(ids: list[int], positions: int) -> list[int]:
+    def fit_source(self, ids: list[int], positions: int) -> list[int]:
         """A source cut to the encoder's `positions`, keeping its closing </s>: the model
         only ever saw sources that end in one."""
-        return ids if len(ids) <= positions else ids[: positions - 1] + [EOS_ID]
+        return ids if len(ids) <= positions else ids[: positions - 1] + [self.eos_id]
 
     def decode_tgt(self, ids: Sequence[int]) -> str:
-        text = self.tgt.decode([i for i in ids if i not in (PAD_ID, BOS_ID, EOS_ID)])
+        text = self.tgt.decode([i for i in ids if i not in (self.pad_id, self.bos_id, self.eos_id)])
         # Byte fallback can spell any byte, a newline or tab included; one translation must
-        # stay one line (and one TSV field), so control characters become spaces.
-        return text.translate(_CONTROL_TO_SPACE)
+        # stay one line (and one TSV field), so control characters become spaces; pieces
+        # that are only spaces leave none at the ends.
+        return text.translate(_CONTROL_TO_SPACE).strip()
 
     # ---- files
     def save(self, folder: Path) -> None:
@@ -119,15 +125,70 @@ class Tokenizer:
     def load(cls, folder: Path) -> "Tokenizer":
         joint_file = folder / "tokenizer.model"
         if joint_file.exists():
-            model = _load_model(joint_file)
+            model = load_sentencepiece(joint_file)
             return cls(model, model, joint=True)
         src_file, tgt_file = folder / "tokenizer.src.model", folder / "tokenizer.tgt.model"
         if src_file.exists() and tgt_file.exists():
-            return cls(_load_model(src_file), _load_model(tgt_file), joint=False)
+            return cls(load_sentencepiece(src_file), load_sentencepiece(tgt_file), joint=False)
         raise UserError(f"{folder}: no tokenizer.model in the model folder")
 
 
-def _load_model(path: Path) -> spm.SentencePieceProcessor:
+
+class MappedTokenizer(Tokenizer):
+    """SentencePiece cuts the text into pieces; a vocabulary numbers them (Marian's vocab.json).
+
+    Hugging Face's Marian folders work this way: their ids are not SentencePiece's, a piece
+    missing from the vocabulary is <unk>, and the special ids are the vocabulary's ids of
+    "<pad>", "<unk>" and "</s>". The decoder starts from the pad id (`bos_id` here).
+    """
+
+    def __init__(self, src, tgt, src_vocab: dict[str, int], tgt_vocab: dict[str, int], special: dict[str, str]):
+        super().__init__(src, tgt, joint=False)
+        self.src_ids, self.tgt_ids = src_vocab, tgt_vocab
+        self.src_pieces = {i: piece for piece, i in src_vocab.items()}
+        self.tgt_pieces = {i: piece for piece, i in tgt_vocab.items()}
+        self.pad_id, self.unk_id, self.eos_id = (src_vocab[special[name]] for name in ("pad", "unk", "eos"))
+        self.bos_id = self.pad_id
+
+    @property
+    def src_vocab_size(self) -> int:
+        return max(self.src_pieces) + 1
+
+    @property
+    def tgt_vocab_size(self) -> int:
+        return max(self.tgt_pieces) + 1
+
+    def src_piece(self, token_id: int) -> str:
+        return self.src_pieces.get(token_id, f"<id {token_id}>")
+
+    def tgt_piece(self, token_id: int) -> str:
+        return self.tgt_pieces.get(token_id, f"<id {token_id}>")
+
+    def is_byte(self, token_id: int, side: str = "tgt") -> bool:
+        return bool(_BYTE_PIECE.fullmatch(self.src_piece(token_id) if side == "src" else self.tgt_piece(token_id)))
+
+    def encode_src(self, text: str) -> list[int]:
+        # A multilingual model's target language comes first, as one piece: ">>fra<< Bonjour".
+        code = re.match(r">>[^<>\s]+<<", text)
+        first = [self.src_ids.get(code.group(), self.unk_id)] if code else []
+        text = text[code.end() :] if code else text
+        return first + self._ids(self.src, self.src_ids, text) + [self.eos_id]
+
+    def encode_tgt(self, text: str, end: bool = True) -> list[int]:
+        return self._ids(self.tgt, self.tgt_ids, text) + ([self.eos_id] if end else [])
+
+    def _ids(self, model: spm.SentencePieceProcessor, vocab: dict[str, int], text: str) -> list[int]:
+        return [vocab.get(piece, self.unk_id) for piece in model.encode(text, out_type=str)]
+
+    def decode_tgt(self, ids: Sequence[int]) -> str:
+        pieces = [self.tgt_piece(i) for i in ids if i not in (self.pad_id, self.bos_id, self.eos_id)]
+        return self.tgt.decode_pieces(pieces).translate(_CONTROL_TO_SPACE).strip()
+
+
+_BYTE_PIECE = re.compile(r"<0x[0-9A-F]{2}>")
+
+
+def load_sentencepiece(path: Path) -> spm.SentencePieceProcessor:
     try:
         data = path.read_bytes()
     except OSError as err:

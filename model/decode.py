@@ -24,7 +24,6 @@ from typing import Callable
 import torch
 
 from tt.data.batches import make_batch, pad
-from tt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from tt.model.device import autocast, model_device
 from tt.model.recording import Seen, recording
 from tt.model.transformer import Transformer
@@ -58,6 +57,13 @@ class Hypothesis:
     @property
     def log_prob(self) -> float:
         return float(sum(self.token_log_probs))
+
+
+def never_chosen(model: Transformer, also: tuple[int, ...] = ()) -> torch.Tensor:
+    """Ids decoding never picks: padding and the start token are not words (Marian's
+    `bad_words_ids` says the same). Their probabilities stay in every distribution shown."""
+    ids = sorted({model.config.pad_id, model.config.start_id, *also})
+    return torch.tensor(ids, device=model_device(model))
 
 
 def max_output_length(src_len: int, config: DecodeConfig, model: Transformer) -> int:
@@ -105,14 +111,16 @@ def in_length_order(count: int, length: Callable[[int], object], batch_size: int
 def _greedy_batch(model, src_rows, config, keep, seen: Seen, use_cache, prefixes, sampler=None):
     batch = len(src_rows)
     device = model_device(model)
-    src = pad(src_rows).to(device)
-    src_pad_mask = src == PAD_ID
+    ids = model.config
+    src = pad(src_rows, pad_id=ids.pad_id).to(device)
+    src_pad_mask = src == ids.pad_id
     memory = model.encode(src, src_pad_mask)
     cache = model.new_cache(memory, src_pad_mask)
     limits = [config.fixed_length or max_output_length(len(row), config, model) for row in src_rows]
     hyps = [Hypothesis([], []) for _ in range(batch)]
     active = torch.arange(batch)  # original row of each row still decoding (kept on the CPU)
-    tokens = torch.full((batch, 1), BOS_ID, dtype=torch.long, device=device)  # everything fed so far
+    tokens = torch.full((batch, 1), ids.start_id, dtype=torch.long, device=device)  # everything fed so far
+    banned = never_chosen(model, (ids.eos_id,) if config.fixed_length else ())  # fixed length: </s> too
     step = 0
     while len(active) > 0:
         seen.clear()  # inspection keeps what this step's pass records
@@ -123,10 +131,8 @@ def _greedy_batch(model, src_rows, config, keep, seen: Seen, use_cache, prefixes
             # encoder output's keys and values and every position's distribution included),
             # as a decoder without a cache computes it; only the last position is used.
             log_probs = model.log_probs(model.decode(tokens, cache.memory, cache.allowed))[:, -1]
-        if config.fixed_length:
-            chosen = log_probs.index_fill(1, torch.tensor([EOS_ID], device=device), float("-inf")).argmax(dim=-1)
-        else:
-            chosen = log_probs.argmax(dim=-1) if sampler is None else sampler(log_probs)
+        allowed = log_probs.index_fill(1, banned, float("-inf"))
+        chosen = allowed.argmax(dim=-1) if sampler is None else sampler(allowed)
         if prefixes:
             for row, original in enumerate(active.tolist()):
                 if step < len(prefixes[original]):
@@ -139,7 +145,7 @@ def _greedy_batch(model, src_rows, config, keep, seen: Seen, use_cache, prefixes
             hyp.token_log_probs.append(chosen_log_probs[row])
             if keep:
                 hyp.steps.append(_inspect_step(model, log_probs[row], row, seen))
-            if token != EOS_ID and len(hyp.tokens) < limits[original]:
+            if token != ids.eos_id and len(hyp.tokens) < limits[original]:
                 still.append(row)
         step += 1
         if len(still) < len(active):  # drop finished sentences from the batch and the cache
@@ -200,22 +206,25 @@ def beam_decode(
 def _beam_batch(model, src_rows, beam: BeamConfig, config):
     n, k = len(src_rows), beam.beam
     device = model_device(model)
-    src = pad(src_rows).to(device)
-    src_pad_mask = src == PAD_ID
+    ids = model.config
+    src = pad(src_rows, pad_id=ids.pad_id).to(device)
+    src_pad_mask = src == ids.pad_id
     memory = model.encode(src, src_pad_mask)
     cache = model.new_cache(memory, src_pad_mask)
     cache.select(torch.arange(n, device=device).repeat_interleave(k))  # row s*k + j is beam j of sentence s
     limits = [max_output_length(len(row), config, model) for row in src_rows]
     scores = torch.full((n, k), float("-inf"), device=device)
     scores[:, 0] = 0.0  # all beams start identical: let only the first one expand
-    tokens = torch.full((n * k, 1), BOS_ID, dtype=torch.long, device=device)
+    tokens = torch.full((n * k, 1), ids.start_id, dtype=torch.long, device=device)
+    banned = never_chosen(model)
     token_log_probs = torch.zeros((n * k, 0), device=device)
     finished: list[list[tuple[float, Hypothesis]]] = [[] for _ in range(n)]
     done = [False] * n
     for step in range(max(limits)):
         log_probs = model.log_probs(model.decode_step(tokens[:, -1:], cache)[:, -1])
         vocab = log_probs.shape[-1]
-        candidates = (scores.view(n, k, 1) + log_probs.view(n, k, vocab)).view(n, k * vocab)
+        allowed = log_probs.index_fill(1, banned, float("-inf"))
+        candidates = (scores.view(n, k, 1) + allowed.view(n, k, vocab)).view(n, k * vocab)
         top_scores, top_index = candidates.topk(2 * k, dim=1)  # 2k: up to k may end here
         top_scores, top_index = top_scores.cpu(), top_index.cpu()  # read one by one below
         next_rows, next_tokens, next_scores = [], [], []
@@ -227,14 +236,14 @@ def _beam_batch(model, src_rows, beam: BeamConfig, config):
                     break
                 beam_index, token = divmod(int(top_index[s, rank]), vocab)
                 row = s * k + beam_index
-                ends = token == EOS_ID or step + 1 >= limits[s]
+                ends = token == ids.eos_id or step + 1 >= limits[s]
                 if ends and not done[s]:
                     if rank < k:  # only an ending that would have made the beam counts
                         history = token_log_probs[row].tolist() + [float(log_probs[row, token])]
                         hyp = Hypothesis(tokens[row, 1:].tolist() + [token], history)
                         finished[s].append((score / length_penalty(len(hyp.tokens), beam.alpha), hyp))
                     continue
-                if token == EOS_ID:
+                if token == ids.eos_id:
                     continue
                 picked.append((row, token, score))
                 if len(picked) == k:
@@ -242,9 +251,9 @@ def _beam_batch(model, src_rows, beam: BeamConfig, config):
             if len(finished[s]) >= max(k, beam.n_best) or step + 1 >= limits[s]:
                 done[s] = True
             while len(picked) < k:  # a finished sentence (or too few live beams) keeps dummies
-                picked.append((s * k, PAD_ID, float("-inf")))
+                picked.append((s * k, ids.pad_id, float("-inf")))
             if done[s]:
-                picked = [(s * k, PAD_ID, float("-inf"))] * k
+                picked = [(s * k, ids.pad_id, float("-inf"))] * k
             for row, token, score in picked:
                 next_rows.append(row)
                 next_tokens.append(token)
@@ -289,7 +298,8 @@ def force_decode(
     assert len(src_ids) == len(tgt_ids), "one target per source"
     model.eval()
     def decode_chunk(chunk: list[int]) -> list[ForcedResult]:
-        batch = make_batch([src_ids[i] for i in chunk], [tgt_ids[i] for i in chunk]).to(model_device(model))
+        rows = [src_ids[i] for i in chunk], [tgt_ids[i] for i in chunk]
+        batch = make_batch(*rows, start_id=model.config.start_id, pad_id=model.config.pad_id).to(model_device(model))
         log_probs = model(batch.src, batch.src_pad_mask, batch.tgt_in).float()  # (batch, tgt_len, tgt_vocab)
         target = batch.tgt_out[..., None]
         chosen = log_probs.gather(-1, target)  # (batch, tgt_len, 1)

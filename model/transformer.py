@@ -23,8 +23,10 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from tt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from tt.model.attention import KVCache, KeysValues, MultiHeadAttention, padding_allowed
 
 
@@ -41,6 +43,17 @@ class ModelConfig:
     residual: bool = True  # False: no skip connection around sub-layers (an experiment, not for use)
     tie_embeddings: bool = True  # one matrix for source, target and output (joint vocabulary only)
     max_positions: int = 1024
+    # What published Marian models (tt.model.marian) need beyond tt's own choices, the defaults:
+    activation: str = "relu"  # the feed-forward's non-linearity: relu | silu (Marian's "swish") | gelu
+    output_bias: bool = False  # a bias on the logits (Marian's final_logits_bias)
+    scale_embedding: bool = True  # embeddings × √d_model, as the paper (False: × 1, as some Marian configs)
+    tie_output: bool = False  # the output projection is the target embedding even when the source's is separate
+    pad_id: int = PAD_ID  # the special ids of the vocabulary the model was trained on (see tt.data.tokenizer)
+    start_id: int = BOS_ID  # the decoder's first input: tt's <s> (a learned embedding); Marian's pad (a zero one)
+    eos_id: int = EOS_ID
+
+
+ACTIVATIONS = {"relu": torch.relu, "silu": F.silu, "gelu": F.gelu}  # gelu: the exact (erf) form
 
 
 def identity(x: torch.Tensor) -> torch.Tensor:
@@ -52,19 +65,20 @@ def zero(x: torch.Tensor) -> float:
 
 
 class FeedForward(nn.Module):
-    """Position-wise: Linear(d_model → d_ff) → ReLU → Linear(d_ff → d_model).
+    """Position-wise: Linear(d_model → d_ff) → ReLU (or SiLU, GELU) → Linear(d_ff → d_model).
 
     No dropout inside (as in the paper): the residual connection drops out its output, and
     random numbers for the 4× wider hidden layer would cost more CPU time than they repay.
     """
 
-    def __init__(self, d_model: int, d_ff: int):
+    def __init__(self, d_model: int, d_ff: int, activation: str = "relu"):
         super().__init__()
         self.expand = nn.Linear(d_model, d_ff)
+        self.activation = ACTIVATIONS[activation]
         self.contract = nn.Linear(d_ff, d_model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.contract(torch.relu(self.expand(x)))
+        return self.contract(self.activation(self.expand(x)))
 
 
 class EncoderLayer(nn.Module):
@@ -73,7 +87,7 @@ class EncoderLayer(nn.Module):
         d = config.d_model
         self.self_attn = MultiHeadAttention(d, config.n_heads)
         self.self_attn_norm = nn.LayerNorm(d)
-        self.feed_forward = FeedForward(d, config.d_ff)
+        self.feed_forward = FeedForward(d, config.d_ff, config.activation)
         self.feed_forward_norm = nn.LayerNorm(d)
         self.dropout = nn.Dropout(config.dropout)
         self.pre_norm = config.pre_norm
@@ -99,7 +113,7 @@ class DecoderLayer(nn.Module):
         self.self_attn_norm = nn.LayerNorm(d)
         self.cross_attn = MultiHeadAttention(d, config.n_heads)
         self.cross_attn_norm = nn.LayerNorm(d)
-        self.feed_forward = FeedForward(d, config.d_ff)
+        self.feed_forward = FeedForward(d, config.d_ff, config.activation)
         self.feed_forward_norm = nn.LayerNorm(d)
         self.dropout = nn.Dropout(config.dropout)
         self.pre_norm = config.pre_norm
@@ -127,13 +141,18 @@ class DecoderLayer(nn.Module):
 
 
 def sinusoidal_positions(max_positions: int, d_model: int) -> torch.Tensor:
-    """PE[pos, 2i] = sin(pos / 10000^(2i/d)), PE[pos, 2i+1] = cos(…): (max_positions, d_model)."""
-    position = torch.arange(max_positions, dtype=torch.float32)[:, None]
-    frequency = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32) * (-math.log(10000.0) / d_model))
-    table = torch.zeros(max_positions, d_model)
+    """PE[pos, 2i] = sin(pos / 10000^(2i/d)), PE[pos, 2i+1] = cos(…): (max_positions, d_model).
+
+    Computed in float64, then rounded: in float32 the angle of position 1000 would already be
+    off by about 1e-4. Marian's table holds the same numbers with the sines in the first
+    half; tt.model.marian reorders the model dimension to match, so one table serves both.
+    """
+    position = torch.arange(max_positions, dtype=torch.float64)[:, None]
+    frequency = 10000.0 ** (-torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)
+    table = torch.zeros(max_positions, d_model, dtype=torch.float64)
     table[:, 0::2] = torch.sin(position * frequency)
     table[:, 1::2] = torch.cos(position * frequency[: d_model // 2])
-    return table
+    return table.float()
 
 
 class Transformer(nn.Module):
@@ -152,9 +171,9 @@ class Transformer(nn.Module):
         # Pre-LN leaves the stream un-normalized after the last layer, so it ends with a norm.
         self.encoder_norm = nn.LayerNorm(d) if config.pre_norm else nn.Identity()
         self.final_norm = nn.LayerNorm(d) if config.pre_norm else nn.Identity()
-        self.project = nn.Linear(d, config.tgt_vocab_size, bias=False)
+        self.project = nn.Linear(d, config.tgt_vocab_size, bias=config.output_bias)
         self._init_weights()
-        if tie:
+        if tie or config.tie_output:
             self.project.weight = self.tgt_embed.weight
 
     def _init_weights(self) -> None:
@@ -164,12 +183,15 @@ class Transformer(nn.Module):
         # Embeddings are multiplied by √d_model, so N(0, 1/d_model) gives unit-scale inputs.
         nn.init.normal_(self.src_embed.weight, std=self.config.d_model**-0.5)
         nn.init.normal_(self.tgt_embed.weight, std=self.config.d_model**-0.5)
+        if self.project.bias is not None:
+            nn.init.zeros_(self.project.bias)
 
     def embed(self, table: nn.Embedding, ids: torch.Tensor, offset: int = 0) -> torch.Tensor:
         length = ids.shape[1]
         if offset + length > self.config.max_positions:
             raise ValueError(f"sequence of {offset + length} tokens exceeds max_positions")
-        x = table(ids) * math.sqrt(self.config.d_model) + self.positions[offset : offset + length]
+        scale = math.sqrt(self.config.d_model) if self.config.scale_embedding else 1.0
+        x = table(ids) * scale + self.positions[offset : offset + length]
         return self.embed_dropout(x)
 
     def encode(self, src: torch.Tensor, src_pad_mask: torch.Tensor) -> torch.Tensor:

@@ -15,8 +15,8 @@ import torch
 
 from tt.data.errors import UserError
 from tt.data.normalize import normalize
-from tt.data.tokenizer import EOS_ID, Tokenizer
-from tt.model.checkpoint import load_model_folder
+from tt.data.tokenizer import Tokenizer
+from tt.model.folders import open_model
 from tt.model.device import resolve_device
 from tt.model.decode import BeamConfig, DecodeConfig, Hypothesis, Step, beam_decode, greedy_decode
 from tt.model.sampling import Sampler
@@ -61,7 +61,7 @@ class AttentionView:
 
 class Translator:
     def __init__(self, folder: Path, device: str = "cpu"):
-        self.model, self.tokenizer, self.record = load_model_folder(folder)
+        self.model, self.tokenizer, self.record = open_model(folder)
         self.model.to(resolve_device(device))
         self.model: Transformer
         self.tokenizer: Tokenizer
@@ -87,7 +87,7 @@ class Translator:
         out = [Translation(text, "", [], None) for text in texts]
         if not work:
             return out
-        prefix = self.tokenizer.tgt.encode(normalize(search.prefix)) if search.prefix else None
+        prefix = self.tokenizer.encode_tgt(normalize(search.prefix), end=False) if search.prefix else None
         keep = dict(keep_distributions=inspect, attention=attention, lens=lens)
         if search.uses_beam:
             ranked = [[h for _, h in items] for items in beam_decode(self.model, src_ids, search.beam, config)]
@@ -128,7 +128,7 @@ def segmentation_differs(tokenizer: Tokenizer, ids: list[int]) -> bool:
     (or add spaces that normalization removes); then scoring the text scores other tokens.
     A final </s> is left out of the comparison: it is not a matter of segmentation.
     """
-    pieces = ids[:-1] if ids and ids[-1] == EOS_ID else list(ids)
+    pieces = ids[:-1] if ids and ids[-1] == tokenizer.eos_id else list(ids)
     return tokenizer.encode_tgt(normalize(tokenizer.decode_tgt(pieces)))[:-1] != pieces
 
 

@@ -5,11 +5,12 @@ import itertools
 import pytest
 import torch
 
-from tt.data.tokenizer import EOS_ID
+from tt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from tt.model.decode import BeamConfig, DecodeConfig, beam_decode, greedy_decode, length_penalty
 from tt.model.transformer import ModelConfig, Transformer
 
 VOCAB = 6  # pad, unk, bos, eos and two words: every sequence can be listed
+CHOOSABLE = [t for t in range(VOCAB) if t not in (PAD_ID, BOS_ID)]  # decoding never picks padding or the start
 
 
 @pytest.fixture
@@ -30,12 +31,12 @@ def sequence_log_prob(model, src, tokens):
 def all_outputs(limit):
     """Every output the decoder can produce: ends in EOS, or stops at the length limit."""
     for length in range(1, limit + 1):
-        for body in itertools.product(range(VOCAB), repeat=length - 1):
+        for body in itertools.product(CHOOSABLE, repeat=length - 1):
             if EOS_ID in body:
                 continue
             yield list(body) + [EOS_ID]
             if length == limit:
-                for last in range(VOCAB):
+                for last in CHOOSABLE:
                     if last != EOS_ID:
                         yield list(body) + [last]
 

@@ -5,7 +5,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from tt.data.tokenizer import BOS_ID, EOS_ID
+from tt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from tt.model.decode import DecodeConfig, greedy_decode, max_output_length
 from tt.model.transformer import Transformer
 
@@ -48,7 +48,8 @@ def test_greedy_takes_the_argmax_of_teacher_forced_scores(model):
         tgt_in = torch.tensor([[BOS_ID] + hyp.tokens[:-1]])
         src_t = torch.tensor([row])
         log_probs = model(src_t, src_t == 0, tgt_in)[0]
-        assert log_probs.argmax(-1).tolist() == hyp.tokens
+        # Padding and the start token are never picked: the argmax of the rest.
+        assert log_probs.index_fill(1, torch.tensor([PAD_ID, BOS_ID]), float("-inf")).argmax(-1).tolist() == hyp.tokens
         chosen = log_probs.gather(1, torch.tensor(hyp.tokens)[:, None]).squeeze(1)
         torch.testing.assert_close(chosen, torch.tensor(hyp.token_log_probs), atol=1e-5, rtol=1e-5)
 
