@@ -56,8 +56,9 @@ def model_card(name: str, model: Transformer, record: dict, metrics: list[dict],
         f'translate = pipeline("translation", model="{name}")',
         'print(translate("...")[0]["translation_text"])',
         "```", "",
-        "Decoding is greedy by default (generation_config.json), as in `tt translate`; pass",
-        "`num_beams=5` for beam search. tt reads the folder as well: `tt translate --model FOLDER`.",
+        "`generate` decodes greedily by default (generation_config.json), as `tt translate` does;",
+        "transformers 4's translation pipeline uses 4 beams unless given `num_beams=1`.",
+        "tt reads the folder as well: `tt translate --model FOLDER`.",
         "The SentencePiece files normalize text with NFKC, as tt did before training.", "",
     ]
     return "\n".join(lines)
