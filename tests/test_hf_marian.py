@@ -25,7 +25,7 @@ import sentencepiece as spm  # noqa: E402
 
 from conftest import tiny_pairs  # noqa: E402
 from tt.cli.main import app  # noqa: E402
-from tt.cli.translator import Search, Translator  # noqa: E402
+from tt.model.translator import Search, Translator  # noqa: E402
 from tt.data.normalize import normalize  # noqa: E402
 from tt.data.tokenizer import TokenizerConfig, train_tokenizer  # noqa: E402
 from tt.model.checkpoint import save_model_folder  # noqa: E402

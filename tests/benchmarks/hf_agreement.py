@@ -44,7 +44,7 @@ def main() -> None:
     from typer.testing import CliRunner
 
     from tt.cli.main import app
-    from tt.cli.translator import Translator
+    from tt.model.translator import Translator
     from tt.model.decode import DecodeConfig, max_output_length
 
     torch.set_grad_enabled(False)
