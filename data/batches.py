@@ -39,11 +39,6 @@ class Batch:
         move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
         return Batch(move(self.src), move(self.tgt_in), move(self.tgt_out), move(self.src_pad_mask))
 
-    @property
-    def n_tgt_tokens(self) -> int:
-        """Real (non-padding) target tokens, end-of-sentence included."""
-        return int((self.tgt_out != PAD_ID).sum())
-
 
 def pad(rows: Sequence[Sequence[int]], length: int | None = None, pad_id: int = PAD_ID) -> torch.Tensor:
     length = length or max(len(row) for row in rows)
@@ -217,7 +212,3 @@ class BatchStream:
     def target_tokens(self, indices: Sequence[int]) -> int:
         """Real target tokens (</s> included) of these sentences."""
         return int(self.tgt_lengths[list(indices)].sum())
-
-    def __iter__(self) -> Iterator[Batch]:
-        for indices in self.rows():
-            yield self.batch(indices)

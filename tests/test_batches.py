@@ -62,10 +62,12 @@ def test_src_pad_mask_true_exactly_at_padding():
     assert torch.equal(batch.src_pad_mask, expected)
 
 
-def test_n_tgt_tokens_counts_non_pad():
-    """Every real target token counts, EOS included; padding does not."""
+def test_target_tokens_counts_non_pad():
+    """Every real target token counts, EOS included; padding does not (the loss's N)."""
     tgt_ids = [[12, 13, EOS_ID], [EOS_ID], [14, 15, 16, 17, EOS_ID]]
-    assert make_batch([[5, EOS_ID]] * 3, tgt_ids).n_tgt_tokens == 3 + 1 + 5
+    stream = BatchStream([[5, EOS_ID]] * 3, tgt_ids, batch_tokens=64, seed=0)
+    assert stream.target_tokens([0, 1, 2]) == 3 + 1 + 5
+    assert stream.target_tokens([0, 1, 2]) == int((stream.batch([0, 1, 2]).tgt_out != PAD_ID).sum())
 
 
 # ---- plan_batches
@@ -127,7 +129,7 @@ def test_each_epoch_sees_every_pair_once():
     src, tgt = toy_corpus()
     stream = BatchStream(src, tgt, batch_tokens=60, seed=1)
     n = stream.batches_per_epoch()
-    batches = list(itertools.islice(iter(stream), 2 * n))
+    batches = list(itertools.islice(training_batches(stream), 2 * n))
     for epoch in (batches[:n], batches[n:]):
         seen = [i for batch in epoch for i in row_ids(batch)]
         assert sorted(seen) == list(range(len(src)))
@@ -142,7 +144,7 @@ def test_epochs_advance_and_epochs_done():
     n = stream.batches_per_epoch()
     assert n > 2
     assert stream.epochs_done == 0.0
-    batches = iter(stream)
+    batches = training_batches(stream)
     next(batches)
     assert (stream.epoch, stream.position) == (0, 1)
     assert stream.epochs_done == pytest.approx(1 / n)
@@ -159,8 +161,14 @@ def test_epochs_are_shuffled_differently():
     src, tgt = toy_corpus()
     stream = BatchStream(src, tgt, batch_tokens=60, seed=1)
     n = stream.batches_per_epoch()
-    batches = list(itertools.islice(iter(stream), 2 * n))
+    batches = list(itertools.islice(training_batches(stream), 2 * n))
     assert [row_ids(b) for b in batches[:n]] != [row_ids(b) for b in batches[n:]]
+
+
+def training_batches(stream):
+    """Batches in the order training takes them: rows planned by the stream, then assembled."""
+    for rows in stream.rows():
+        yield stream.batch(rows)
 
 
 def same_batches(a, b) -> bool:
@@ -177,7 +185,7 @@ def test_resume_matches_uninterrupted_stream(taken):
     stream = BatchStream(src, tgt, batch_tokens=60, seed=4)
     n = stream.batches_per_epoch()
     taken = {"end_of_epoch": n, "into_second_epoch": n + 2}.get(taken, taken)
-    batches = iter(stream)
+    batches = training_batches(stream)
     for _ in range(taken):
         next(batches)
     saved = (stream.epoch, stream.position)
@@ -185,13 +193,13 @@ def test_resume_matches_uninterrupted_stream(taken):
 
     resumed = BatchStream(src, tgt, batch_tokens=60, seed=4)
     resumed.epoch, resumed.position = saved
-    assert same_batches(list(itertools.islice(iter(resumed), n + 3)), expected)
+    assert same_batches(list(itertools.islice(training_batches(resumed), n + 3)), expected)
 
 
 def test_stream_is_seeded():
     src, tgt = toy_corpus()
-    first = list(itertools.islice(iter(BatchStream(src, tgt, 60, seed=2)), 10))
-    again = list(itertools.islice(iter(BatchStream(src, tgt, 60, seed=2)), 10))
-    other = list(itertools.islice(iter(BatchStream(src, tgt, 60, seed=3)), 10))
+    first = list(itertools.islice(training_batches(BatchStream(src, tgt, 60, seed=2)), 10))
+    again = list(itertools.islice(training_batches(BatchStream(src, tgt, 60, seed=2)), 10))
+    other = list(itertools.islice(training_batches(BatchStream(src, tgt, 60, seed=3)), 10))
     assert same_batches(first, again)
     assert [row_ids(b) for b in first] != [row_ids(b) for b in other]

@@ -59,7 +59,8 @@ def test_shards_give_exactly_the_batches_of_the_in_memory_lists(corpus, tmp_path
     on_disk = BatchStream(data.src, data.tgt, 200, seed=5)
     in_memory = BatchStream(src_lists, tgt_lists, 200, seed=5)
     n = on_disk.batches_per_epoch() + 3  # into the second epoch
-    for _, (a, b) in zip(range(n), zip(on_disk, in_memory)):
+    for _, (rows_a, rows_b) in zip(range(n), zip(on_disk.rows(), in_memory.rows())):
+        a, b = on_disk.batch(rows_a), in_memory.batch(rows_b)
         for name in ("src", "tgt_in", "tgt_out", "src_pad_mask"):
             assert torch.equal(getattr(a, name), getattr(b, name)), name
     assert on_disk.epoch == in_memory.epoch == 1
