@@ -30,6 +30,9 @@ from safetensors.torch import load_file
 from conftest import TINY_MODEL_OPTIONS, tiny_pairs, write_tsv
 from tt.model.checkpoint import METRICS, PENDING_METRICS, read_training_state
 
+# Real subprocesses that train and are signalled: minutes, so they run with `-m slow` (CI runs both).
+pytestmark = pytest.mark.slow
+
 OPTIONS = [
     *TINY_MODEL_OPTIONS, "--dropout", "0", "--precision", "fp32", "--threads", "1", "--save-every", "1h",
     "--device", "cpu",

@@ -22,6 +22,9 @@ from safetensors.torch import load_file
 from conftest import TINY_MODEL_OPTIONS, tiny_pairs, write_tsv
 from tt.model.checkpoint import METRICS, PENDING_METRICS, STATE_TENSORS, load_model_folder, read_training_state
 
+# Real subprocesses that train and are signalled: minutes, so they run with `-m slow` (CI runs both).
+pytestmark = pytest.mark.slow
+
 STEPS = 300
 TRAIN_OPTIONS = [*TINY_MODEL_OPTIONS, "--dropout", "0.1", "--threads", "1", "--max-steps", str(STEPS)]
 
