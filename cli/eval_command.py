@@ -18,7 +18,8 @@ from tt.model.translator import Search, Translator
 from tt.data.corpus import CorpusSpec, check_spec, read_pairs
 from tt.data.errors import UserError
 from tt.data.atomic import write_atomic
-from tt.model.decode import BeamConfig, DecodeConfig
+from tt.model.decode import DecodeConfig
+from tt.model.beam import BeamConfig
 from tt.model.evaluate import score_corpus
 
 
@@ -90,7 +91,7 @@ def run_calibration(folder: Path, spec: CorpusSpec, bins: int = 10, device: str 
 
     from tt.data.normalize import normalize
     from tt.model.calibration import calibration
-    from tt.model.decode import force_decode
+    from tt.model.forced import force_decode
 
     check_spec(spec)
     pairs = [p for p in read_pairs(spec) if normalize(p.src) and normalize(p.tgt)]

@@ -29,7 +29,7 @@ from tt.data.normalize import normalize
 from tt.data.tokenizer import Tokenizer
 from tt.model.folders import open_model
 from tt.model.device import resolve_device
-from tt.model.decode import ForcedResult, force_decode
+from tt.model.forced import ForcedResult, force_decode
 from tt.model.transformer import Transformer
 
 

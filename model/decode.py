@@ -12,8 +12,8 @@ recomputes the whole prefix each step; a test checks that both give the same num
 Inspection (`keep_distributions=True`) keeps each step's full distribution, the
 cross-attention and each decoder layer's output (for the logit lens), in float32.
 
-Forced decoding (`tt score`) feeds a given target instead of the model's choices: one
-teacher-forced pass gives p(y_t | y_<t, x) for every reference token at once.
+Beam search is in `tt.model.beam`, forced decoding (`tt score`) in `tt.model.forced`; both
+use the batching and encoding helpers here.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from typing import Callable
 
 import torch
 
-from tt.data.batches import make_batch, pad
+from tt.data.batches import pad
+from tt.model.attention import KVCache
 from tt.model.device import autocast, model_device
 from tt.model.recording import Seen, recording
 from tt.model.transformer import Transformer
@@ -108,14 +109,18 @@ def in_length_order(count: int, length: Callable[[int], object], batch_size: int
     return results
 
 
+def encode_sources(model: Transformer, src_rows: list[list[int]]) -> KVCache:
+    """Run the encoder once over a padded batch of sources: the cache decoding starts from."""
+    src = pad(src_rows, pad_id=model.config.pad_id).to(model_device(model))
+    src_pad_mask = src == model.config.pad_id
+    return model.new_cache(model.encode(src, src_pad_mask), src_pad_mask)
+
+
 def _greedy_batch(model, src_rows, config, keep, seen: Seen, use_cache, prefixes, sampler=None):
     batch = len(src_rows)
     device = model_device(model)
     ids = model.config
-    src = pad(src_rows, pad_id=ids.pad_id).to(device)
-    src_pad_mask = src == ids.pad_id
-    memory = model.encode(src, src_pad_mask)
-    cache = model.new_cache(memory, src_pad_mask)
+    cache = encode_sources(model, src_rows)
     limits = [config.fixed_length or max_output_length(len(row), config, model) for row in src_rows]
     hyps = [Hypothesis([], []) for _ in range(batch)]
     active = torch.arange(batch)  # original row of each row still decoding (kept on the CPU)
@@ -166,158 +171,3 @@ def _inspect_step(model, log_probs, row, seen: Seen) -> Step:
     if seen.layers:
         step.layer_log_probs = [model.log_probs(h[row, -1]).float().cpu() for h in seen.layers]
     return step
-
-
-def length_penalty(length: int, alpha: float) -> float:
-    """GNMT's lp(Y) = ((5 + |Y|) / 6)^α: dividing by it keeps long outputs from losing to short ones."""
-    return ((5.0 + length) / 6.0) ** alpha
-
-
-@dataclass
-class BeamConfig:
-    beam: int = 5
-    alpha: float = 0.6  # length penalty; 0 ranks by raw log-probability
-    n_best: int = 1
-
-
-@torch.no_grad()
-def beam_decode(
-    model: Transformer, src_ids: list[list[int]], beam: BeamConfig, config: DecodeConfig | None = None
-) -> list[list[tuple[float, Hypothesis]]]:
-    """For each source, its `n_best` hypotheses as (score, hypothesis), best first.
-
-    score = log p(Y | X) / lp(Y). Sentences are decoded in batches, each sentence keeping
-    `beam.beam` rows in the key/value cache; the cache is reordered as beams are picked.
-    """
-    config = config or DecodeConfig()
-    model.eval()
-    order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))
-    results: list = [None] * len(src_ids)
-    per_batch = max(1, config.batch_size // beam.beam)
-    for start in range(0, len(order), per_batch):
-        chunk = order[start : start + per_batch]
-        with autocast(model_device(model), config.precision):
-            outputs = _beam_batch(model, [src_ids[i] for i in chunk], beam, config)
-        for index, output in zip(chunk, outputs):
-            results[index] = output
-    return results
-
-
-def _beam_batch(model, src_rows, beam: BeamConfig, config):
-    n, k = len(src_rows), beam.beam
-    device = model_device(model)
-    ids = model.config
-    src = pad(src_rows, pad_id=ids.pad_id).to(device)
-    src_pad_mask = src == ids.pad_id
-    memory = model.encode(src, src_pad_mask)
-    cache = model.new_cache(memory, src_pad_mask)
-    cache.select(torch.arange(n, device=device).repeat_interleave(k))  # row s*k + j is beam j of sentence s
-    limits = [max_output_length(len(row), config, model) for row in src_rows]
-    scores = torch.full((n, k), float("-inf"), device=device)
-    scores[:, 0] = 0.0  # all beams start identical: let only the first one expand
-    tokens = torch.full((n * k, 1), ids.start_id, dtype=torch.long, device=device)
-    banned = never_chosen(model)
-    token_log_probs = torch.zeros((n * k, 0), device=device)
-    finished: list[list[tuple[float, Hypothesis]]] = [[] for _ in range(n)]
-    done = [False] * n
-    for step in range(max(limits)):
-        log_probs = model.log_probs(model.decode_step(tokens[:, -1:], cache)[:, -1])
-        vocab = log_probs.shape[-1]
-        allowed = log_probs.index_fill(1, banned, float("-inf"))
-        candidates = (scores.view(n, k, 1) + allowed.view(n, k, vocab)).view(n, k * vocab)
-        top_scores, top_index = candidates.topk(2 * k, dim=1)  # 2k: up to k may end here
-        top_scores, top_index = top_scores.cpu(), top_index.cpu()  # read one by one below
-        next_rows, next_tokens, next_scores = [], [], []
-        for s in range(n):
-            picked = []
-            for rank in range(2 * k):
-                score = float(top_scores[s, rank])
-                if score == float("-inf"):
-                    break
-                beam_index, token = divmod(int(top_index[s, rank]), vocab)
-                row = s * k + beam_index
-                ends = token == ids.eos_id or step + 1 >= limits[s]
-                if ends and not done[s]:
-                    if rank < k:  # only an ending that would have made the beam counts
-                        history = token_log_probs[row].tolist() + [float(log_probs[row, token])]
-                        hyp = Hypothesis(tokens[row, 1:].tolist() + [token], history)
-                        finished[s].append((score / length_penalty(len(hyp.tokens), beam.alpha), hyp))
-                    continue
-                if token == ids.eos_id:
-                    continue
-                picked.append((row, token, score))
-                if len(picked) == k:
-                    break
-            if len(finished[s]) >= max(k, beam.n_best) or step + 1 >= limits[s]:
-                done[s] = True
-            while len(picked) < k:  # a finished sentence (or too few live beams) keeps dummies
-                picked.append((s * k, ids.pad_id, float("-inf")))
-            if done[s]:
-                picked = [(s * k, ids.pad_id, float("-inf"))] * k
-            for row, token, score in picked:
-                next_rows.append(row)
-                next_tokens.append(token)
-                next_scores.append(score)
-        if all(done):
-            break
-        rows = torch.tensor(next_rows, device=device)
-        chosen = torch.tensor(next_tokens, device=device)
-        chosen_log_probs = log_probs[rows, chosen]
-        cache.select(rows)
-        tokens = torch.cat([tokens[rows], chosen[:, None]], dim=1)
-        token_log_probs = torch.cat([token_log_probs[rows], chosen_log_probs[:, None]], dim=1)
-        scores = torch.tensor(next_scores, device=device).view(n, k)
-    results = []
-    for s in range(n):
-        ranked = sorted(finished[s], key=lambda item: item[0], reverse=True)
-        results.append(ranked[: beam.n_best])
-    return results
-
-
-@dataclass
-class ForcedResult:
-    """The model's view of one given target, token by token."""
-
-    tokens: list[int]  # the forced target ids, as given (normally ending in </s>)
-    token_log_probs: list[float]  # ln p(y_t | y_<t, x) of each forced token
-    ranks: list[int]  # place of the forced token in the distribution: 1 = the argmax
-    argmax: list[int]  # what greedy decoding would have picked at that position
-    argmax_log_probs: list[float] = field(default_factory=list)  # ln p of that argmax: the model's confidence
-
-    @property
-    def cross_entropy(self) -> float:
-        """Mean −ln p over the tokens, in nats; perplexity is its exp."""
-        return -sum(self.token_log_probs) / max(len(self.tokens), 1)
-
-
-@torch.no_grad()
-def force_decode(
-    model: Transformer, src_ids: list[list[int]], tgt_ids: list[list[int]], batch_size: int = 64
-) -> list[ForcedResult]:
-    """One result per (source, target) pair, in the order given; float32, one forward pass per batch."""
-    assert len(src_ids) == len(tgt_ids), "one target per source"
-    model.eval()
-    def decode_chunk(chunk: list[int]) -> list[ForcedResult]:
-        rows = [src_ids[i] for i in chunk], [tgt_ids[i] for i in chunk]
-        batch = make_batch(*rows, start_id=model.config.start_id, pad_id=model.config.pad_id).to(model_device(model))
-        log_probs = model(batch.src, batch.src_pad_mask, batch.tgt_in).float()  # (batch, tgt_len, tgt_vocab)
-        target = batch.tgt_out[..., None]
-        chosen = log_probs.gather(-1, target)  # (batch, tgt_len, 1)
-        # Ties broken by id, as argmax breaks them (first index): rank 1 exactly when token == argmax.
-        ids = torch.arange(log_probs.shape[-1], device=log_probs.device)
-        ahead = (log_probs > chosen) | ((log_probs == chosen) & (ids < target))
-        ranks = ahead.sum(-1) + 1
-        top_log_probs, argmax = log_probs.max(-1)
-        results = []
-        for row, index in enumerate(chunk):
-            n = len(tgt_ids[index])
-            results.append(ForcedResult(
-                tokens=list(tgt_ids[index]),
-                token_log_probs=chosen[row, :n, 0].tolist(),
-                ranks=ranks[row, :n].tolist(),
-                argmax=argmax[row, :n].tolist(),
-                argmax_log_probs=top_log_probs[row, :n].tolist(),
-            ))
-        return results
-
-    return in_length_order(len(src_ids), lambda i: (len(tgt_ids[i]), len(src_ids[i])), batch_size, decode_chunk)

@@ -31,7 +31,8 @@ from tt.data.corpus import CorpusSpec, check_spec, read_pairs
 from tt.data.errors import UserError
 from tt.data.normalize import normalize
 from tt.data.tokenizer import Tokenizer
-from tt.model.decode import force_decode, greedy_decode
+from tt.model.decode import greedy_decode
+from tt.model.forced import force_decode
 from tt.model.transformer import Transformer
 
 # The demo's probe: the sentence every tt user first watches the model learn.

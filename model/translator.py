@@ -18,7 +18,8 @@ from tt.data.normalize import normalize
 from tt.data.tokenizer import Tokenizer
 from tt.model.folders import open_model
 from tt.model.device import resolve_device
-from tt.model.decode import BeamConfig, DecodeConfig, Hypothesis, Step, beam_decode, greedy_decode
+from tt.model.decode import DecodeConfig, Hypothesis, Step, greedy_decode
+from tt.model.beam import BeamConfig, beam_decode
 from tt.model.sampling import Sampler
 from tt.model.transformer import Transformer
 

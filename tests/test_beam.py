@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from tt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
-from tt.model.decode import BeamConfig, DecodeConfig, beam_decode, greedy_decode, length_penalty
+from tt.model.decode import DecodeConfig, greedy_decode
+from tt.model.beam import BeamConfig, beam_decode, length_penalty
 from tt.model.transformer import ModelConfig, Transformer
 
 VOCAB = 6  # pad, unk, bos, eos and two words: every sequence can be listed

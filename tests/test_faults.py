@@ -31,7 +31,8 @@ from tt.cli.main import app
 from tt.model.translator import Translator
 from tt.model.checkpoint import load_model_folder, read_training_state
 from tt.model.run_folder import FolderLock
-from tt.model.decode import BeamConfig, DecodeConfig, beam_decode, greedy_decode
+from tt.model.decode import DecodeConfig, greedy_decode
+from tt.model.beam import BeamConfig, beam_decode
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]

@@ -29,7 +29,8 @@ from tt.model.translator import Search, Translator  # noqa: E402
 from tt.data.normalize import normalize  # noqa: E402
 from tt.data.tokenizer import TokenizerConfig, train_tokenizer  # noqa: E402
 from tt.model.checkpoint import save_model_folder  # noqa: E402
-from tt.model.decode import BeamConfig, DecodeConfig  # noqa: E402
+from tt.model.decode import DecodeConfig  # noqa: E402
+from tt.model.beam import BeamConfig  # noqa: E402
 from tt.model.folders import open_model  # noqa: E402
 from tt.model.transformer import ModelConfig, Transformer  # noqa: E402
 
