@@ -15,7 +15,8 @@ from tt.cli.options import build_configs, corpus_specs
 from tt.cli.presets import preset_configs
 from tt.cli.progress import PreparationProgress
 from tt.data.errors import UserError
-from tt.data.prepare import PreparedCorpus, PrepareRequest, prepare
+from tt.data.prepare import prepare
+from tt.data.prepared_folder import PreparedCorpus, PrepareRequest
 
 
 def run_prepare(options: dict[str, Any], folder: Path, console: Console) -> PreparedCorpus:

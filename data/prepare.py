@@ -10,53 +10,33 @@ reservoir sample for the tokenizer; the second encodes that file in chunks on al
 into the memory-mapped shards of `tt.data.shards`. The dev pairs (at most a few thousand)
 go to `dev.tsv`, the tokenizer beside them.
 
-`manifest.json` is written last and says what the folder was prepared from (the source
-files' sizes and SHA-256, the cleaning options, dev split, seed, tokenizer) and what it
-holds (every file's size and SHA-256). A folder whose manifest is missing (a preparation
-killed halfway), does not match the request (a changed corpus, other options) or whose
-files do not match it (a truncated or edited shard) is never used: it is prepared again.
+`manifest.json` is written last; `tt.data.prepared_folder` reads it back and decides
+whether a folder can be reused.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import random
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Iterator
-
-import numpy as np
 
 from tt.data.atomic import write_atomic
 from tt.data.clean import CleaningConfig, CleaningReport, DevPicker, auto_dev_size, clean_pairs, clean_stream, pair_key
 from tt.data.corpus import CorpusSpec, check_spec, read_pairs
 from tt.data.errors import UserError
-from tt.data.shards import TokenArray, TokenWriter, check_files, file_digest, id_dtype, length_dtype, open_tokens
-from tt.data.tokenizer import EOS_ID, Tokenizer, TokenizerConfig, TokenizerReport, measure, train_tokenizer
+from tt.data.prepared_folder import (
+    DEV_FILE, FORMAT, MANIFEST, VERSION, PreparedCorpus, PrepareRequest, open_if_valid, request_key, tokenizer_digests,
+)
+from tt.data.shards import TokenWriter, file_digest, id_dtype, length_dtype
+from tt.data.tokenizer import EOS_ID, Tokenizer, measure, train_tokenizer
 
-FORMAT = "tt-prepared"
-VERSION = 1
-MANIFEST = "manifest.json"
-DEV_FILE = "dev.tsv"
 ENCODE_CHUNK = 20_000  # pairs per SentencePiece call: big enough for its threads, small in memory
 MEASURE_PAIRS = 5000  # the tokenizer report's sample: the first train pairs
-
-
-@dataclass
-class PrepareRequest:
-    """What a prepared folder must have been made from to be used."""
-
-    train: CorpusSpec
-    dev: CorpusSpec | None
-    cleaning: CleaningConfig
-    tokenizer_config: TokenizerConfig
-    seed: int
-    dev_size: int | None = None  # pairs held out when no dev set is given; None: automatic
-    tokenizer: Tokenizer | None = None  # encode with this one (--resume, --init-from) instead of training one
 
 
 class Progress:
@@ -69,42 +49,6 @@ class Progress:
     def note(self, text: str) -> None: ...
 
 
-@dataclass
-class PreparedCorpus:
-    folder: Path
-    manifest: dict
-    tokenizer: Tokenizer
-    src: TokenArray
-    tgt: TokenArray
-    dev: list[tuple[str, str]]
-    report: CleaningReport
-    tokenizer_report: TokenizerReport
-    reused: bool = False
-
-    @property
-    def train_pairs(self) -> int:
-        return len(self.src)
-
-    def within(self, limit: int) -> tuple[TokenArray, TokenArray]:
-        """The training pairs whose both sides fit in `limit` tokens (the model's positions)."""
-        fits = (np.asarray(self.src.lengths) <= limit) & (np.asarray(self.tgt.lengths) <= limit)
-        if fits.all():
-            return self.src, self.tgt
-        rows = np.flatnonzero(fits)
-        if not len(rows):
-            raise UserError(f"every pair is longer than {limit} tokens: nothing to train on")
-        return self.src.select(rows), self.tgt.select(rows)
-
-    def dev_ids(self, limit: int) -> tuple[list[list[int]], list[list[int]], list[str]]:
-        """The dev set as token ids cut to `limit`, and its reference texts."""
-        encode_src, encode_tgt = self.tokenizer.encode_src, self.tokenizer.encode_tgt
-        return (
-            [encode_src(s)[:limit] for s, _ in self.dev],
-            [encode_tgt(t)[:limit] for _, t in self.dev],
-            [t for _, t in self.dev],
-        )
-
-
 def prepare(request: PrepareRequest, folder: Path, progress: Progress | None = None, verify: bool = True) -> PreparedCorpus:
     """The prepared corpus in `folder`: reused when it matches the request, else (re)built."""
     progress = progress or Progress()
@@ -112,102 +56,12 @@ def prepare(request: PrepareRequest, folder: Path, progress: Progress | None = N
     if request.dev is not None:
         check_spec(request.dev)
     key = request_key(request)
-    found = _open_if_valid(folder, request, key, verify)
+    found = open_if_valid(folder, request, key, verify)
     if isinstance(found, PreparedCorpus):
         return found
     if found is not None:
         progress.note(f"{folder}: {found}; preparing again")
     return _build(request, key, folder, progress)
-
-
-def open_prepared(folder: Path, request: PrepareRequest, verify: bool = True) -> PreparedCorpus:
-    """A folder another process just prepared for this request (torchrun's other ranks)."""
-    found = _open_if_valid(folder, request, request_key(request), verify)
-    if not isinstance(found, PreparedCorpus):
-        raise UserError(f"{folder}: {found or 'no prepared data'} (is --out on a file system every process sees?)")
-    return found
-
-
-# ---- what the folder was made from
-
-
-def request_key(request: PrepareRequest) -> dict:
-    """Everything but the tokenizer that decides the prepared data; paths do not count, bytes do."""
-    def spec_key(spec: CorpusSpec) -> dict:
-        names = [spec.path] if spec.path else [spec.src_path, spec.tgt_path]
-        return {
-            "layout": "one file" if spec.path else "aligned files",
-            "format": spec.format, "src_col": spec.src_col, "tgt_col": spec.tgt_col,
-            "files": [{"bytes": Path(name).stat().st_size, "sha256": file_digest(Path(name))} for name in names],
-        }
-
-    try:
-        return {
-            "train": spec_key(request.train),
-            "dev": spec_key(request.dev) if request.dev else None,
-            "cleaning": asdict(request.cleaning),
-            "dev_size": None if request.dev else request.dev_size,
-            "seed": request.seed,
-        }
-    except OSError as err:
-        raise UserError(f"{err.filename}: cannot read ({err.strerror})") from None
-
-
-def _mismatch(manifest: dict, request: PrepareRequest, key: dict) -> str | None:
-    if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
-        return "prepared by another version of tt"
-    made = manifest.get("request") or {}
-    if made.get("train") != key["train"]:
-        return "the corpus changed since it was prepared"
-    if made.get("dev") != key["dev"]:
-        return "the dev set changed since it was prepared"
-    if made.get("cleaning") != key["cleaning"]:
-        return "prepared with other cleaning options"
-    if made.get("seed") != key["seed"]:
-        return "prepared with another --seed"
-    # --resume asks for the number of dev pairs the run recorded; a new run for automatic or a given size
-    if key["dev_size"] is not None and key["dev_size"] not in (made.get("dev_size"), manifest.get("dev_pairs")):
-        return "prepared with another --dev-size"
-    if key["dev_size"] is None and made.get("dev_size") is not None and key["dev"] is None:
-        return "prepared with another --dev-size"
-    if request.tokenizer is not None:
-        if manifest.get("tokenizer_files") != _tokenizer_digests(request.tokenizer):
-            return "prepared with another tokenizer"
-    elif manifest.get("tokenizer_config") != asdict(request.tokenizer_config):
-        return "prepared with other tokenizer options"
-    return None
-
-
-def _tokenizer_digests(tokenizer: Tokenizer) -> dict[str, str]:
-    return {name: hashlib.sha256(data).hexdigest() for name, data in tokenizer.to_files().items()}
-
-
-def _open_if_valid(folder: Path, request: PrepareRequest, key: dict, verify: bool) -> PreparedCorpus | str | None:
-    """The prepared corpus; or why the folder cannot be used; None where nothing was prepared."""
-    try:
-        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return "an unfinished preparation (no manifest)" if folder.exists() and any(folder.iterdir()) else None
-    except NotADirectoryError:
-        raise UserError(f"{folder}: is a file, not a folder for prepared data") from None
-    except (OSError, ValueError) as err:
-        return f"{MANIFEST} cannot be read ({err})"
-    if not isinstance(manifest, dict):
-        return f"{MANIFEST} is not a tt manifest"
-    reason = _mismatch(manifest, request, key) or check_files(folder, manifest.get("files") or {}, verify)
-    if reason is not None:
-        return reason
-    try:
-        tokenizer = request.tokenizer or Tokenizer.load(folder)
-        rows = manifest["train_pairs"]
-        src = open_tokens(folder, "src", manifest["dtype"], manifest["lengths_dtype"], rows)
-        tgt = open_tokens(folder, "tgt", manifest["dtype"], manifest["lengths_dtype"], rows)
-        dev = [tuple(line.split("\t")) for line in (folder / DEV_FILE).read_text(encoding="utf-8").splitlines()]
-        report = CleaningReport(**manifest["report"])
-        tokenizer_report = TokenizerReport(**manifest["tokenizer_report"])
-    except (KeyError, TypeError, ValueError, UserError) as err:
-        return f"{MANIFEST} does not describe the files ({err})"
-    return PreparedCorpus(folder, manifest, tokenizer, src, tgt, dev, report, tokenizer_report, reused=True)
 
 
 # ---- building
@@ -301,14 +155,14 @@ def _build(request: PrepareRequest, key: dict, folder: Path, progress: Progress)
             "train_pairs": train_pairs,
             "report": asdict(report),
             "tokenizer_config": None if request.tokenizer else asdict(request.tokenizer_config),
-            "tokenizer_files": _tokenizer_digests(tokenizer),
+            "tokenizer_files": tokenizer_digests(tokenizer),
             "tokenizer_report": asdict(tokenizer_report),
             "dtype": id_dtype(max(tokenizer.src_vocab_size, tokenizer.tgt_vocab_size)).name,
             "lengths_dtype": length_dtype(request.cleaning.max_chars).name,
             "files": files,
         }
         write_atomic(folder / MANIFEST, (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode())
-    found = _open_if_valid(folder, request if request.tokenizer else _with(request, tokenizer), key, verify=False)
+    found = open_if_valid(folder, request if request.tokenizer else _with(request, tokenizer), key, verify=False)
     assert isinstance(found, PreparedCorpus), found
     found.reused = False
     return found

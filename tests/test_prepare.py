@@ -16,7 +16,8 @@ from tt.cli.main import app
 from tt.data.batches import BatchStream, plan_batches
 from tt.data.clean import CleaningConfig
 from tt.data.corpus import CorpusSpec
-from tt.data.prepare import MANIFEST, PrepareRequest, Progress, prepare
+from tt.data.prepare import Progress, prepare
+from tt.data.prepared_folder import MANIFEST, PrepareRequest
 from tt.data.tokenizer import TokenizerConfig
 
 runner = CliRunner()
