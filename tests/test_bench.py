@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tt.cli.bench_command import child_peak_rss_mb, fixed_length_decode, fixed_length_sources, flops_per_target_token
+from tt.cli.bench_command import child_peak_rss_mb
+from tt.model.speed import fixed_length_decode, fixed_length_sources, flops_per_target_token
 from tt.data.tokenizer import EOS_ID
 from tt.model.transformer import ModelConfig, Transformer
 
@@ -35,7 +36,7 @@ def test_child_peak_memory_is_its_own(tmp_path):
 
 
 def test_train_speed_counts_real_tokens_and_padding(tiny_config):
-    from tt.cli.bench_command import train_speed
+    from tt.model.speed import train_speed
 
     same = train_speed(tiny_config, [[5, 6, 3]] * 60, [[12, 13, 3]] * 60, batch_tokens=64, precision="fp32", seconds=0.2, device="cpu")
     assert same["steps"] >= 1 and same["padding"] == 0  # equal lengths: no padding at all

@@ -23,7 +23,8 @@ from tt.data.batches import make_batch
 from tt.data.errors import UserError
 from tt.data.tokenizer import EOS_ID, PAD_ID, TokenizerConfig, train_tokenizer
 from tt.model.checkpoint import load_model_folder, save_model_folder
-from tt.model.decode import force_decode, greedy_decode
+from tt.model.decode import greedy_decode
+from tt.model.forced import force_decode
 from tt.model.transformer import ModelConfig, Transformer, count_parameters
 
 ctranslate2 = pytest.importorskip("ctranslate2")
@@ -250,7 +251,7 @@ def test_a_model_without_residual_connections_is_refused(tmp_path, tiny_config):
 
 
 def test_bench_row_makes_exactly_the_tokens_it_counts(post_ln):
-    from tt.cli.bench_command import ct2_fixed_length_decode, ct2_translator, fixed_length_sources
+    from tt.model.speed import ct2_fixed_length_decode, ct2_translator, fixed_length_sources
 
     model, tokenizer, _ = load_model_folder(post_ln)
     src = [[tokenizer.src_piece(i) for i in row] for row in fixed_length_sources(tokenizer.src_vocab_size, sentences=70, src_len=6)]

@@ -25,13 +25,14 @@ from pathlib import Path
 
 import torch
 
-from tt.cli.bench_command import ct2_fixed_length_speed, fixed_length_speed
+from tt.model.speed import ct2_fixed_length_speed, fixed_length_speed
 from tt.data.corpus import CorpusSpec, read_pairs
 from tt.data.normalize import normalize
 from tt.data.tokenizer import EOS_ID
 from tt.model.checkpoint import load_model_folder
 from tt.model.ct2 import write_ct2
-from tt.model.decode import DecodeConfig, force_decode, greedy_decode, max_output_length
+from tt.model.decode import DecodeConfig, greedy_decode, max_output_length
+from tt.model.forced import force_decode
 from tt.model.evaluate import score_corpus
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "tatoeba-cmn-eng"
