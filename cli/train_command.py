@@ -18,17 +18,18 @@ from typing import Any
 import torch
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from tt.cli.interrupts import Interrupted, interrupt_immediately, stop_after_step
 from tt.cli.options import RunConfigs, absolute, build_configs, corpus_specs, record_of, resume_configs
 from tt.cli.presets import DEFAULT_EPOCHS, demo_configs, preset_configs
 from tt.cli.progress import PreparationProgress, TrainingProgress
+from tt.cli.train_report import done_message, starting_message, stopped_message, summary_record, summary_table
 from tt.data.batches import BatchStream
 from tt.data.clean import CleaningConfig
 from tt.data.corpus import CorpusSpec
 from tt.data.errors import UserError
-from tt.data.prepare import PrepareRequest, PreparedCorpus, open_prepared, prepare
+from tt.data.prepare import prepare
+from tt.data.prepared_folder import PreparedCorpus, PrepareRequest, open_prepared
 from tt.data.tokenizer import TokenizerConfig
 from tt.model.checkpoint import (
     CONFIG, STATE_TENSORS, is_model_folder, load_model_folder, read_json,
@@ -39,9 +40,8 @@ from tt.model.device import resolve_device
 from tt.model.distributed import Cluster, broadcast_files, join_cluster, leave_cluster
 from tt.model.evaluate import DevSet
 from tt.model.probes import DEMO_PROBE, Probe, ProbeSet, gather_probes, recorded_probes
-from tt.cli.durations import format_seconds, signal_name
 from tt.model.train import Trainer, TrainConfig
-from tt.model.transformer import ModelConfig, Transformer, count_parameters
+from tt.model.transformer import ModelConfig, Transformer
 
 def run_train(options: dict[str, Any], resume: bool, overwrite: bool, console: Console) -> None:
     command_start = time.monotonic()
@@ -157,7 +157,7 @@ def _start(
         "dev_size": len(data.dev),
         "probes": [[p.source, p.reference] for p in probes],
         **record_of(configs),
-        "summary": _summary_record(data, model),
+        "summary": summary_record(data, model),
     }
     _train(model, data, configs, out, record, command_start, console, None, cluster)
 
@@ -227,14 +227,7 @@ def _train(
         if reason is not None:
             console.print(f"[green]nothing to do:[/] {out} already {reason} (step {trainer.step}); raise the limit to train on")
             return
-    where = f"{trainer.device.type}, {torch.get_num_threads()} threads" if trainer.device.type == "cpu" else str(trainer.device)
-    if cluster.distributed:
-        where = f"{cluster.world_size} processes × {where}"
-    accum = f", accumulated over {configs.train.accum_steps} pieces" if configs.train.accum_steps > 1 else ""
-    console.print(
-        f"training {count_parameters(model):,} parameters, {trainer.precision}, "
-        f"{stream.batches_per_epoch():,} batches of ≤{configs.train.batch_tokens:,} tokens per epoch{accum}, {where}"
-    )
+    console.print(starting_message(trainer, stream, cluster))
     try:
         with TrainingProgress(console, configs.train) as progress, stop_after_step(trainer):
             reason = trainer.run(progress)
@@ -243,21 +236,9 @@ def _train(
         console.print(f"[red]aborted[/] at step {trainer.step}: {kept}")
         raise typer.Exit(err.exit_code) from None
     if trainer.stop_signal is not None:
-        console.print(
-            f"[yellow]stopped:[/] interrupted by {signal_name(trainer.stop_signal)} at step {trainer.step}; checkpoint saved to {out}/\n"
-            f"continue with: tt train --out {out} --resume"
-        )
+        console.print(stopped_message(trainer, out))
         raise typer.Exit(128 + trainer.stop_signal)
-    last = trainer.last_dev
-    dev_text = f", dev loss {last['dev_loss']:.3f} (perplexity {last['dev_ppl']:.2f})" if last else ""
-    if trainer.best:
-        averaged = f" (mean of the last {trainer.best['averaged_last']} evaluations)" if "averaged_last" in trainer.best else ""
-        dev_text += f"; model.safetensors holds the best dev BLEU, {trainer.best['dev_bleu']:.2f} at step {trainer.best['step']}{averaged}"
-    console.print(
-        f"[green]done:[/] {reason} at step {trainer.step} after {format_seconds(round(trainer.elapsed()))}"
-        f"{dev_text}; saved to {out}/"
-    )
-    console.print(f'next: tt translate --model {out} "…"')
+    console.print(done_message(trainer, reason, out))
 
 
 def _resume(out: Path, options: dict[str, Any], command_start: float, console: Console, lock: FolderLock, cluster: Cluster) -> None:
@@ -297,33 +278,3 @@ def _resume(out: Path, options: dict[str, Any], command_start: float, console: C
 
 def _demo_path():
     return as_file(files("tt.data") / "demo.tsv")
-
-
-def _summary_record(data: PreparedCorpus, model) -> dict:
-    return {
-        "cleaning": dict(data.report.rows()),
-        "train_pairs": data.train_pairs,
-        "dev_pairs": len(data.dev),
-        "tokenizer": asdict(data.tokenizer_report),
-        "parameters": count_parameters(model),
-    }
-
-
-def summary_table(data: PreparedCorpus, model) -> Table:
-    table = Table(title="corpus and tokenizer", show_header=False, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column(justify="right")
-    for label, value in data.report.rows():
-        table.add_row(label, f"{value:,}")
-    table.add_row("train pairs", f"{data.train_pairs:,}")
-    table.add_row("dev pairs", f"{len(data.dev):,}" if data.dev else "none (corpus under 1,000 pairs)")
-    report = data.tokenizer_report
-    vocab = f"{report.vocab_size:,}"
-    if report.src_vocab_size != report.vocab_size:
-        vocab = f"{report.src_vocab_size:,} source, {report.vocab_size:,} target"
-    table.add_row("vocabulary", vocab)
-    table.add_row("character coverage", f"{report.character_coverage:.4%}")
-    share = report.byte_pieces / max(report.pieces, 1)
-    table.add_row("byte-fallback pieces", f"{report.byte_pieces:,} of {report.pieces:,} ({share:.2%})")
-    table.add_row("model parameters", f"{count_parameters(model):,}")
-    return table
