@@ -65,22 +65,35 @@ MODEL = "Model shape"
 TRAINING = "Training"
 LIMITS = "Limits and checkpoints"
 
+# The corpus options, shared by `tt train` and `tt prepare`: one definition, one help text.
+CorpusSrc = Annotated[Optional[Path], typer.Option(help="Source side of a pair of aligned plain-text files.", rich_help_panel=CORPUS)]
+CorpusTgt = Annotated[Optional[Path], typer.Option(help="Target side of a pair of aligned plain-text files.", rich_help_panel=CORPUS)]
+CorpusFormat = Annotated[Optional[str], typer.Option(help="tsv, jsonl or text (default: from the extension).", rich_help_panel=CORPUS)]
+CorpusSrcCol = Annotated[Optional[int], typer.Option(help="TSV column of the source, from 1. (default: 1)", rich_help_panel=CORPUS)]
+CorpusTgtCol = Annotated[Optional[int], typer.Option(help="TSV column of the target, from 1. (default: 2)", rich_help_panel=CORPUS)]
+CorpusDev = Annotated[Optional[Path], typer.Option(help="Dev set file (same format options). Default: a held-out slice.", rich_help_panel=CORPUS)]
+CorpusDevSrc = Annotated[Optional[Path], typer.Option(help="Dev set as aligned files: source side.", rich_help_panel=CORPUS)]
+CorpusDevTgt = Annotated[Optional[Path], typer.Option(help="Dev set as aligned files: target side.", rich_help_panel=CORPUS)]
+CorpusDevSize = Annotated[Optional[int], typer.Option(help="Pairs to hold out when no --dev is given. (default: 5%, at most 1000; none under 1000 pairs)", rich_help_panel=CORPUS)]
+CorpusMaxChars = Annotated[Optional[int], typer.Option(help="Drop pairs with a side longer than this many characters. (default: 300)", rich_help_panel=CORPUS)]
+CorpusMaxRatio = Annotated[Optional[float], typer.Option(help="Drop pairs whose longer side is over this many times the shorter. (default: 9)", rich_help_panel=CORPUS)]
+
 
 @app.command()
 @user_errors
 def train(
     corpus: Annotated[Optional[Path], typer.Argument(help="Parallel corpus (.tsv or .jsonl). Leave out to train the built-in demo.", show_default=False)] = None,
-    src: Annotated[Optional[Path], typer.Option(help="Source side of a pair of aligned plain-text files.", rich_help_panel=CORPUS)] = None,
-    tgt: Annotated[Optional[Path], typer.Option(help="Target side of a pair of aligned plain-text files.", rich_help_panel=CORPUS)] = None,
-    format: Annotated[Optional[str], typer.Option(help="tsv, jsonl or text (default: from the extension).", rich_help_panel=CORPUS)] = None,
-    src_col: Annotated[Optional[int], typer.Option(help="TSV column of the source, from 1. (default: 1)", rich_help_panel=CORPUS)] = None,
-    tgt_col: Annotated[Optional[int], typer.Option(help="TSV column of the target, from 1. (default: 2)", rich_help_panel=CORPUS)] = None,
-    dev: Annotated[Optional[Path], typer.Option(help="Dev set file (same format options). Default: a held-out slice.", rich_help_panel=CORPUS)] = None,
-    dev_src: Annotated[Optional[Path], typer.Option(help="Dev set as aligned files: source side.", rich_help_panel=CORPUS)] = None,
-    dev_tgt: Annotated[Optional[Path], typer.Option(help="Dev set as aligned files: target side.", rich_help_panel=CORPUS)] = None,
-    dev_size: Annotated[Optional[int], typer.Option(help="Pairs to hold out when no --dev is given. (default: 5%, at most 1000; none under 1000 pairs)", rich_help_panel=CORPUS)] = None,
-    max_chars: Annotated[Optional[int], typer.Option(help="Drop pairs with a side longer than this many characters. (default: 300)", rich_help_panel=CORPUS)] = None,
-    max_ratio: Annotated[Optional[float], typer.Option(help="Drop pairs whose longer side is over this many times the shorter. (default: 9)", rich_help_panel=CORPUS)] = None,
+    src: CorpusSrc = None,
+    tgt: CorpusTgt = None,
+    format: CorpusFormat = None,
+    src_col: CorpusSrcCol = None,
+    tgt_col: CorpusTgtCol = None,
+    dev: CorpusDev = None,
+    dev_src: CorpusDevSrc = None,
+    dev_tgt: CorpusDevTgt = None,
+    dev_size: CorpusDevSize = None,
+    max_chars: CorpusMaxChars = None,
+    max_ratio: CorpusMaxRatio = None,
     out: Annotated[Optional[Path], typer.Option(help="Model folder to write. (default: ./tt-model)")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out with its recorded corpus and options; give higher limits to train longer.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a model already in --out (the old one stays until the new run writes its first checkpoint).")] = False,
@@ -144,17 +157,17 @@ def train(
 def prepare(
     corpus: Annotated[Optional[Path], typer.Argument(help="Parallel corpus (.tsv or .jsonl).", show_default=False)] = None,
     out: Annotated[Path, typer.Option(help="Folder to write the prepared corpus to (give it to `tt train --prepared`).")] = Path("tt-prepared"),
-    src: Annotated[Optional[Path], typer.Option(help="Source side of a pair of aligned plain-text files.")] = None,
-    tgt: Annotated[Optional[Path], typer.Option(help="Target side of a pair of aligned plain-text files.")] = None,
-    format: Annotated[Optional[str], typer.Option(help="tsv, jsonl or text (default: from the extension).")] = None,
-    src_col: Annotated[Optional[int], typer.Option(help="TSV column of the source, from 1. (default: 1)")] = None,
-    tgt_col: Annotated[Optional[int], typer.Option(help="TSV column of the target, from 1. (default: 2)")] = None,
-    dev: Annotated[Optional[Path], typer.Option(help="Dev set file (same format options). Default: a held-out slice.")] = None,
-    dev_src: Annotated[Optional[Path], typer.Option(help="Dev set as aligned files: source side.")] = None,
-    dev_tgt: Annotated[Optional[Path], typer.Option(help="Dev set as aligned files: target side.")] = None,
-    dev_size: Annotated[Optional[int], typer.Option(help="Pairs to hold out when no --dev is given. (default: 5%, at most 1000; none under 1000 pairs)")] = None,
-    max_chars: Annotated[Optional[int], typer.Option(help="Drop pairs with a side longer than this many characters. (default: 300)")] = None,
-    max_ratio: Annotated[Optional[float], typer.Option(help="Drop pairs whose longer side is over this many times the shorter. (default: 9)")] = None,
+    src: CorpusSrc = None,
+    tgt: CorpusTgt = None,
+    format: CorpusFormat = None,
+    src_col: CorpusSrcCol = None,
+    tgt_col: CorpusTgtCol = None,
+    dev: CorpusDev = None,
+    dev_src: CorpusDevSrc = None,
+    dev_tgt: CorpusDevTgt = None,
+    dev_size: CorpusDevSize = None,
+    max_chars: CorpusMaxChars = None,
+    max_ratio: CorpusMaxRatio = None,
     preset: Annotated[Optional[str], typer.Option(help="The `tt train` preset whose vocabulary size to use. (default: small)")] = None,
     vocab_size: Annotated[Optional[int], typer.Option(help="SentencePiece vocabulary size (shrinks if the corpus is small).")] = None,
     separate_vocab: Annotated[Optional[bool], typer.Option("--separate-vocab", help="One vocabulary per language instead of a joint one.", show_default=False)] = None,
@@ -169,9 +182,10 @@ def prepare(
 
       tt train pairs.tsv --src-col 2 --tgt-col 1 --prepared zh-en-data --out zh-en
     """
+    from tt.cli.options import options_given
     from tt.cli.prepare_command import prepared_line, run_prepare
 
-    options = {k: v for k, v in locals().items() if k != "out" and v is not None}
+    options = {k: v for k, v in options_given(prepare, locals(), leave_out=("out",)).items() if v is not None}
     stderr.print(prepared_line(run_prepare(options, out, stderr)))
 
 
@@ -238,7 +252,8 @@ def translate(
     if texts and file:
         raise UserError("give sentences as arguments or --file, not both")
     from tt.model.translator import AttentionView, Search
-    from tt.model.decode import BeamConfig, DecodeConfig
+    from tt.model.decode import DecodeConfig
+    from tt.model.beam import BeamConfig
     from tt.model.sampling import Sampler
 
     sampling = sample or n > 1 or top_k_sampling is not None or top_p is not None
@@ -329,7 +344,8 @@ def evaluate(
     from tt.cli.eval_command import eval_table, run_eval, write_translations
     from tt.data.atomic import check_output
     from tt.data.corpus import CorpusSpec
-    from tt.model.decode import BeamConfig, DecodeConfig
+    from tt.model.decode import DecodeConfig
+    from tt.model.beam import BeamConfig
 
     check_decoding(beam, 1, precision, batch_size, length_penalty)
     if test is None and not (src and tgt):
