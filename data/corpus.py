@@ -119,55 +119,104 @@ def read_bytes(name: str | Path) -> bytes:
         return handle.read()
 
 
+def decode_line(name: str, number: int, raw: bytes) -> str:
+    """One line's text: UTF-8, without its line end, and without a byte-order mark on line 1."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise UserError(
+            f"{name}:{number}: invalid UTF-8 (byte 0x{raw[err.start]:02x} at column {err.start + 1})"
+        ) from None
+    if number == 1:
+        text = text.removeprefix("\ufeff")
+    return text.rstrip("\r\n")
+
+
 def read_lines(name: str) -> Iterator[tuple[int, str]]:
     """(line number, text) for each line of a UTF-8 file, without the line end or a BOM."""
     with open_binary(name) as handle:
         for number, raw in enumerate(handle, start=1):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise UserError(
-                    f"{name}:{number}: invalid UTF-8 (byte 0x{raw[err.start]:02x} at column {err.start + 1})"
-                ) from None
-            if number == 1:
-                text = text.removeprefix("\ufeff")
-            yield number, text.rstrip("\r\n")
+            yield number, decode_line(name, number, raw)
+
+
+def decode_block(name: str, first: int, block: bytes) -> Iterator[str]:
+    """The texts of whole lines read in one go (the first is line `first`), as `read_lines` gives them.
+
+    The block is decoded at once, which is several times faster than line by line; only
+    when that fails is it decoded again line by line, lazily, so that whatever fails on an
+    earlier line (a missing column, say) is still reported first.
+    """
+    try:
+        text = block.decode("utf-8")
+    except UnicodeDecodeError:
+        yield from (decode_line(name, number, raw) for number, raw in enumerate(_whole_lines(block, b"\n"), first))
+        return
+    lines = _whole_lines(text, "\n")
+    if first == 1 and lines:
+        lines[0] = lines[0].removeprefix("\ufeff")
+    yield from (line.rstrip("\r") for line in lines)  # "\n" is gone already
+
+
+def _whole_lines(block, line_end):
+    """`block` cut at its line ends; a final line end does not start another line."""
+    lines = block.split(line_end)
+    if not lines[-1]:
+        lines.pop()
+    return lines
+
+
+def tsv_fields(name: str, number: int, line: str, src_col: int, tgt_col: int) -> tuple[str, str]:
+    """(source, target) of one TSV line; a blank line is a pair with two empty sides."""
+    if not line.strip():
+        # A blank line is a pair with two empty sides: cleaning drops and counts it.
+        return "", ""
+    fields = line.split("\t")
+    if len(fields) < max(src_col, tgt_col):
+        raise UserError(
+            f"{name}:{number}: expected at least {max(src_col, tgt_col)} tab-separated fields "
+            f"(--src-col {src_col}, --tgt-col {tgt_col}), found {len(fields)}"
+        )
+    return fields[src_col - 1], fields[tgt_col - 1]
+
+
+def jsonl_fields(name: str, number: int, line: str) -> tuple[str, str] | None:
+    """(source, target) of one JSONL line; None for a blank line, which is skipped."""
+    if not line.strip():
+        return None
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise UserError(f"{name}:{number}: invalid JSON ({err.msg} at column {err.colno})") from None
+    except (ValueError, RecursionError) as err:  # a 5,000-digit number, arrays nested 1,000 deep
+        raise UserError(f"{name}:{number}: invalid JSON ({str(err).splitlines()[0][:80]})") from None
+    if not isinstance(record, dict):
+        raise UserError(f"{name}:{number}: expected a JSON object with \"src\" and \"tgt\"")
+    for key in ("src", "tgt"):
+        if key not in record:
+            raise UserError(f"{name}:{number}: missing key \"{key}\"")
+        if not isinstance(record[key], str):
+            raise UserError(f"{name}:{number}: \"{key}\" must be a string")
+    return record["src"], record["tgt"]
+
+
+def aligned_mismatch(short: str, long_: str, last: int) -> UserError:
+    """The error for aligned files where `short` ends after `last` lines and `long_` goes on."""
+    return UserError(
+        f"{short}:{last + 1}: file ends after {last} lines but {long_} goes on "
+        "(the two files must be aligned line by line)"
+    )
 
 
 def _read_tsv(name: str, src_col: int, tgt_col: int) -> Iterator[Pair]:
-    needed = max(src_col, tgt_col)
     for number, line in read_lines(name):
-        if not line.strip():
-            # A blank line is a pair with two empty sides: cleaning drops and counts it.
-            yield Pair("", "", f"{name}:{number}")
-            continue
-        fields = line.split("\t")
-        if len(fields) < needed:
-            raise UserError(
-                f"{name}:{number}: expected at least {needed} tab-separated fields "
-                f"(--src-col {src_col}, --tgt-col {tgt_col}), found {len(fields)}"
-            )
-        yield Pair(fields[src_col - 1], fields[tgt_col - 1], f"{name}:{number}")
+        yield Pair(*tsv_fields(name, number, line, src_col, tgt_col), f"{name}:{number}")
 
 
 def _read_jsonl(name: str) -> Iterator[Pair]:
     for number, line in read_lines(name):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise UserError(f"{name}:{number}: invalid JSON ({err.msg} at column {err.colno})") from None
-        except (ValueError, RecursionError) as err:  # a 5,000-digit number, arrays nested 1,000 deep
-            raise UserError(f"{name}:{number}: invalid JSON ({str(err).splitlines()[0][:80]})") from None
-        if not isinstance(record, dict):
-            raise UserError(f"{name}:{number}: expected a JSON object with \"src\" and \"tgt\"")
-        for key in ("src", "tgt"):
-            if key not in record:
-                raise UserError(f"{name}:{number}: missing key \"{key}\"")
-            if not isinstance(record[key], str):
-                raise UserError(f"{name}:{number}: \"{key}\" must be a string")
-        yield Pair(record["src"], record["tgt"], f"{name}:{number}")
+        fields = jsonl_fields(name, number, line)
+        if fields is not None:
+            yield Pair(*fields, f"{name}:{number}")
 
 
 def _read_aligned(src_name: str, tgt_name: str) -> Iterator[Pair]:
@@ -175,11 +224,9 @@ def _read_aligned(src_name: str, tgt_name: str) -> Iterator[Pair]:
     tgt_lines = read_lines(tgt_name)
     last = 0
     for src_item, tgt_item in zip_longest(src_lines, tgt_lines):
-        if src_item is None or tgt_item is None:
-            short, long_ = (src_name, tgt_name) if src_item is None else (tgt_name, src_name)
-            raise UserError(
-                f"{short}:{last + 1}: file ends after {last} lines but {long_} goes on "
-                "(the two files must be aligned line by line)"
-            )
+        if src_item is None:
+            raise aligned_mismatch(src_name, tgt_name, last)
+        if tgt_item is None:
+            raise aligned_mismatch(tgt_name, src_name, last)
         last = src_item[0]
         yield Pair(src_item[1], tgt_item[1], f"{src_name}:{last}")
