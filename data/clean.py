@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Iterable, Iterator
 
 import numpy as np
@@ -68,6 +69,11 @@ def pair_key(src: str, tgt: str) -> int:
     return int.from_bytes(hashlib.blake2b(f"{src}\t{tgt}".encode(), digest_size=8).digest(), "little")
 
 
+def source_score(src: str, key: bytes) -> int:
+    """The DevPicker's seeded hash of a source: the lowest scores are held out."""
+    return int.from_bytes(hashlib.blake2b(src.encode(), digest_size=8, key=key).digest(), "little")
+
+
 class KeySet:
     """A growing set of 64-bit keys as a few sorted arrays, sizes roughly doubling.
 
@@ -87,58 +93,152 @@ class KeySet:
         return found
 
     def add(self, keys: np.ndarray) -> None:
-        keys = np.unique(keys)
+        keys = sorted_unique(keys)
         if not len(keys):
             return
         self.runs.append(keys)
         while len(self.runs) > 1 and len(self.runs[-2]) <= 2 * len(self.runs[-1]):
             newer, older = self.runs.pop(), self.runs.pop()
-            self.runs.append(np.union1d(older, newer))
+            self.runs.append(sorted_unique(np.concatenate([older, newer])))
 
 
-def clean_stream(
-    pairs: Iterable[Pair], config: CleaningConfig, report: CleaningReport, exclude: Iterable[int] | None = None
-) -> Iterator[tuple[str, str]]:
-    """The kept pairs, normalized, in corpus order; `report` counts as they go."""
-    excluded = KeySet(exclude or ())
-    seen = KeySet()
-    waiting: list[tuple[str, str, int, str]] = []  # (src, tgt, key, where): passed rules 1-3
+def sorted_unique(keys: np.ndarray) -> np.ndarray:
+    # np.unique hashes 64-bit keys (numpy 2.x), hundreds of times slower here than a stable
+    # sort, which merges two sorted runs in one linear pass.
+    keys = np.sort(keys, kind="stable")
+    return keys[np.concatenate(([True], keys[1:] != keys[:-1]))] if len(keys) > 1 else keys
 
-    def settle() -> Iterator[tuple[str, str]]:
-        keys = np.fromiter((item[2] for item in waiting), dtype=np.uint64, count=len(waiting))
-        first = np.zeros(len(keys), dtype=bool)
-        first[np.unique(keys, return_index=True)[1]] = True
-        duplicate = ~first | seen.contains(keys)
-        in_dev = excluded.contains(keys)
-        seen.add(keys)
-        for (src, tgt, _, where), is_duplicate, is_in_dev in zip(waiting, duplicate.tolist(), in_dev.tolist()):
+
+def first_of_each(keys: np.ndarray) -> np.ndarray:
+    """True where a key appears for the first time in `keys`."""
+    if not len(keys):
+        return np.zeros(0, dtype=bool)
+    order = np.argsort(keys, kind="stable")  # equal keys keep their order: the first comes first
+    ordered = keys[order]
+    first = np.zeros(len(keys), dtype=bool)
+    first[order[np.concatenate(([True], ordered[1:] != ordered[:-1]))]] = True
+    return first
+
+
+@dataclass
+class Screened:
+    """A run of pairs after rules 1-3, in corpus order: those that passed, and each one dropped.
+
+    Worker processes send these back (`tt.data.parallel_clean`), hence plain lists of plain values.
+    """
+
+    read: int = 0
+    src: list[str] = field(default_factory=list)  # the pairs that passed, normalized
+    tgt: list[str] = field(default_factory=list)
+    keys: list[int] = field(default_factory=list)  # pair_key of each
+    where: list[str] = field(default_factory=list)
+    at: list[int] = field(default_factory=list)  # the index of each among the pairs read
+    dropped: list[tuple[int, str, str]] = field(default_factory=list)  # (index, rule, where)
+    scores: list[int] | None = None  # the DevPicker score of each source, when asked for
+
+
+def screen(rows: Iterable[tuple[str, str, str]], config: CleaningConfig, score_key: bytes | None = None) -> Screened:
+    """Normalize each (src, tgt, where) and apply rules 1-3; none of this depends on other pairs."""
+    run = Screened()
+    max_chars, max_ratio, ratio_min_chars = config.max_chars, config.max_ratio, config.ratio_min_chars
+    index = -1
+    for index, (src, tgt, where) in enumerate(rows):
+        src, tgt = normalize(src), normalize(tgt)
+        if not src or not tgt:
+            run.dropped.append((index, "empty", where))
+            continue
+        shorter, longer = (len(src), len(tgt)) if len(src) <= len(tgt) else (len(tgt), len(src))
+        if longer > max_chars:
+            run.dropped.append((index, "too_long", where))
+            continue
+        if longer >= ratio_min_chars and longer > max_ratio * shorter:
+            run.dropped.append((index, "ratio", where))
+            continue
+        run.src.append(src)
+        run.tgt.append(tgt)
+        run.keys.append(pair_key(src, tgt))
+        run.where.append(where)
+        run.at.append(index)
+    run.read = index + 1
+    if score_key is not None:
+        run.scores = [source_score(src, score_key) for src in run.src]
+    return run
+
+
+class Sieve:
+    """Rules 4 and 5 and the report, over runs of screened pairs taken in corpus order.
+
+    Keys are checked in bulk, CHUNK passed pairs at a time. A drop by rules 1-3 is counted
+    at its own place between those checks, so the report, down to the example each rule
+    shows first (and the order they appear in), does not depend on how the corpus was cut
+    into runs, nor on whether one process or several screened them.
+    """
+
+    def __init__(self, report: CleaningReport, exclude: Iterable[int] | None = None):
+        self.report = report
+        self.excluded = KeySet(exclude or ())
+        self.seen = KeySet()
+        self.waiting = Screened(scores=[])  # passed rules 1-3, not yet checked against the keys
+
+    def run(self, runs: Iterable[Screened]) -> Iterator[tuple[str, str, int | None]]:
+        """The kept pairs as (src, tgt, DevPicker score or None), in corpus order."""
+        for screened in runs:
+            yield from self.take(screened)
+        if self.waiting.keys:
+            yield from self._settle()
+
+    def take(self, run: Screened) -> Iterator[tuple[str, str, int | None]]:
+        self.report.read += run.read
+        dropped, next_drop, begin = run.dropped, 0, 0
+        while begin < len(run.keys):
+            waiting = self.waiting  # a fresh one after each settle
+            end = min(len(run.keys), begin + CHUNK - len(waiting.keys))
+            while next_drop < len(dropped) and dropped[next_drop][0] < run.at[end - 1]:
+                self.report.drop(dropped[next_drop][1], dropped[next_drop][2])
+                next_drop += 1
+            waiting.src += run.src[begin:end]
+            waiting.tgt += run.tgt[begin:end]
+            waiting.keys += run.keys[begin:end]
+            waiting.where += run.where[begin:end]
+            waiting.scores += run.scores[begin:end] if run.scores is not None else [None] * (end - begin)
+            begin = end
+            if len(waiting.keys) >= CHUNK:
+                yield from self._settle()
+        for _, rule, where in dropped[next_drop:]:
+            self.report.drop(rule, where)
+
+    def _settle(self) -> Iterator[tuple[str, str, int | None]]:
+        waiting, report = self.waiting, self.report
+        keys = np.array(waiting.keys, dtype=np.uint64)
+        duplicate = ~first_of_each(keys) | self.seen.contains(keys)
+        in_dev = self.excluded.contains(keys)
+        self.seen.add(keys)
+        self.waiting = Screened(scores=[])
+        for src, tgt, score, where, is_duplicate, is_in_dev in zip(
+            waiting.src, waiting.tgt, waiting.scores, waiting.where, duplicate.tolist(), in_dev.tolist()
+        ):
             if is_duplicate:
                 report.drop("duplicates", where)
             elif is_in_dev:
                 report.drop("in_dev", where)
             else:
                 report.kept += 1
-                yield src, tgt
-        waiting.clear()
+                yield src, tgt, score
 
-    for pair in pairs:
-        report.read += 1
-        src, tgt = normalize(pair.src), normalize(pair.tgt)
-        if not src or not tgt:
-            report.drop("empty", pair.where)
-            continue
-        shorter, longer = sorted((len(src), len(tgt)))
-        if longer > config.max_chars:
-            report.drop("too_long", pair.where)
-            continue
-        if longer >= config.ratio_min_chars and longer > config.max_ratio * shorter:
-            report.drop("ratio", pair.where)
-            continue
-        waiting.append((src, tgt, pair_key(src, tgt), pair.where))
-        if len(waiting) >= CHUNK:
-            yield from settle()
-    if waiting:
-        yield from settle()
+
+def screened_runs(pairs: Iterable[Pair], config: CleaningConfig, score_key: bytes | None = None) -> Iterator[Screened]:
+    """Rules 1-3 in this process, CHUNK pairs at a time (`tt.data.parallel_clean` does it on all cores)."""
+    rows = ((pair.src, pair.tgt, pair.where) for pair in pairs)
+    while (run := screen(islice(rows, CHUNK), config, score_key)).read:
+        yield run
+
+
+def clean_stream(
+    pairs: Iterable[Pair], config: CleaningConfig, report: CleaningReport, exclude: Iterable[int] | None = None
+) -> Iterator[tuple[str, str]]:
+    """The kept pairs, normalized, in corpus order; `report` counts as they go."""
+    for src, tgt, _ in Sieve(report, exclude).run(screened_runs(pairs, config)):
+        yield src, tgt
 
 
 def clean_pairs(
@@ -167,12 +267,14 @@ class DevPicker:
         self.scores: set[int] = set()
 
     def score(self, src: str) -> int:
-        return int.from_bytes(hashlib.blake2b(src.encode(), digest_size=8, key=self.key).digest(), "little")
+        return source_score(src, self.key)
 
-    def offer(self, src: str, tgt: str) -> None:
+    def offer(self, src: str, tgt: str, score: int | None = None) -> None:
+        """Consider one kept pair; `score`, when given, is `self.score(src)` computed elsewhere."""
         if not self.capacity:
             return
-        score = self.score(src)
+        if score is None:
+            score = self.score(src)
         if score in self.scores:
             return
         if len(self.heap) < self.capacity:

@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import Iterator
 
 from tt.data.atomic import write_atomic
-from tt.data.clean import CleaningConfig, CleaningReport, DevPicker, auto_dev_size, clean_pairs, clean_stream, pair_key
+from tt.data.clean import CleaningConfig, CleaningReport, DevPicker, auto_dev_size, clean_pairs, pair_key
 from tt.data.corpus import CorpusSpec, check_spec, read_pairs
 from tt.data.errors import UserError
+from tt.data.parallel_clean import clean_corpus
 from tt.data.prepared_folder import (
     DEV_FILE, FORMAT, MANIFEST, VERSION, PreparedCorpus, PrepareRequest, open_if_valid, request_key, tokenizer_digests,
 )
@@ -109,10 +110,11 @@ def _build(request: PrepareRequest, key: dict, folder: Path, progress: Progress)
         sample = Reservoir(request.tokenizer_config.sample_sentences, request.seed)
         progress.stage(f"cleaning {request.train.describe()}")
         reported = 0
-        with open(cleaned, "w", encoding="utf-8", newline="\n") as handle:
-            for count, (src, tgt) in enumerate(clean_stream(read_pairs(request.train), request.cleaning, report, exclude), 1):
+        kept = clean_corpus(request.train, request.cleaning, report, exclude, score_key=picker.key)
+        with open(cleaned, "w", encoding="utf-8", newline="\n") as handle, contextlib.closing(kept):
+            for count, (src, tgt, score) in enumerate(kept, 1):  # on all cores for a large corpus
                 handle.write(f"{src}\t{tgt}\n")
-                picker.offer(src, tgt)
+                picker.offer(src, tgt, score)
                 if request.tokenizer is None:
                     sample.offer((src, tgt))
                 if count % 1000 == 0:

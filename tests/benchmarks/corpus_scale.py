@@ -1,6 +1,7 @@
 """Corpora of any size: memory and time of `tt train --max-steps 30` as the corpus grows.
 
     python tests/benchmarks/corpus_scale.py [--pairs 100000 1000000 10000000] [--keep DIR]
+    python tests/benchmarks/corpus_scale.py --first-pass [--pairs 1000000]
 
 For each size, writes a corpus of that many Tatoeba zh-en pairs (sentences reused with a
 running number appended to both sides, so nothing is a duplicate) into a temporary folder,
@@ -12,12 +13,18 @@ then measures with the defaults a user gets:
   training loop starts (the "training … parameters" line) and peak RSS.
 Prints one table row per size. Reads ../shared/data/tatoeba-cmn-eng/ and exits with a
 message where it is absent. A figure, not a test: nothing is asserted.
+
+With --first-pass, measures only preparation's first pass (read, clean, de-duplicate, write
+the kept pairs, offer them to the dev picker and the tokenizer sample, as `tt prepare` does)
+in a fresh process, on one core and on all of them (`tt.data.parallel_clean`), start-up
+of the worker processes included: one row per size and number of workers.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -55,6 +62,42 @@ def write_corpus(path: Path, pairs: int) -> None:
             handle.write(f"{zh} {i}\t{en} {i}\n")
 
 
+# Preparation's first pass alone, as data/prepare.py runs it; prints {"seconds", "read", "kept"}.
+FIRST_PASS = r"""
+import json, os, sys, tempfile, time
+from tt.data import parallel_clean
+from tt.data.clean import CleaningConfig, CleaningReport, DevPicker
+from tt.data.corpus import CorpusSpec
+from tt.data.prepare import Reservoir
+corpus, workers = sys.argv[1], int(sys.argv[2])
+parallel_clean.PARALLEL_MIN_BYTES = 0  # the figure for these workers, whatever the corpus size
+start = time.monotonic()
+report, picker, sample = CleaningReport(), DevPicker(1000, 1), Reservoir(100_000, 1)
+with tempfile.TemporaryFile("w", encoding="utf-8") as handle:
+    for src, tgt, score in parallel_clean.clean_corpus(CorpusSpec(path=corpus), CleaningConfig(), report, [], picker.key, workers):
+        handle.write(f"{src}\t{tgt}\n")
+        picker.offer(src, tgt, score)
+        sample.offer((src, tgt))
+print(json.dumps({"seconds": time.monotonic() - start, "read": report.read, "kept": report.kept}))
+"""
+
+
+def first_pass(work: Path, sizes: list[int]) -> None:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    print("| pairs | workers | first pass (pairs/s) | seconds |")
+    print("|---|---|---|---|")
+    for pairs in sizes:
+        corpus = work / f"corpus-{pairs}.tsv"
+        if not corpus.exists():
+            write_corpus(corpus, pairs)
+        for workers in sorted({1, cores}):
+            done = subprocess.run([sys.executable, "-c", FIRST_PASS, str(corpus), str(workers)], capture_output=True, text=True)
+            if done.returncode != 0:
+                sys.exit(done.stderr)
+            result = json.loads(done.stdout)
+            print(f"| {pairs:,} | {workers} | {result['read'] / result['seconds']:,.0f} | {result['seconds']:.1f} |", flush=True)
+
+
 def started_at(result: dict) -> float:
     return next(t for t, line in result["lines"] if line.startswith("training ") and "parameters" in line)
 
@@ -63,9 +106,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, nargs="+", default=[100_000, 1_000_000, 10_000_000])
     parser.add_argument("--keep", type=Path, help="work in this folder instead of a temporary one")
+    parser.add_argument("--first-pass", action="store_true", help="time the cleaning pass alone, 1 worker vs all cores")
     args = parser.parse_args()
     if not (DATA / "train.tsv").exists():
         sys.exit(f"no shared data at {DATA}: nothing to measure")
+    if args.first_pass:
+        with tempfile.TemporaryDirectory() as temporary:
+            work = args.keep or Path(temporary)
+            work.mkdir(parents=True, exist_ok=True)
+            first_pass(work, args.pairs)
+        return
     print("| pairs | prepare (pairs/s) | peak RSS, first run | wall to step 30 | start on prepared data | peak RSS, prepared |")
     print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as temporary:

@@ -1,0 +1,241 @@
+"""Cleaning on all cores: corpus files → the kept pairs, in corpus order, exactly as one core does it.
+
+    main process                       worker processes (one per core)
+    raw lines, ~1 MB a block  ──────▶  decode, parse (file:line), normalize, rules 1-3,
+                                       pair_key, the DevPicker's score of the source
+    Sieve: duplicates, dev     ◀──────  Screened runs, returned in the order sent
+    pairs, the report; the caller writes, picks dev pairs, samples for the tokenizer
+
+Everything a worker does depends on one pair alone; everything that depends on the pairs
+before (de-duplication, the report, the dev pick, the tokenizer sample) stays in the main
+process and sees the runs in corpus order, through the same `Sieve` as the one-core path.
+So the kept pairs, the report and the errors are the same either way: a worker that meets
+a bad line returns what it read before it and the message, and the main process raises that
+message once the lines before it are counted, so the first error in file order wins.
+
+Small corpora stay on one core: starting the workers costs more than it saves below
+`PARALLEL_MIN_BYTES`. Workers are started by a fork server (a fresh interpreter that
+imports this module, then forks a worker per core): forking the main process itself would
+copy torch's threads and locks mid-flight, and the workers never import torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import signal
+import sys
+from collections import deque
+from dataclasses import dataclass
+from itertools import islice, zip_longest
+from typing import Iterator
+
+from tt.data.clean import CleaningConfig, CleaningReport, Screened, Sieve, screen, screened_runs
+from tt.data.corpus import (
+    CorpusSpec, aligned_mismatch, check_spec, decode_block, jsonl_fields, open_binary, read_pairs, resolve_format,
+    tsv_fields,
+)
+from tt.data.errors import UserError
+
+PARALLEL_MIN_BYTES = 8 << 20  # smaller corpora are cleaned in this process (tests lower it)
+BLOCK_BYTES = 1 << 20  # raw lines per worker task: ~20,000 short pairs
+IN_FLIGHT_PER_WORKER = 2  # blocks sent ahead of the one awaited: keeps workers busy, memory flat
+
+
+def clean_corpus(
+    spec: CorpusSpec,
+    config: CleaningConfig,
+    report: CleaningReport,
+    exclude: list[int] | None = None,
+    score_key: bytes | None = None,
+    workers: int | None = None,
+) -> Iterator[tuple[str, str, int | None]]:
+    """The kept pairs as (src, tgt, DevPicker score of src, or None without `score_key`), in corpus order.
+
+    `report` counts as they go. Close the iterator (or exhaust it) to stop the workers.
+    """
+    check_spec(spec)
+    workers = usable_cores() if workers is None else workers
+    if workers < 2 or not _worth_parallel(spec):
+        runs = screened_runs(read_pairs(spec), config, score_key)
+    else:
+        runs = screened_in_parallel(spec, config, score_key, workers)
+    yield from Sieve(report, exclude).run(runs)
+
+
+def usable_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _worth_parallel(spec: CorpusSpec) -> bool:
+    names = [spec.path] if spec.path else [spec.src_path, spec.tgt_path]
+    try:
+        for name in names:
+            open_binary(name).close()
+    except UserError:
+        return False  # one core reads it, and fails with the very message it always gave
+    return sum(os.path.getsize(name) for name in names) >= PARALLEL_MIN_BYTES
+
+
+# ---- the main process: blocks out, runs back in order
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What a worker needs to know to turn raw lines into (src, tgt, where)."""
+
+    format: str  # tsv | jsonl | text
+    names: tuple[str, ...]  # the file, or the source and target files
+    src_col: int = 1
+    tgt_col: int = 2
+
+
+def screened_in_parallel(
+    spec: CorpusSpec, config: CleaningConfig, score_key: bytes | None, workers: int
+) -> Iterator[Screened]:
+    """Rules 1-3 on `workers` processes, the runs yielded in corpus order; the pool ends with the iterator."""
+    layout = layout_of(spec)
+    context = _context()
+    with _main_script_hidden():
+        pool = context.Pool(workers, initializer=_start_worker, initargs=(layout, config, score_key))
+    try:
+        pending: deque = deque()
+        for block in blocks(spec):
+            pending.append(pool.apply_async(_screen_block, (block,)))
+            if len(pending) > workers * IN_FLIGHT_PER_WORKER:
+                yield from arrived(*pending.popleft().get())
+        while pending:
+            yield from arrived(*pending.popleft().get())
+    finally:
+        # Also on an error, a closed iterator or Ctrl-C: no worker outlives the pass.
+        pool.terminate()
+        pool.join()
+
+
+def arrived(run: Screened, error: str | None) -> Iterator[Screened]:
+    """A block's run, then its error: the pairs before the bad line are counted first, as on one core."""
+    yield run
+    if error is not None:
+        raise UserError(error)
+
+
+def layout_of(spec: CorpusSpec) -> Layout:
+    if spec.path is None:
+        return Layout("text", (spec.src_path, spec.tgt_path))
+    fmt = resolve_format(spec)
+    if fmt == "text":
+        raise UserError("--format text needs a pair of files: --src FILE --tgt FILE")
+    return Layout(fmt, (spec.path,), spec.src_col, spec.tgt_col)
+
+
+def blocks(spec: CorpusSpec) -> Iterator[tuple[int, bytes, bytes]]:
+    """(number of the first line, whole lines of the file or source file, the same lines of the target file)."""
+    if spec.path is not None:
+        with open_binary(spec.path) as handle:
+            first = 1
+            while lines := handle.readlines(BLOCK_BYTES):
+                yield first, b"".join(lines), b""
+                first += len(lines)
+        return
+    with open_binary(spec.src_path) as src, open_binary(spec.tgt_path) as tgt:
+        first = 1
+        while True:
+            src_lines = src.readlines(BLOCK_BYTES)
+            tgt_lines = list(islice(tgt, max(len(src_lines), 1)))
+            if len(tgt_lines) < len(src_lines):
+                # The target file has ended: the worker reads one source line past its end
+                # (as the one-core reader does) and reports the files' different lengths.
+                del src_lines[len(tgt_lines) + 1 :]
+            if not src_lines and not tgt_lines:
+                return
+            yield first, b"".join(src_lines), b"".join(tgt_lines)
+            if len(src_lines) != len(tgt_lines):
+                return
+            first += len(src_lines)
+
+
+def _context():
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    context = multiprocessing.get_context(method)
+    if method == "forkserver":
+        # The fork server imports this module once (numpy and tt.data, not torch), so
+        # each worker starts as a fork of it in milliseconds. No effect once it runs.
+        context.set_forkserver_preload([__name__])
+    return context
+
+
+@contextlib.contextmanager
+def _main_script_hidden() -> Iterator[None]:
+    """Keep new workers from running the `tt` script (and so importing torch) again.
+
+    A child started by spawn or a fork server re-runs the parent's __main__ when that was
+    a file (the `tt` console script imports the whole CLI); one started with `python -m`
+    is left alone. Without `__file__`, multiprocessing leaves the script alone too.
+    """
+    main = sys.modules["__main__"]
+    path = getattr(main, "__file__", None)
+    if path is None or getattr(main, "__spec__", None) is not None:
+        yield
+        return
+    del main.__file__
+    try:
+        yield
+    finally:
+        main.__file__ = path
+
+
+# ---- a worker process
+
+_worker: tuple[Layout, CleaningConfig, bytes | None] | None = None
+
+
+def _start_worker(layout: Layout, config: CleaningConfig, score_key: bytes | None) -> None:
+    global _worker
+    # Ctrl-C reaches every process of the terminal: the main process stops the pool, so a
+    # worker must not die on its own with a traceback of its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _worker = (layout, config, score_key)
+
+
+def _screen_block(block: tuple[int, bytes, bytes]) -> tuple[Screened, str | None]:
+    assert _worker is not None, "the pool's initializer sets _worker"
+    return screen_block(*_worker, block)
+
+
+def screen_block(
+    layout: Layout, config: CleaningConfig, score_key: bytes | None, block: tuple[int, bytes, bytes]
+) -> tuple[Screened, str | None]:
+    """One block's run through rules 1-3, and the message of its first bad line (None when all are good)."""
+    rows, error = [], None
+    try:
+        for row in _rows(layout, *block):
+            rows.append(row)
+    except UserError as err:
+        error = str(err)  # a plain string crosses back to the main process whatever it holds
+    return screen(rows, config, score_key), error
+
+
+def _rows(layout: Layout, first: int, block: bytes, tgt_block: bytes) -> Iterator[tuple[str, str, str]]:
+    """(src, tgt, "file:line") of each line, read exactly as `tt.data.corpus.read_pairs` reads it."""
+    name = layout.names[0]
+    if layout.format == "text":
+        src_name, tgt_name = layout.names
+        sides = zip_longest(decode_block(src_name, first, block), decode_block(tgt_name, first, tgt_block))
+        for number, (src, tgt) in enumerate(sides, first):
+            if src is None:
+                raise aligned_mismatch(src_name, tgt_name, number - 1)
+            if tgt is None:
+                raise aligned_mismatch(tgt_name, src_name, number - 1)
+            yield src, tgt, f"{src_name}:{number}"
+    elif layout.format == "jsonl":
+        for number, line in enumerate(decode_block(name, first, block), first):
+            fields = jsonl_fields(name, number, line)
+            if fields is not None:
+                yield fields[0], fields[1], f"{name}:{number}"
+    else:
+        for number, line in enumerate(decode_block(name, first, block), first):
+            src, tgt = tsv_fields(name, number, line, layout.src_col, layout.tgt_col)
+            yield src, tgt, f"{name}:{number}"
