@@ -247,3 +247,54 @@ def test_small_corpora_and_one_core_stay_in_this_process(tmp_path, monkeypatch):
     assert not started
     list(parallel_clean.clean_corpus(spec, CONFIG, CleaningReport(), workers=2))
     assert len(started) == 1
+
+
+def test_prepare_writes_the_same_folder_either_way(tmp_path, small_blocks):
+    """Cleaned on one core or on workers: the same report, dev pairs, tokenizer and shards (their digests)."""
+    from tt.data.prepare import prepare
+    from tt.data.prepared_folder import MANIFEST, PrepareRequest
+    from tt.data.tokenizer import TokenizerConfig
+
+    rng = random.Random(6)
+    lines = [(f"我有{i % 900}本书" + "。" * rng.randrange(3), f"I have {i % 900} books") for i in range(1200)]
+    spec = write_corpus(tmp_path, "tsv", lines + [None, ("好", "x" * 40)], False, [], 0)
+    request = PrepareRequest(
+        train=spec, dev=None, cleaning=CleaningConfig(), tokenizer_config=TokenizerConfig(vocab_size=300), seed=3, dev_size=None
+    )
+    manifests = {}
+    for workers in (1, 2):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(parallel_clean, "usable_cores", lambda: workers)
+            prepare(request, tmp_path / f"on-{workers}")
+        manifests[workers] = json.loads((tmp_path / f"on-{workers}" / MANIFEST).read_text())
+    assert manifests[1]["report"]["duplicates"] and manifests[1]["report"]["ratio"] and manifests[1]["dev_pairs"]
+    assert manifests[2] == manifests[1]
+
+
+MAIN_SCRIPT = """
+import sys
+with open(sys.argv[1], "a") as marker:
+    print(__name__, file=marker)  # a worker that ran this script again would add a line
+from tt.data import parallel_clean
+from tt.data.clean import CleaningConfig, CleaningReport
+from tt.data.corpus import CorpusSpec
+if __name__ == "__main__":
+    parallel_clean.PARALLEL_MIN_BYTES, parallel_clean.BLOCK_BYTES = 0, 100
+    report = CleaningReport()
+    list(parallel_clean.clean_corpus(CorpusSpec(path=sys.argv[2]), CleaningConfig(), report, workers=2))
+    print(report.kept)
+"""
+
+
+def test_workers_do_not_run_the_main_script_again(tmp_path):
+    """Started from a script (as the `tt` command is, which imports torch), the workers skip it."""
+    import subprocess
+    import sys
+
+    script, marker = tmp_path / "main.py", tmp_path / "marker"
+    script.write_text(MAIN_SCRIPT)
+    spec = write_corpus(tmp_path, "tsv", [(f"句子{i}", f"sentence {i}") for i in range(50)], False, [], 0)
+    done = subprocess.run([sys.executable, str(script), str(marker), spec.path], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["50"]
+    assert marker.read_text().split() == ["__main__"]
