@@ -11,6 +11,9 @@ In: `Pair`s straight from `tt.data.corpus`. Out: normalized `(src, tgt)` tuples 
 Memory stays flat in the corpus size: a pair is remembered for rule 4 as one 8-byte hash
 in sorted numpy arrays (`KeySet`), never as a Python object, and the dev split
 (`DevPicker`) keeps only the pairs it holds out.
+
+Rules 1-3 look at one pair at a time (`screen`); rules 4-5 and the report depend on the
+pairs before (`Sieve`), so `tt.data.parallel_clean` can run `screen` on all cores.
 """
 
 from __future__ import annotations
