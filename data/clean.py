@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 from dataclasses import dataclass, field
-from itertools import islice
+from itertools import compress, islice
 from typing import Iterable, Iterator
 
 import numpy as np
@@ -190,8 +190,10 @@ class Sieve:
         if self.waiting.keys:
             yield from self._settle()
 
-    def take(self, run: Screened) -> Iterator[tuple[str, str, int | None]]:
+    def take(self, run: Screened) -> list[tuple[str, str, int | None]]:
+        """Count `run` in; the pairs kept by the checks it completes."""
         self.report.read += run.read
+        kept: list[tuple[str, str, int | None]] = []
         dropped, next_drop, begin = run.dropped, 0, 0
         while begin < len(run.keys):
             waiting = self.waiting  # a fresh one after each settle
@@ -206,27 +208,28 @@ class Sieve:
             waiting.scores += run.scores[begin:end] if run.scores is not None else [None] * (end - begin)
             begin = end
             if len(waiting.keys) >= CHUNK:
-                yield from self._settle()
+                kept += self._settle()
         for _, rule, where in dropped[next_drop:]:
             self.report.drop(rule, where)
+        return kept
 
-    def _settle(self) -> Iterator[tuple[str, str, int | None]]:
+    def _settle(self) -> list[tuple[str, str, int | None]]:
         waiting, report = self.waiting, self.report
         keys = np.array(waiting.keys, dtype=np.uint64)
         duplicate = ~first_of_each(keys) | self.seen.contains(keys)
-        in_dev = self.excluded.contains(keys)
+        in_dev = self.excluded.contains(keys) & ~duplicate
         self.seen.add(keys)
         self.waiting = Screened(scores=[])
-        for src, tgt, score, where, is_duplicate, is_in_dev in zip(
-            waiting.src, waiting.tgt, waiting.scores, waiting.where, duplicate.tolist(), in_dev.tolist()
-        ):
-            if is_duplicate:
-                report.drop("duplicates", where)
-            elif is_in_dev:
-                report.drop("in_dev", where)
-            else:
-                report.kept += 1
-                yield src, tgt, score
+        # Counted in bulk; each rule's first example is recorded in the order the pairs come.
+        firsts = [(int(mask.argmax()), rule) for rule, mask in (("duplicates", duplicate), ("in_dev", in_dev)) if mask.any()]
+        for index, rule in sorted(firsts):
+            report.first_dropped.setdefault(rule, waiting.where[index])
+        report.duplicates += int(duplicate.sum())
+        report.in_dev += int(in_dev.sum())
+        keep = (~(duplicate | in_dev)).tolist()
+        kept = list(zip(compress(waiting.src, keep), compress(waiting.tgt, keep), compress(waiting.scores, keep)))
+        report.kept += len(kept)
+        return kept
 
 
 def screened_runs(pairs: Iterable[Pair], config: CleaningConfig, score_key: bytes | None = None) -> Iterator[Screened]:
