@@ -20,7 +20,8 @@ import typer
 from rich.console import Console
 
 from tt.cli.interrupts import Interrupted, interrupt_immediately, stop_after_step
-from tt.cli.options import RunConfigs, absolute, build_configs, corpus_specs, record_of, resume_configs
+from tt.cli.prepare_command import check_prepared_folder
+from tt.cli.options import RunConfigs, absolute, build_configs, check_dev_size, corpus_specs, record_of, resume_configs
 from tt.cli.presets import DEFAULT_EPOCHS, demo_configs, preset_configs
 from tt.cli.progress import PreparationProgress, TrainingProgress
 from tt.cli.train_report import done_message, starting_message, stopped_message, summary_record, summary_table
@@ -34,6 +35,7 @@ from tt.data.tokenizer import TokenizerConfig
 from tt.model.checkpoint import (
     CONFIG, STATE_TENSORS, is_model_folder, load_model_folder, read_json,
 )
+from tt.model.marian_folder import is_marian_folder
 from tt.model.run_folder import FolderLock
 from tt.model.configs import config_from_dict
 from tt.model.device import resolve_device
@@ -47,14 +49,15 @@ def run_train(options: dict[str, Any], resume: bool, overwrite: bool, console: C
     command_start = time.monotonic()
     if resume and overwrite:
         raise UserError("--resume continues the run in --out and --overwrite replaces it: choose one")
-    if options.get("dev_size") is not None and options["dev_size"] < 0:
-        raise UserError("--dev-size must not be negative")
+    check_dev_size(options)
     if options.get("threads") is not None:
         if not 1 <= options["threads"] <= 1024:
             raise UserError("--threads must be between 1 and 1024")
         torch.set_num_threads(options["threads"])
     out = Path(options.get("out") or "tt-model")
     check_writable(out)
+    if options.get("prepared"):
+        check_prepared_folder(Path(options["prepared"]), "--prepared", out)
     # Under torchrun every process runs this command; they join one group before any work.
     cluster = join_cluster(resolve_device(_device_name(options, out, resume)).type)
     if not cluster.is_main:
@@ -122,6 +125,8 @@ def _start(
     if not demo and configs.train.max_steps is None and configs.train.max_epochs is None and configs.train.max_time is None:
         configs.train.max_epochs = DEFAULT_EPOCHS
     init_from = Path(options["init_from"]) if options.get("init_from") else None
+    if init_from is not None and is_marian_folder(init_from):
+        raise UserError(f"--init-from {init_from}: a Hugging Face Marian model; fine-tuning starts from tt model folders only")
     if init_from is not None and not is_model_folder(init_from):
         raise UserError(f"--init-from {init_from}: not a tt model folder")
 

@@ -27,6 +27,7 @@ FORMAT = "tt-prepared"
 VERSION = 1
 MANIFEST = "manifest.json"
 DEV_FILE = "dev.tsv"
+LOCK = ".lock"  # held while a process prepares the folder (tt.data.prepare)
 
 
 @dataclass
@@ -142,7 +143,8 @@ def open_if_valid(folder: Path, request: PrepareRequest, key: dict, verify: bool
     try:
         manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        return "an unfinished preparation (no manifest)" if folder.exists() and any(folder.iterdir()) else None
+        unfinished = folder.exists() and any(path.name != LOCK for path in folder.iterdir())
+        return "an unfinished preparation (no manifest)" if unfinished else None
     except NotADirectoryError:
         raise UserError(f"{folder}: is a file, not a folder for prepared data") from None
     except (OSError, ValueError) as err:

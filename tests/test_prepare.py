@@ -108,6 +108,26 @@ def test_a_matching_folder_is_reused_untouched(corpus, tmp_path):
     assert [again.src[i] for i in range(5)] == [first.src[i] for i in range(5)]
 
 
+def test_a_folder_prepared_while_waiting_for_the_lock_is_reused(corpus, tmp_path, monkeypatch):
+    """Two processes asked for the same folder: the one that waited for the other's lock
+    finds the folder ready and reuses it, instead of preparing it all over again."""
+    import tt.data.prepare as preparing
+
+    folder = tmp_path / "prepared"
+    prepare(request_for(corpus), folder)  # the other process's work, done while we waited
+    times = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    real = preparing.open_if_valid
+    answers = iter([None])  # our first look came before the other process finished
+
+    def looked_too_early(*args, **kwargs):
+        return next(answers, None) or real(*args, **kwargs)
+
+    monkeypatch.setattr(preparing, "open_if_valid", looked_too_early)
+    again = prepare(request_for(corpus), folder)
+    assert again.reused
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == times
+
+
 def damage_truncate(folder):
     path = folder / "tgt.ids"
     path.write_bytes(path.read_bytes()[:-2])
@@ -198,6 +218,17 @@ def test_tt_prepare_bad_input_is_one_line(tmp_path):
         f"error: {corpus}:2: expected at least 2 tab-separated fields (--src-col 1, --tgt-col 2), found 1"
     ]
     assert not (tmp_path / "data").exists()
+
+
+def test_tt_prepare_refuses_a_model_folder(trained_model, tmp_path):
+    corpus = write_tsv(tmp_path / "corpus.tsv", tiny_pairs())
+    before = (trained_model / "tokenizer.model").read_bytes()
+    result = runner.invoke(app, ["prepare", str(corpus), "--out", str(trained_model), "--vocab-size", "300"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and f"--out {trained_model}" in lines[0] and "model" in lines[0], result.stderr
+    assert (trained_model / "tokenizer.model").read_bytes() == before
+    assert not (trained_model / "manifest.json").exists()
 
 
 def test_resume_reuses_the_runs_prepared_data(tmp_path, corpus_file):
