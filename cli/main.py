@@ -288,7 +288,7 @@ def translate(
     if step:
         from tt.cli.step_command import run_step
 
-        return run_step(model_folder(model), texts, top_k, stderr)
+        return run_step(model_folder(model), texts, top_k, stderr, device)
     view = AttentionView(attention_layer, attention_head) if show_attention else None
     run_translate(model_folder(model), texts, file, output, probs, top_k, json_lines, config, search, lens, view)
 

@@ -183,6 +183,20 @@ def test_the_dev_split_does_not_depend_on_the_corpus_size(tmp_path):
     assert set(dev_large) - set(dev_small) <= {pair for pair in dev_large if pair[0].startswith("他")}
 
 
+def test_dev_sources_are_cut_as_translation_cuts_them(trained_model):
+    from tt.data.prepared_folder import PreparedCorpus
+    from tt.data.tokenizer import EOS_ID, Tokenizer
+
+    tokenizer = Tokenizer.load(trained_model)
+    dev = [("我有三本书。" * 20, "I have three books. " * 20), ("你好", "Hello")]
+    data = PreparedCorpus(trained_model, tokenizer, None, None, dev, None, None)
+    src, tgt, references = data.dev_ids(10)
+    assert src[0] == tokenizer.fit_source(tokenizer.encode_src(dev[0][0]), 10)
+    assert len(src[0]) == 10 and src[0][-1] == EOS_ID  # the model only ever saw sources that end in </s>
+    assert src[1] == tokenizer.encode_src("你好")  # a short one is untouched
+    assert tgt[0] == tokenizer.encode_tgt(dev[0][1])[:10] and references == [t for _, t in dev]
+
+
 def test_uint16_ids_and_lengths_on_disk(corpus, tmp_path):
     data = prepare(request_for(corpus), tmp_path / "prepared")
     assert data.src.ids.dtype == np.uint16 and data.src.lengths.dtype == np.uint16
