@@ -454,9 +454,10 @@ def tokenize(
 
       tt tokenize --side tgt --json "Hello World!"
     """
-    from tt.cli.tokenize_command import load_tokenizer, pieces_table, tokenize as split
+    from tt.cli.tokenize_command import pieces_table, tokenize as split
+    from tt.model.folders import open_tokenizer
 
-    tokenizer = load_tokenizer(model_folder(model))
+    tokenizer = open_tokenizer(model_folder(model))
     records = [split(tokenizer, text, side) for text in texts]
     console = Console()
     for record in records:

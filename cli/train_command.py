@@ -1,7 +1,10 @@
 """`tt train`: prepared corpus (`tt.data.prepare`) → Transformer → training loop.
 
-Everything that can be wrong with the input (files, columns, encodings, options) is found
-before anything is written into the model folder: a failed `tt train` leaves no trace.
+The options are checked before anything is written. After that, the lock creates OUT (if
+it is new) and preparation writes OUT/prepared (or --prepared), where a corpus's files,
+columns and encodings are read. A new run that fails before its first checkpoint removes
+OUT/prepared and OUT again only if it created OUT; a --prepared folder, or OUT/prepared
+in an OUT that existed, is kept for the next run to reuse.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from tt.model.marian_folder import is_marian_folder
 from tt.model.run_folder import FolderLock
 from tt.model.configs import config_from_dict
 from tt.model.device import resolve_device
-from tt.model.distributed import Cluster, broadcast_files, join_cluster, leave_cluster
+from tt.model.distributed import Cluster, broadcast_bytes, join_cluster, leave_cluster
 from tt.model.evaluate import DevSet
 from tt.model.probes import DEMO_PROBE, Probe, ProbeSet, gather_probes, recorded_probes
 from tt.model.train import Trainer, TrainConfig
@@ -121,7 +124,9 @@ def _start(
         raise UserError("--dev needs a training corpus too (without one, tt trains the built-in demo)")
     base = demo_configs() if demo else preset_configs(options.get("preset"))
     configs = build_configs(options, base)
-    probes = _probes(options, demo)  # a bad --probe fails before any work
+    # A malformed --probe fails here, before any work; one longer than the model's positions
+    # only once the tokenizer exists (ProbeSet, in _train).
+    probes = _probes(options, demo)
     if not demo and configs.train.max_steps is None and configs.train.max_epochs is None and configs.train.max_time is None:
         configs.train.max_epochs = DEFAULT_EPOCHS
     init_from = Path(options["init_from"]) if options.get("init_from") else None
@@ -153,7 +158,7 @@ def _start(
         )
         torch.manual_seed(configs.train.seed)
         model = Transformer(configs.model)
-    console.print(summary_table(data, model))
+    console.print(summary_table(data, model, automatic_dev=dev_spec is None and options.get("dev_size") is None))
     record = {
         "preset": None if demo else options.get("preset"),
         "corpus": None if demo else asdict(absolute(train_spec)),
@@ -196,14 +201,14 @@ def prepare_everywhere(request: PrepareRequest, folder: Path, cluster: Cluster, 
                 data = prepare(request, folder, progress)
         except BaseException:
             if cluster.distributed:
-                broadcast_files({"status": b"failed"}, cluster, resolve_device(device))
+                broadcast_bytes({"status": b"failed"}, cluster, resolve_device(device))
             raise
         if cluster.distributed:
-            broadcast_files({"status": b"ready"}, cluster, resolve_device(device))
+            broadcast_bytes({"status": b"ready"}, cluster, resolve_device(device))
         if data.reused:
             console.print(f"reusing the prepared data in {folder} ({data.train_pairs:,} pairs)")
         return data
-    if broadcast_files(None, cluster, resolve_device(device))["status"] != b"ready":
+    if broadcast_bytes(None, cluster, resolve_device(device))["status"] != b"ready":
         raise UserError("process 0 could not prepare the corpus")  # it says why
     return open_prepared(folder, request, verify=False)
 

@@ -196,20 +196,6 @@ class DevPicker:
         return bool(self.heap) and not self.left_out and size >= len(self.heap)
 
 
-def split_dev(
-    pairs: list[tuple[str, str]], dev_size: int, seed: int
-) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """Hold out `dev_size` pairs (seeded, see `DevPicker`); every copy of a held-out source goes too."""
-    if dev_size <= 0 or not pairs:
-        return pairs, []
-    picker = DevPicker(dev_size, seed)
-    for src, tgt in pairs:
-        picker.offer(src, tgt)
-    dev = picker.pick(dev_size)
-    dev_sources = {src for src, _ in dev}
-    return [pair for pair in pairs if pair[0] not in dev_sources], dev
-
-
 def auto_dev_size(n_pairs: int) -> int:
     """The held-out slice when no --dev is given: 5 %, at most 1,000; none for tiny corpora.
 

@@ -16,6 +16,7 @@ from tt.cli.main import app
 from tt.data.batches import BatchStream, plan_batches
 from tt.data.clean import CleaningConfig
 from tt.data.corpus import CorpusSpec
+from tt.data.errors import UserError
 from tt.data.prepare import Progress, prepare
 from tt.data.prepared_folder import MANIFEST, PrepareRequest
 from tt.data.tokenizer import TokenizerConfig
@@ -195,6 +196,68 @@ def test_dev_sources_are_cut_as_translation_cuts_them(trained_model):
     assert len(src[0]) == 10 and src[0][-1] == EOS_ID  # the model only ever saw sources that end in </s>
     assert src[1] == tokenizer.encode_src("你好")  # a short one is untouched
     assert tgt[0] == tokenizer.encode_tgt(dev[0][1])[:10] and references == [t for _, t in dev]
+
+
+# ---- the dev split, as prepare applies it (DevPicker, then every pair of a held-out source leaves training)
+
+
+def dev_split(tmp_path, pairs, dev_size: int, seed: int):
+    """(the training pairs as the shards hold them, in order; the dev pairs) of one preparation."""
+    tmp_path.mkdir(exist_ok=True)
+    corpus = write_tsv(tmp_path / f"split-{dev_size}-{seed}.tsv", pairs)
+    data = prepare(request_for(corpus, dev_size=dev_size, seed=seed), tmp_path / f"prepared-{dev_size}-{seed}")
+    train_rows = [list(data.src[i]) for i in range(len(data.src))]
+    by_ids = {tuple(data.tokenizer.encode_src(src)): (src, tgt) for src, tgt in pairs}
+    return [by_ids[tuple(row)] for row in train_rows], data.dev
+
+
+def sentence_pairs(n: int) -> list[tuple[str, str]]:
+    return [(f"句子{i}", f"sentence {i}") for i in range(n)]
+
+
+def test_dev_split_sizes_and_order(tmp_path):
+    """Distinct sources: dev holds dev_size pairs, training the rest in corpus order."""
+    pairs = sentence_pairs(50)
+    train, dev = dev_split(tmp_path, pairs, 7, seed=1)
+    assert len(dev) == 7 and len(train) == 43
+    assert sorted(train + dev) == sorted(pairs)
+    assert train == [pair for pair in pairs if pair not in dev]
+
+
+def test_dev_split_is_seeded(tmp_path):
+    """The same seed picks the same dev set; another seed picks another."""
+    pairs = sentence_pairs(100)
+    assert dev_split(tmp_path, pairs, 10, seed=3)[1] == dev_split(tmp_path / "again", pairs, 10, seed=3)[1]
+    assert dev_split(tmp_path, pairs, 10, seed=3)[1] != dev_split(tmp_path, pairs, 10, seed=4)[1]
+
+
+def test_dev_split_removes_every_copy_of_a_dev_source(tmp_path):
+    """No source in dev appears in training, even when it has several translations."""
+    pairs = [(f"句子{i % 10}", f"translation {i}") for i in range(40)]  # each source 4 times
+    train, dev = dev_split(tmp_path, pairs, 3, seed=5)
+    dev_sources = {src for src, _ in dev}
+    assert len(dev) == len(dev_sources) == 3
+    assert not dev_sources & {src for src, _ in train}
+    assert len(train) == 40 - 3 * 4
+
+
+def test_dev_size_zero_trains_on_everything(tmp_path):
+    pairs = sentence_pairs(10)
+    assert dev_split(tmp_path, pairs, 0, seed=1) == (pairs, [])
+
+
+@pytest.mark.parametrize("dev_size", [10, 11])  # every distinct source, or more than there are
+def test_a_dev_size_that_takes_every_source_is_refused_before_the_tokenizer(tmp_path, dev_size, monkeypatch):
+    import tt.data.prepare as preparing
+
+    def never(*args, **kwargs):
+        raise AssertionError("a tokenizer was trained for a corpus with nothing left to train on")
+
+    monkeypatch.setattr(preparing, "train_tokenizer", never)
+    pairs = [(f"句子{i % 10}", f"translation {i}") for i in range(30)]  # 10 sources, 3 pairs each
+    with pytest.raises(UserError, match=f"--dev-size {dev_size} leaves no pairs to train on"):
+        dev_split(tmp_path, pairs, dev_size, seed=1)
+    assert not list(tmp_path.glob("prepared-*"))  # the folder it created is gone again
 
 
 def test_uint16_ids_and_lengths_on_disk(corpus, tmp_path):
