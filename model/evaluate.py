@@ -18,7 +18,7 @@ from tt.data.batches import make_batch, plan_batches
 from tt.data.tokenizer import PAD_ID, Tokenizer
 from tt.model.decode import greedy_decode
 from tt.model.device import model_device
-from tt.model.loss import label_smoothed_loss
+from tt.model.loss import TeacherForcedLoss
 from tt.model.transformer import Transformer
 
 
@@ -70,7 +70,7 @@ def evaluate_loss(model: Transformer, dev: DevSet, batch_tokens: int, smoothing:
     # The same token-budget batching as training; the order of batches does not change a sum.
     for rows in plan_batches(lengths, batch_tokens, seed=0):
         batch = make_batch([dev.src_ids[i] for i in rows], [dev.tgt_ids[i] for i in rows]).to(model_device(model))
-        parts = label_smoothed_loss(model(batch.src, batch.src_pad_mask, batch.tgt_in), batch.tgt_out, smoothing, PAD_ID)
+        parts = TeacherForcedLoss(model, smoothing, PAD_ID)(batch.src, batch.src_pad_mask, batch.tgt_in, batch.tgt_out)
         nll, kl, tokens = nll + float(parts.nll), kl + float(parts.kl), tokens + parts.n_tokens
     model.train(was_training)
     mean_nll = nll / max(tokens, 1)

@@ -43,7 +43,7 @@ from tt.model.checkpoint import METRICS, PENDING_METRICS
 from tt.model.device import autocast, resolve_device, resolve_precision
 from tt.model.distributed import Cluster, seed_random_numbers, shares
 from tt.model.evaluate import DevSet
-from tt.model.loss import label_smoothed_loss
+from tt.model.loss import TeacherForcedLoss
 from tt.model.metrics import MetricsLog, MetricsWindow, Reporter, Silent, StepTotals
 from tt.model.probes import GradientFlow, ProbeSet
 from tt.model.run_state import RunState
@@ -111,7 +111,8 @@ class Trainer(RunState, DevSelection):
         self.device = resolve_device(config.device)
         self.precision = resolve_precision(config.precision, self.device)
         self.model = model.to(self.device)  # in place: the optimizer below holds these same tensors
-        self.ddp: DistributedDataParallel | None = None  # wraps the model under torchrun (see run)
+        self.with_loss = TeacherForcedLoss(self.model, config.label_smoothing, PAD_ID)  # what a step runs forward
+        self.ddp: DistributedDataParallel | None = None  # wraps `with_loss` under torchrun (see run)
         self.optimizer = torch.optim.AdamW(
             model.parameters(), lr=learning_rate(1, config), betas=(0.9, 0.98), eps=1e-9, weight_decay=config.weight_decay
         )
@@ -169,15 +170,14 @@ class Trainer(RunState, DevSelection):
         self.step += 1
         lr = self.set_learning_rate()
         n_tokens = self.stream.target_tokens(rows)
-        model = self.ddp or self.model
+        model = self.ddp or self.with_loss
         totals = StepTotals()
         self.optimizer.zero_grad(set_to_none=True)
         for piece, weight, last in self.pieces(rows):
             batch = self.stream.batch(piece).to(self.device)
             with self.gradient_sync(last):
                 with autocast(self.device, self.precision):
-                    log_probs = model(batch.src, batch.src_pad_mask, batch.tgt_in)
-                parts = label_smoothed_loss(log_probs, batch.tgt_out, self.config.label_smoothing, PAD_ID)
+                    parts = model(batch.src, batch.src_pad_mask, batch.tgt_in, batch.tgt_out)  # forward and loss
                 loss = parts.kl / n_tokens * (weight * self.cluster.world_size)  # mean KL(q‖p) per real target token
                 if not self.cluster.distributed:  # one process alone may stop here; many stop at the norm below
                     self._check_finite("loss", loss)
@@ -251,7 +251,7 @@ class Trainer(RunState, DevSelection):
         seed_random_numbers(self.cluster, self.device, self.config.seed, self.step, self.restored_rng)
         if self.cluster.distributed and self.ddp is None:
             device_ids = [torch.cuda.current_device()] if self.device.type == "cuda" else None  # set from LOCAL_RANK
-            self.ddp = DistributedDataParallel(self.model, device_ids=device_ids)
+            self.ddp = DistributedDataParallel(self.with_loss, device_ids=device_ids)
         self.model.train()
 
     def _loop(self, log: MetricsLog) -> str:

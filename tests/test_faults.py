@@ -64,18 +64,18 @@ def no_temporary_files(folder: Path) -> bool:
 
 def nan_at_step(monkeypatch, bad_step: int) -> None:
     """Make the loss of one training step NaN, as an exploding run would."""
-    original = tt.model.train.label_smoothed_loss
+    original = tt.model.loss.loss_in_chunks  # once per training step (and per dev batch)
     calls = {"n": 0}
 
-    def loss(log_probs, *args, **kwargs):
-        parts = original(log_probs, *args, **kwargs)
+    def loss(*args, **kwargs):
+        parts = original(*args, **kwargs)
         if torch.is_grad_enabled():  # training steps, not dev evaluation
             calls["n"] += 1
             if calls["n"] == bad_step:
                 return dataclasses.replace(parts, kl=parts.kl * float("nan"))
         return parts
 
-    monkeypatch.setattr(tt.model.train, "label_smoothed_loss", loss)
+    monkeypatch.setattr(tt.model.loss, "loss_in_chunks", loss)
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(monkeypatch, tmp_path, corpus_file):

@@ -4,7 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tt.model.loss import dense_loss, label_smoothed_loss, smoothed_target_entropy, smoothed_targets
+from tt.model.loss import (
+    TeacherForcedLoss, dense_loss, label_smoothed_loss, loss_in_chunks, smoothed_target_entropy, smoothed_targets,
+)
 
 PAD = 0
 
@@ -70,3 +72,46 @@ def test_entropy_of_smoothed_target_by_hand():
     top, rest = 1 - eps + eps / vocab, eps / vocab
     expected = -(top * torch.log(torch.tensor(top)) + (vocab - 1) * rest * torch.log(torch.tensor(rest)))
     assert smoothed_target_entropy(vocab, eps) == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_loss_in_chunks_gives_the_sums_and_gradients_of_the_whole():
+    torch.manual_seed(0)
+    hidden = torch.randn(10, 6, requires_grad=True)
+    head = torch.nn.Linear(6, 13)
+    target = torch.tensor([3, 0, 5, 12, 1, 0, 7, 7, 2, 9])  # padding (0) among them
+
+    def loss_and_grad(parts_of):
+        hidden.grad = None
+        head.zero_grad()
+        parts = parts_of()
+        parts.kl.backward()
+        return parts, hidden.grad.clone(), head.weight.grad.clone()
+
+    whole, whole_hidden_grad, whole_weight_grad = loss_and_grad(
+        lambda: label_smoothed_loss(head(hidden).log_softmax(-1), target, 0.1, PAD)
+    )
+    chunked, chunked_hidden_grad, chunked_weight_grad = loss_and_grad(
+        lambda: loss_in_chunks(lambda h: head(h).log_softmax(-1), hidden, target, 0.1, PAD, rows=3)  # 3 + 3 + 3 + 1
+    )
+    assert chunked.n_tokens == whole.n_tokens == 8
+    for name in ("kl", "cross_entropy", "entropy", "nll"):
+        torch.testing.assert_close(getattr(chunked, name), getattr(whole, name))
+    torch.testing.assert_close(chunked_hidden_grad, whole_hidden_grad)
+    torch.testing.assert_close(chunked_weight_grad, whole_weight_grad)
+
+
+def test_teacher_forced_loss_counts_only_real_targets(tiny_config):
+    from tt.model.transformer import Transformer
+
+    torch.manual_seed(0)
+    model = Transformer(tiny_config).eval()
+    src = torch.randint(4, tiny_config.src_vocab_size, (3, 6))
+    src[0, 4:] = PAD
+    tgt_in = torch.randint(4, tiny_config.tgt_vocab_size, (3, 5))
+    tgt_out = torch.randint(4, tiny_config.tgt_vocab_size, (3, 5))
+    tgt_out[1, 2:] = PAD
+    expected = label_smoothed_loss(model(src, src == PAD, tgt_in), tgt_out, 0.1, PAD)  # every position, padding zeroed
+    parts = TeacherForcedLoss(model, 0.1, PAD)(src, src == PAD, tgt_in, tgt_out)
+    assert parts.n_tokens == expected.n_tokens == 12
+    torch.testing.assert_close(parts.kl, expected.kl)
+    torch.testing.assert_close(parts.nll, expected.nll)

@@ -109,3 +109,20 @@ def test_recording_leaves_no_hooks_behind(tiny_config):
         pass
     assert not any(m._forward_hooks for m in model.modules())
     assert not any(layer.cross_attn.show_weights for layer in model.decoder)
+
+
+def test_dropout_keeps_the_expected_value_and_scales_the_gradient():
+    from tt.model.transformer import Dropout
+
+    torch.manual_seed(0)
+    dropout = Dropout(0.25)
+    x = torch.ones(200_000, requires_grad=True)
+    y = dropout(x)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - 0.75) < 0.005  # each value kept with probability 1 − p
+    torch.testing.assert_close(y[kept], torch.full((int(kept.sum()),), 1 / 0.75))  # kept values scaled by 1/(1 − p)
+    assert abs(y.mean().item() - 1.0) < 0.01  # so the expected value is unchanged
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, kept.float() / 0.75)  # the gradient flows through the same mask
+    dropout.eval()
+    assert dropout(x) is x  # evaluation: the identity
