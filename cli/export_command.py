@@ -35,7 +35,9 @@ def run_export(
     check_quantization(quantization)
     if format == "hf" and quantization != "float32":
         raise UserError("--quantization is for --format ct2; a Hugging Face folder holds float32 weights")
-    if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and not out.is_dir():  # --overwrite replaces a folder, never a file
+        raise UserError(f"{out}: is a file; export to a folder")
+    if out.exists() and not overwrite and any(out.iterdir()):
         raise UserError(f"{out}: already exists; choose another folder or pass --overwrite")
     if out.resolve() == folder.resolve():
         raise UserError(f"{out}: is the model folder itself; export to another folder")

@@ -181,6 +181,14 @@ def test_export_keeps_an_existing_folder(trained_model, tmp_path):
     assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
 
 
+@pytest.mark.parametrize("format", ["hf", "ct2"])
+def test_export_over_a_file_is_refused_even_with_overwrite(trained_model, tmp_path, format):
+    (tmp_path / "out").write_text("mine")
+    result = runner.invoke(app, ["export", str(tmp_path / "out"), "--model", str(trained_model), "--format", format, "--overwrite"])
+    one_line_error(result, "is a file")
+    assert (tmp_path / "out").read_text() == "mine" and [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
 def test_ct2_without_ctranslate2_is_one_line_naming_the_extra(trained_model, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ctranslate2", None)  # import ctranslate2 → ImportError, as where it is not installed
     result = runner.invoke(app, ["export", str(tmp_path / "out"), "--model", str(trained_model), "--format", "ct2"])
