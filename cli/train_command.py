@@ -1,7 +1,10 @@
 """`tt train`: prepared corpus (`tt.data.prepare`) → Transformer → training loop.
 
-Everything that can be wrong with the input (files, columns, encodings, options) is found
-before anything is written into the model folder: a failed `tt train` leaves no trace.
+The options are checked before anything is written. After that, the lock creates OUT (if
+it is new) and preparation writes OUT/prepared (or --prepared), where a corpus's files,
+columns and encodings are read. A new run that fails before its first checkpoint removes
+OUT/prepared and OUT again only if it created OUT; a --prepared folder, or OUT/prepared
+in an OUT that existed, is kept for the next run to reuse.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ import typer
 from rich.console import Console
 
 from tt.cli.interrupts import Interrupted, interrupt_immediately, stop_after_step
-from tt.cli.options import RunConfigs, absolute, build_configs, corpus_specs, record_of, resume_configs
+from tt.cli.prepare_command import check_prepared_folder
+from tt.cli.options import RunConfigs, absolute, build_configs, check_dev_size, corpus_specs, record_of, resume_configs
 from tt.cli.presets import DEFAULT_EPOCHS, demo_configs, preset_configs
 from tt.cli.progress import PreparationProgress, TrainingProgress
 from tt.cli.train_report import done_message, starting_message, stopped_message, summary_record, summary_table
@@ -34,10 +38,11 @@ from tt.data.tokenizer import TokenizerConfig
 from tt.model.checkpoint import (
     CONFIG, STATE_TENSORS, is_model_folder, load_model_folder, read_json,
 )
+from tt.model.marian_folder import is_marian_folder
 from tt.model.run_folder import FolderLock
 from tt.model.configs import config_from_dict
 from tt.model.device import resolve_device
-from tt.model.distributed import Cluster, broadcast_files, join_cluster, leave_cluster
+from tt.model.distributed import Cluster, broadcast_bytes, join_cluster, leave_cluster
 from tt.model.evaluate import DevSet
 from tt.model.probes import DEMO_PROBE, Probe, ProbeSet, gather_probes, recorded_probes
 from tt.model.train import Trainer, TrainConfig
@@ -47,14 +52,15 @@ def run_train(options: dict[str, Any], resume: bool, overwrite: bool, console: C
     command_start = time.monotonic()
     if resume and overwrite:
         raise UserError("--resume continues the run in --out and --overwrite replaces it: choose one")
-    if options.get("dev_size") is not None and options["dev_size"] < 0:
-        raise UserError("--dev-size must not be negative")
+    check_dev_size(options)
     if options.get("threads") is not None:
         if not 1 <= options["threads"] <= 1024:
             raise UserError("--threads must be between 1 and 1024")
         torch.set_num_threads(options["threads"])
     out = Path(options.get("out") or "tt-model")
     check_writable(out)
+    if options.get("prepared"):
+        check_prepared_folder(Path(options["prepared"]), "--prepared", out)
     # Under torchrun every process runs this command; they join one group before any work.
     cluster = join_cluster(resolve_device(_device_name(options, out, resume)).type)
     if not cluster.is_main:
@@ -118,10 +124,14 @@ def _start(
         raise UserError("--dev needs a training corpus too (without one, tt trains the built-in demo)")
     base = demo_configs() if demo else preset_configs(options.get("preset"))
     configs = build_configs(options, base)
-    probes = _probes(options, demo)  # a bad --probe fails before any work
+    # A malformed --probe fails here, before any work; one longer than the model's positions
+    # only once the tokenizer exists (ProbeSet, in _train).
+    probes = _probes(options, demo)
     if not demo and configs.train.max_steps is None and configs.train.max_epochs is None and configs.train.max_time is None:
         configs.train.max_epochs = DEFAULT_EPOCHS
     init_from = Path(options["init_from"]) if options.get("init_from") else None
+    if init_from is not None and is_marian_folder(init_from):
+        raise UserError(f"--init-from {init_from}: a Hugging Face Marian model; fine-tuning starts from tt model folders only")
     if init_from is not None and not is_model_folder(init_from):
         raise UserError(f"--init-from {init_from}: not a tt model folder")
 
@@ -148,7 +158,7 @@ def _start(
         )
         torch.manual_seed(configs.train.seed)
         model = Transformer(configs.model)
-    console.print(summary_table(data, model))
+    console.print(summary_table(data, model, automatic_dev=dev_spec is None and options.get("dev_size") is None))
     record = {
         "preset": None if demo else options.get("preset"),
         "corpus": None if demo else asdict(absolute(train_spec)),
@@ -191,14 +201,14 @@ def prepare_everywhere(request: PrepareRequest, folder: Path, cluster: Cluster, 
                 data = prepare(request, folder, progress)
         except BaseException:
             if cluster.distributed:
-                broadcast_files({"status": b"failed"}, cluster, resolve_device(device))
+                broadcast_bytes({"status": b"failed"}, cluster, resolve_device(device))
             raise
         if cluster.distributed:
-            broadcast_files({"status": b"ready"}, cluster, resolve_device(device))
+            broadcast_bytes({"status": b"ready"}, cluster, resolve_device(device))
         if data.reused:
             console.print(f"reusing the prepared data in {folder} ({data.train_pairs:,} pairs)")
         return data
-    if broadcast_files(None, cluster, resolve_device(device))["status"] != b"ready":
+    if broadcast_bytes(None, cluster, resolve_device(device))["status"] != b"ready":
         raise UserError("process 0 could not prepare the corpus")  # it says why
     return open_prepared(folder, request, verify=False)
 

@@ -58,14 +58,15 @@ def summary_record(data: PreparedCorpus, model) -> dict:
     }
 
 
-def summary_table(data: PreparedCorpus, model) -> Table:
+def summary_table(data: PreparedCorpus, model, automatic_dev: bool = True) -> Table:
+    """`automatic_dev`: no --dev and no --dev-size, so an empty dev set was tt's choice."""
     table = Table(title="corpus and tokenizer", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column(justify="right")
     for label, value in data.report.rows():
         table.add_row(label, f"{value:,}")
     table.add_row("train pairs", f"{data.train_pairs:,}")
-    table.add_row("dev pairs", f"{len(data.dev):,}" if data.dev else "none (corpus under 1,000 pairs)")
+    table.add_row("dev pairs", f"{len(data.dev):,}" if data.dev else "none (corpus under 1,000 pairs)" if automatic_dev else "none")
     report = data.tokenizer_report
     vocab = f"{report.vocab_size:,}"
     if report.src_vocab_size != report.vocab_size:

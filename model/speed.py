@@ -44,8 +44,13 @@ def timed(work: Callable[[], None], seconds: float, warmup: int = 1, device: tor
     return count, time.perf_counter() - started
 
 
-def matmul_gflops(dtype: torch.dtype, size: int = 1024, seconds: float = 2.0, device: torch.device = torch.device("cpu")) -> float:
-    size = size if device.type == "cpu" else 8192  # a GPU needs a bigger product to reach its peak
+def matmul_size(device: torch.device) -> int:
+    """The side of the square matmul measured: a GPU needs a bigger product to reach its peak."""
+    return 1024 if device.type == "cpu" else 8192
+
+
+def matmul_gflops(dtype: torch.dtype, size: int | None = None, seconds: float = 2.0, device: torch.device = torch.device("cpu")) -> float:
+    size = size or matmul_size(device)
     a, b = torch.randn(size, size, dtype=dtype, device=device), torch.randn(size, size, dtype=dtype, device=device)
     count, elapsed = timed(lambda: a @ b, seconds, device=device)
     return 2 * size**3 * count / elapsed / 1e9
