@@ -30,7 +30,7 @@ from tt.data.errors import UserError
 from tt.data.tokenizer import TokenizerConfig, train_tokenizer
 from tt.model.device import bf16_supported, resolve_device
 from tt.model.speed import (
-    ct2_fixed_length_speed, ct2_installed, decode_speed, fixed_length_speed, flops_per_target_token, matmul_gflops, matmul_size,
+    ct2_fixed_length_speed, ct2_installed, decode_speed, fixed_length_speed, flops_per_target_token, matmul_peak, matmul_size,
     train_speed,
 )
 from tt.model.transformer import ModelConfig, Transformer
@@ -105,8 +105,9 @@ def run_bench(data_dir: Path | None, seconds: float, report: Callable[[str], Non
     default_precision = "bf16" if supported else "fp32"
     report("matmul peak")
     results["matmul_size"] = matmul_size(device)
-    results["matmul_fp32_gflops"] = matmul_gflops(torch.float32, device=device)
-    results["matmul_bf16_gflops"] = matmul_gflops(torch.bfloat16, device=device)
+    for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        gflops, shape = matmul_peak(dtype, REFERENCE_SHAPE, REFERENCE_BATCH_TOKENS, device)
+        results[f"matmul_{precision}_gflops"], results[f"matmul_{precision}_shape"] = gflops, shape
 
     train_pairs, dev_pairs, source = corpus_for_bench(data_dir)
     results["data"] = source
@@ -142,6 +143,8 @@ def run_bench(data_dir: Path | None, seconds: float, report: Callable[[str], Non
             key = f"train_{name}_{precision}"
             results[f"{key}_tok_s"] = speed["tok_s"]
             results[f"{key}_mfu"] = speed["tok_s"] * flops / (peak[precision] * 1e9)
+            for other in peak:  # training's share of each peak: how much of the bf16 units it uses
+                results[f"{key}_share_of_{other}_peak"] = speed["tok_s"] * flops / (peak[other] * 1e9)
             results[f"{key}_padding"] = speed["padding"]
     results["train_tok_s"] = results[f"train_reference_{default_precision}_tok_s"]
 
@@ -195,8 +198,13 @@ def bench_table(results: dict):
         table.add_row(label, value, note)
 
     size = results.get("matmul_size", 1024)  # (older --json results have no size: they measured 1024³)
-    row(f"matmul {size}³ float32", f"{results['matmul_fp32_gflops']:,.0f} GFLOP/s", "the yardstick")
-    row(f"matmul {size}³ bfloat16", f"{results['matmul_bf16_gflops']:,.0f} GFLOP/s", f"{results['matmul_bf16_gflops'] / results['matmul_fp32_gflops']:.1f}× float32")
+    for precision, name in (("fp32", "float32"), ("bf16", "bfloat16")):
+        shape = results.get(f"matmul_{precision}_shape", f"{size}×{size}×{size}")
+        ratio = "" if precision == "fp32" else f"; {results['matmul_bf16_gflops'] / results['matmul_fp32_gflops']:.1f}× float32"
+        row(
+            f"matmul peak {name}", f"{results[f'matmul_{precision}_gflops']:,.0f} GFLOP/s",
+            f"best of {size}³ and the model's linear shapes, here at {shape}{ratio}",
+        )
     for name in ("reference", "default"):
         flops = results[f"{name}_flops_per_token"]
         for precision in ("fp32", "bf16"):
@@ -205,7 +213,12 @@ def bench_table(results: dict):
                 row(
                     f"train {name} shape, {precision}",
                     f"{results[f'{key}_tok_s']:,.0f} tok/s",
-                    f"MFU {results[f'{key}_mfu']:.1%} at {flops / 1e6:.1f} MFLOP/token; padding {results[f'{key}_padding']:.0%}",
+                    f"MFU {results[f'{key}_mfu']:.1%} at {flops / 1e6:.1f} MFLOP/token"
+                    + "".join(
+                        f"; {results[share]:.0%} of the {other} peak"
+                        for other in ("fp32", "bf16") if other != precision and (share := f"{key}_share_of_{other}_peak") in results
+                    )
+                    + f"; padding {results[f'{key}_padding']:.0%}",
                 )
     for beam in (1, 5):
         for batch in (1, 64):

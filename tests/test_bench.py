@@ -78,5 +78,15 @@ def test_the_matmul_row_names_the_size_measured():
     console = Console(record=True, width=200)
     console.print(bench_table(results))
     text = console.export_text()
-    assert "matmul 8192³ float32" in text and "1024³" not in text
+    assert "best of 8192³" in text and "1024³" not in text
     assert matmul_size(torch.device("cpu")) == 1024
+
+
+def test_the_matmul_peak_is_the_best_shape_measured(monkeypatch):
+    from tt.model import speed
+    from tt.model.transformer import ModelConfig
+
+    measured = {(1024, 1024, 1024): 150.0, (4096, 256, 1024): 180.0, (4096, 1024, 256): 170.0}
+    monkeypatch.setattr(speed, "matmul_gflops", lambda dtype, device, shape, seconds: measured[shape])
+    config = ModelConfig(d_model=256, n_heads=4, d_ff=1024)
+    assert speed.matmul_peak(torch.float32, config, 4096, torch.device("cpu")) == (180.0, "4096×256×1024")
