@@ -3,7 +3,7 @@
 Everything is measured in this one process (or its children, for memory and start-up), so
 the figures can be read as ratios even on a shared, noisy machine (the measurements
 themselves are in `tt.model.speed`):
-- the yardstick: a 1024³ matmul in float32 and bfloat16;
+- the yardstick: a square matmul in float32 and bfloat16 (1024³ on the CPU, 8192³ on a GPU);
 - training: non-padding target tokens per second, and model-FLOPs utilisation;
 - decoding: greedy and beam-5 at batch 1 and 64, a fixed-length measurement (and the same
   for the model exported to CTranslate2, float32 and int8, when ctranslate2 is installed),
@@ -26,10 +26,12 @@ import torch
 
 from tt.data.clean import CleaningConfig, clean_pairs
 from tt.data.corpus import CorpusSpec, read_pairs
+from tt.data.errors import UserError
 from tt.data.tokenizer import TokenizerConfig, train_tokenizer
 from tt.model.device import bf16_supported, resolve_device
 from tt.model.speed import (
-    ct2_fixed_length_speed, ct2_installed, decode_speed, fixed_length_speed, flops_per_target_token, matmul_gflops, train_speed,
+    ct2_fixed_length_speed, ct2_installed, decode_speed, fixed_length_speed, flops_per_target_token, matmul_peak, matmul_size,
+    train_speed,
 )
 from tt.model.transformer import ModelConfig, Transformer
 
@@ -73,10 +75,8 @@ runpy.run_module("tt.cli", run_name="__main__")
 def child_peak_rss_mb(arguments: list[str], cwd: str) -> tuple[float | None, float]:
     """(peak resident memory in MB, or None where /proc is missing; wall seconds) of one `tt` run."""
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", _CHILD, *arguments], cwd=cwd, capture_output=True, text=True)
+    done = _run_child([sys.executable, "-c", _CHILD, *arguments], arguments, cwd)
     seconds = time.perf_counter() - started
-    if done.returncode != 0:
-        raise RuntimeError(f"tt {' '.join(arguments)} exited with {done.returncode}: {done.stderr[-300:]}")
     peaks = [line.split()[1] for line in done.stderr.splitlines() if line.startswith("TT_PEAK_RSS_KB")]
     return (int(peaks[-1]) / 1024 if peaks else None), seconds
 
@@ -84,8 +84,18 @@ def child_peak_rss_mb(arguments: list[str], cwd: str) -> tuple[float | None, flo
 def _wall(command: list[str], cwd: str) -> float:
     """Wall time of the installed `tt` command itself, the way a user starts it."""
     started = time.perf_counter()
-    subprocess.run(command, cwd=cwd, capture_output=True, check=True)
+    _run_child(command, command[1:], cwd)
     return time.perf_counter() - started
+
+
+def _run_child(command: list[str], arguments: list[str], cwd: str) -> subprocess.CompletedProcess:
+    """Run one `tt` child; one that fails is a UserError with the last line it wrote (its error:)."""
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    if done.returncode != 0:
+        said = [line for line in done.stderr.splitlines() if line.strip() and not line.startswith("TT_PEAK_RSS_KB")]
+        last = said[-1].strip() if said else "no message"
+        raise UserError(f"tt bench: `tt {' '.join(arguments)}` exited with {done.returncode}: {last}")
+    return done
 
 
 def run_bench(data_dir: Path | None, seconds: float, report: Callable[[str], None], device_name: str = "cpu") -> dict:
@@ -94,8 +104,10 @@ def run_bench(data_dir: Path | None, seconds: float, report: Callable[[str], Non
     results: dict = {"threads": torch.get_num_threads(), "bf16_supported": supported, "device": _describe(device)}
     default_precision = "bf16" if supported else "fp32"
     report("matmul peak")
-    results["matmul_fp32_gflops"] = matmul_gflops(torch.float32, device=device)
-    results["matmul_bf16_gflops"] = matmul_gflops(torch.bfloat16, device=device)
+    results["matmul_size"] = matmul_size(device)
+    for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        gflops, shape = matmul_peak(dtype, REFERENCE_SHAPE, REFERENCE_BATCH_TOKENS, device)
+        results[f"matmul_{precision}_gflops"], results[f"matmul_{precision}_shape"] = gflops, shape
 
     train_pairs, dev_pairs, source = corpus_for_bench(data_dir)
     results["data"] = source
@@ -131,6 +143,8 @@ def run_bench(data_dir: Path | None, seconds: float, report: Callable[[str], Non
             key = f"train_{name}_{precision}"
             results[f"{key}_tok_s"] = speed["tok_s"]
             results[f"{key}_mfu"] = speed["tok_s"] * flops / (peak[precision] * 1e9)
+            for other in peak:  # training's share of each peak: how much of the bf16 units it uses
+                results[f"{key}_share_of_{other}_peak"] = speed["tok_s"] * flops / (peak[other] * 1e9)
             results[f"{key}_padding"] = speed["padding"]
     results["train_tok_s"] = results[f"train_reference_{default_precision}_tok_s"]
 
@@ -183,8 +197,14 @@ def bench_table(results: dict):
     def row(label, value, note=""):
         table.add_row(label, value, note)
 
-    row("matmul 1024³ float32", f"{results['matmul_fp32_gflops']:,.0f} GFLOP/s", "the yardstick")
-    row("matmul 1024³ bfloat16", f"{results['matmul_bf16_gflops']:,.0f} GFLOP/s", f"{results['matmul_bf16_gflops'] / results['matmul_fp32_gflops']:.1f}× float32")
+    size = results.get("matmul_size", 1024)  # (older --json results have no size: they measured 1024³)
+    for precision, name in (("fp32", "float32"), ("bf16", "bfloat16")):
+        shape = results.get(f"matmul_{precision}_shape", f"{size}×{size}×{size}")
+        ratio = "" if precision == "fp32" else f"; {results['matmul_bf16_gflops'] / results['matmul_fp32_gflops']:.1f}× float32"
+        row(
+            f"matmul peak {name}", f"{results[f'matmul_{precision}_gflops']:,.0f} GFLOP/s",
+            f"best of {size}³ and the model's linear shapes, here at {shape}{ratio}",
+        )
     for name in ("reference", "default"):
         flops = results[f"{name}_flops_per_token"]
         for precision in ("fp32", "bf16"):
@@ -193,7 +213,12 @@ def bench_table(results: dict):
                 row(
                     f"train {name} shape, {precision}",
                     f"{results[f'{key}_tok_s']:,.0f} tok/s",
-                    f"MFU {results[f'{key}_mfu']:.1%} at {flops / 1e6:.1f} MFLOP/token; padding {results[f'{key}_padding']:.0%}",
+                    f"MFU {results[f'{key}_mfu']:.1%} at {flops / 1e6:.1f} MFLOP/token"
+                    + "".join(
+                        f"; {results[share]:.0%} of the {other} peak"
+                        for other in ("fp32", "bf16") if other != precision and (share := f"{key}_share_of_{other}_peak") in results
+                    )
+                    + f"; padding {results[f'{key}_padding']:.0%}",
                 )
     for beam in (1, 5):
         for batch in (1, 64):

@@ -52,6 +52,10 @@ class Explanation:
 def explain(model: Transformer, tokenizer: Tokenizer, source: str, reference: str, position: int, smoothing: float, top: int = 5) -> Explanation:
     src_ids = tokenizer.encode_src(normalize(source))
     tgt_ids = tokenizer.encode_tgt(normalize(reference))
+    limit = model.config.max_positions  # the encoder's and the decoder's positions
+    for option, ids in (("--src", src_ids), ("--ref", tgt_ids)):
+        if len(ids) > limit:
+            raise UserError(f"{option}: {len(ids):,} pieces, more than the model's {limit:,} positions")
     if not 1 <= position <= len(tgt_ids):
         raise UserError(f"--position {position}: the reference has {len(tgt_ids)} positions (</s> included)")
     model.eval()

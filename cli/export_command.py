@@ -18,12 +18,12 @@ from rich.console import Console
 from tt.data.atomic import atomic_folder
 from tt.data.errors import UserError
 from tt.model.checkpoint import METRICS, load_model_folder
+from tt.model.ct2 import check_quantization, export_ct2
 from tt.model.marian import check_exportable
 from tt.model.marian_folder import is_marian_folder, marian_files
 from tt.model.model_card import guess_languages, model_card
 
 FORMATS = ("hf", "ct2")
-QUANTIZATIONS = ("float32", "int8", "int8_float32", "bfloat16")
 
 
 def run_export(
@@ -32,18 +32,24 @@ def run_export(
 ) -> None:
     if format not in FORMATS:
         raise UserError(f"--format must be hf or ct2, not {format!r}")
-    if quantization not in QUANTIZATIONS:
-        raise UserError(f"--quantization must be one of {', '.join(QUANTIZATIONS)}, not {quantization!r}")
+    check_quantization(quantization)
     if format == "hf" and quantization != "float32":
         raise UserError("--quantization is for --format ct2; a Hugging Face folder holds float32 weights")
-    if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and not out.is_dir():  # --overwrite replaces a folder, never a file
+        raise UserError(f"{out}: is a file; export to a folder")
+    if out.exists() and not overwrite and any(out.iterdir()):
         raise UserError(f"{out}: already exists; choose another folder or pass --overwrite")
     if out.resolve() == folder.resolve():
         raise UserError(f"{out}: is the model folder itself; export to another folder")
-    if format == "ct2":
-        return export_ct2_dispatch(folder, out, quantization, console)
     if is_marian_folder(folder):
+        if format == "ct2":  # its tokenizer maps Marian's own vocabulary, which tt's CTranslate2 layout cannot hold
+            raise UserError(f"{folder}: a Hugging Face Marian model; convert it with ctranslate2's own ct2-transformers-converter")
         raise UserError(f"{folder}: is already a Hugging Face Marian folder")
+    if format == "ct2":
+        with console.status(f"writing the CTranslate2 model ({quantization})…"):
+            size = export_ct2(folder, out, quantization)
+        console.print(f"wrote {out}: CTranslate2 model, {quantization}, {size / 1e6:.1f} MB")
+        return
     model, tokenizer, record = load_model_folder(folder)
     check_exportable(model.config, str(folder))
     guessed = guess_languages(record)
@@ -56,16 +62,6 @@ def run_export(
                 (temporary / name).write_bytes(data)
     console.print(f"wrote {out}/ ({', '.join(sorted(files))})")
     console.print(f'next: python -c \'from transformers import pipeline; print(pipeline("translation", model="{out}")("…"))\'')
-
-
-def export_ct2_dispatch(folder: Path, out: Path, quantization: str, console: Console) -> None:
-    try:
-        from tt.model.ct2 import export_ct2
-    except ModuleNotFoundError as err:
-        if err.name == "tt.model.ct2":
-            raise UserError("this tt has no CTranslate2 export (tt.model.ct2 is missing)") from None
-        raise UserError(f"--format ct2 needs {err.name}: pip install 'tt-translator[ct2]'") from None
-    export_ct2(folder, out, quantization, console)
 
 
 def read_metrics(folder: Path) -> list[dict]:

@@ -155,11 +155,11 @@ def loss_plot(runs: dict[str, list[dict]]) -> Text:
     return line_plot(series, "cross-entropy −ln p(reference), nats per token", y_label="nats")
 
 
-def gradient_norms(metrics: list[dict], key: str = "grad_norm") -> dict[str, list[tuple[float, float]]]:
-    """Part → (step, norm) from the metrics lines' `grad_norm` (or `update_ratio`) objects."""
+def gradient_norms(metrics: list[dict]) -> dict[str, list[tuple[float, float]]]:
+    """Part → (step, norm) from the metrics lines' `grad_norm` objects."""
     parts: dict[str, list[tuple[float, float]]] = {}
     for record in metrics:
-        values = record.get(key)
+        values = record.get("grad_norm")
         if not isinstance(values, dict):
             continue
         for part, value in values.items():
@@ -207,6 +207,7 @@ def compare_view(folders: list[Path]) -> Group:
     """Several runs overlaid: their options that differ, loss curves, gradient norms by depth."""
     runs: dict[str, list[dict]] = {}
     records = {}
+    unreadable = []  # one line per run whose metrics.jsonl could not be read: its curves are missing
     for folder in folders:
         _, _, record = open_model(folder)
         name = folder.name if folder.name not in runs else str(folder)
@@ -215,7 +216,7 @@ def compare_view(folders: list[Path]) -> Group:
             runs[name] = read_metrics(folder)
         except UserError as err:
             runs[name] = []
-            records[name] = {**record, "_error": str(err)}
+            unreadable.append(Text(f"{name}: {err}", style="dim"))
     table = Table(title="runs", title_justify="left")
     table.add_column("run")
     keys = sorted({(part, key) for r in records.values() for part in ("model", "train") for key in section(r, part)})
@@ -235,7 +236,7 @@ def compare_view(folders: list[Path]) -> Group:
             f"{last_train[-1][1]:.3f}" if last_train else "–",
             f"{last_dev[-1][1]:.3f}" if last_dev else "–",
         )
-    parts = [table, loss_plot(runs)]
+    parts = [table, *unreadable, loss_plot(runs)]
     if any(gradient_norms(metrics) for metrics in runs.values()):
         parts.append(depth_plot(runs))
         for name, metrics in runs.items():

@@ -288,7 +288,7 @@ def translate(
     if step:
         from tt.cli.step_command import run_step
 
-        return run_step(model_folder(model), texts, top_k, stderr)
+        return run_step(model_folder(model), texts, top_k, stderr, device)
     view = AttentionView(attention_layer, attention_head) if show_attention else None
     run_translate(model_folder(model), texts, file, output, probs, top_k, json_lines, config, search, lens, view)
 
@@ -454,9 +454,10 @@ def tokenize(
 
       tt tokenize --side tgt --json "Hello World!"
     """
-    from tt.cli.tokenize_command import load_tokenizer, pieces_table, tokenize as split
+    from tt.cli.tokenize_command import pieces_table, tokenize as split
+    from tt.model.folders import open_tokenizer
 
-    tokenizer = load_tokenizer(model_folder(model))
+    tokenizer = open_tokenizer(model_folder(model))
     records = [split(tokenizer, text, side) for text in texts]
     console = Console()
     for record in records:

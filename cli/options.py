@@ -21,7 +21,7 @@ from tt.data.clean import CleaningConfig
 from tt.data.corpus import CorpusSpec, read_bytes
 from tt.data.errors import UserError
 from tt.data.tokenizer import TokenizerConfig
-from tt.model.configs import SIZE_LIMITS, check_model_config, check_seed, has_type
+from tt.model.configs import check_model_config, check_seed, has_type
 from tt.model.device import check_device, check_precision
 from tt.cli.durations import parse_duration
 from tt.model.train import TrainConfig
@@ -87,15 +87,19 @@ class Duration:
     """A duration in a config file: text such as "15m", or a number of seconds."""
 
 
-# What the file must hold for an option of each type: TOML and JSON have all four.
+# What the file must hold for an option of each type: TOML and JSON have all of these.
 _KIND_NAMES = {
     bool: "true or false", int: "a whole number", float: "a number", str: "text", Path: "a path (text)",
     Duration: 'a duration ("15m") or a number of seconds',
+    list[str]: 'a list of texts (["SOURCE\\tREFERENCE"])',
 }
 
 
 def _is_a(value: Any, kind: type) -> bool:
     """The rules config.json is read by (true is not a number, 1 is a float), for a file's option."""
+    if typing.get_origin(kind) is list:  # a repeatable option (--probe): a list of its item type
+        (item,) = typing.get_args(kind)
+        return isinstance(value, list) and all(_is_a(v, item) for v in value)
     hint = {Path: str, Duration: str | float}.get(kind, kind)
     return has_type(value, hint)
 
@@ -107,7 +111,7 @@ def option_kinds(command) -> dict[str, type]:
         args = [arg for arg in typing.get_args(hint) if arg is not type(None)] or [hint]
         kinds[name] = args[0]
     # Options a file may set that have no command-line flag, and durations: "15m" or seconds.
-    return {**kinds, "weight_decay": float, "clip_norm": float, "max_time": Duration, "save_every": Duration, "probe": list}
+    return {**kinds, "weight_decay": float, "clip_norm": float, "max_time": Duration, "save_every": Duration}
 
 
 def options_given(command, values: dict[str, Any], leave_out: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -166,8 +170,8 @@ def absolute(spec: CorpusSpec | None) -> CorpusSpec | None:
 
 def validate(configs: RunConfigs) -> None:
     t, k = configs.train, configs.tokenizer
-    # The vocabulary sizes are the tokenizer's business (checked below): give the shape
-    # checker sizes it accepts, so it judges only what the options set.
+    # The model's vocabulary sizes are the tokenizer's (--vocab-size): the shape checker
+    # names --vocab-size for a size outside its limits; the lower bound tt needs is below.
     check_model_config(replace(configs.model, src_vocab_size=k.vocab_size, tgt_vocab_size=k.vocab_size))
     check_seed(t.seed)
     check_precision(t.precision)
@@ -193,10 +197,15 @@ def validate(configs: RunConfigs) -> None:
         (t.dev_bleu_sentences >= 0, "--dev-bleu-sentences must not be negative"),
         (t.clip_norm > 0, "--clip-norm must be positive"),  # inf: no clipping; nan fails every comparison
     ]
-    checks.append((k.vocab_size <= SIZE_LIMITS["tgt_vocab_size"][1], f"--vocab-size is over tt's limit of {SIZE_LIMITS['tgt_vocab_size'][1]:,}"))
     for ok, message in checks:
         if not ok:
             raise UserError(message)
+
+
+def check_dev_size(options: dict[str, Any]) -> None:
+    """--dev-size, for `tt train` and `tt prepare` alike (None: the automatic size)."""
+    if options.get("dev_size") is not None and options["dev_size"] < 0:
+        raise UserError("--dev-size must not be negative")
 
 
 def corpus_specs(options: dict[str, Any]) -> tuple[CorpusSpec | None, CorpusSpec | None]:

@@ -11,20 +11,31 @@ from typing import Any
 
 from rich.console import Console
 
-from tt.cli.options import build_configs, corpus_specs
+from tt.cli.options import build_configs, check_dev_size, corpus_specs
 from tt.cli.presets import preset_configs
 from tt.cli.progress import PreparationProgress
 from tt.data.errors import UserError
 from tt.data.prepare import prepare
 from tt.data.prepared_folder import PreparedCorpus, PrepareRequest
+from tt.model.checkpoint import is_model_folder
+
+
+def check_prepared_folder(folder: Path, option: str, out: Path | None = None) -> None:
+    """A folder for prepared data must not be a model's: its tokenizer.model would be
+    overwritten, and `tt train` holds the lock of its own --out (preparing there would wait
+    for it forever)."""
+    if out is not None and folder.resolve() == out.resolve():
+        raise UserError(f"{option} {folder}: is --out itself; leave --prepared out (the prepared data then goes to OUT/prepared) or give another folder")
+    if is_model_folder(folder):
+        raise UserError(f"{option} {folder}: holds a model; prepared data needs a folder of its own")
 
 
 def run_prepare(options: dict[str, Any], folder: Path, console: Console) -> PreparedCorpus:
     train_spec, dev_spec = corpus_specs(options)
     if train_spec is None:
         raise UserError("give a corpus file, or --src and --tgt")
-    if options.get("dev_size") is not None and options["dev_size"] < 0:
-        raise UserError("--dev-size must not be negative")
+    check_prepared_folder(folder, "--out")
+    check_dev_size(options)
     configs = build_configs(options, preset_configs(options.get("preset")))
     request = PrepareRequest(
         train_spec, dev_spec, configs.cleaning, configs.tokenizer, configs.train.seed, options.get("dev_size")

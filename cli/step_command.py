@@ -1,6 +1,7 @@
 """`tt translate --step`: decode by hand. At each step the person picks one of the top-k tokens.
 
-Enter takes the most probable one (what greedy would do); a number picks another. At the
+Enter takes the most probable one (what greedy would do); a number picks another. The
+choices leave out what greedy never picks (<pad>, the start token: `never_chosen`). At the
 end the chosen translation's log-probability is shown beside greedy's, so one sees what a
 different choice cost (or gained) under the model.
 """
@@ -15,7 +16,8 @@ from rich.console import Console
 from rich.table import Table
 
 from tt.data.normalize import normalize
-from tt.model.decode import DecodeConfig, greedy_decode, max_output_length
+from tt.model.decode import DecodeConfig, encode_sources, greedy_decode, max_output_length, never_chosen
+from tt.model.device import model_device
 from tt.model.translator import Translator
 
 
@@ -28,17 +30,17 @@ def step_through(translator: Translator, text: str, k: int, ask: Callable[[str],
     if len(src_ids) > positions:  # the encoder has no positions beyond: cut, keeping the </s>
         console.print(f"[yellow]warning:[/] {len(src_ids):,} source pieces, cut to the model's {positions:,}")
         src_ids = tokenizer.fit_source(src_ids, positions)
-    k = min(k, model.config.tgt_vocab_size)
-    src = torch.tensor([src_ids])
-    src_pad_mask = src == model.config.pad_id
-    cache = model.new_cache(model.encode(src, src_pad_mask), src_pad_mask)
+    banned = never_chosen(model)
+    k = min(k, model.config.tgt_vocab_size - len(banned))
+    cache = encode_sources(model, [src_ids])
     limit = max_output_length(len(src_ids), DecodeConfig(), model)
     chosen: list[int] = []
     total = 0.0
     token = model.config.start_id
     while len(chosen) < limit and token != model.config.eos_id:
-        log_probs = model.log_probs(model.decode_step(torch.tensor([[token]]), cache)[0, -1])
-        values, ids = log_probs.topk(k)
+        log_probs = model.log_probs(model.decode_step(torch.tensor([[token]], device=model_device(model)), cache)[0, -1])
+        _, ids = log_probs.index_fill(0, banned, float("-inf")).topk(k)  # the candidates greedy chooses among
+        values = log_probs[ids]
         table = Table(title=f"step {len(chosen) + 1}: {tokenizer.decode_tgt(chosen)!r} …", title_justify="left")
         table.add_column("#", justify="right")
         table.add_column("token")
@@ -55,9 +57,9 @@ def step_through(translator: Translator, text: str, k: int, ask: Callable[[str],
     return tokenizer.decode_tgt(chosen), total, greedy
 
 
-def run_step(folder, texts, k: int, console: Console) -> None:
+def run_step(folder, texts, k: int, console: Console, device: str = "cpu") -> None:
     """Each argument (or one prompted sentence) decoded by hand; the result goes to stdout."""
-    translator = Translator(folder)
+    translator = Translator(folder, device)
 
     def ask(prompt: str) -> str:  # the prompt goes to stderr: stdout holds only translations
         console.print(prompt, end="")

@@ -6,21 +6,14 @@ training is spelled as its UTF-8 bytes, each a piece the model must learn to com
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from rich.table import Table
 from rich.text import Text
 
 from tt.data.errors import UserError
 from tt.data.normalize import normalize
 from tt.data.tokenizer import Tokenizer
-from tt.model.folders import open_tokenizer
 
 SIDES = ("src", "tgt")
-
-
-def load_tokenizer(folder: Path) -> Tokenizer:
-    return open_tokenizer(folder)
 
 
 def tokenize(tokenizer: Tokenizer, text: str, side: str) -> dict:

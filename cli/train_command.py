@@ -1,7 +1,10 @@
 """`tt train`: prepared corpus (`tt.data.prepare`) → Transformer → training loop.
 
-Everything that can be wrong with the input (files, columns, encodings, options) is found
-before anything is written into the model folder: a failed `tt train` leaves no trace.
+The options are checked before anything is written. After that, the lock creates OUT (if
+it is new) and preparation writes OUT/prepared (or --prepared), where a corpus's files,
+columns and encodings are read. A new run that fails before its first checkpoint removes
+OUT/prepared and OUT again only if it created OUT; a --prepared folder, or OUT/prepared
+in an OUT that existed, is kept for the next run to reuse.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from importlib.resources import as_file, files
 from pathlib import Path
 from typing import Any
@@ -20,41 +23,42 @@ import typer
 from rich.console import Console
 
 from tt.cli.interrupts import Interrupted, interrupt_immediately, stop_after_step
-from tt.cli.options import RunConfigs, absolute, build_configs, corpus_specs, record_of, resume_configs
+from tt.cli.prepare_command import check_prepared_folder
+from tt.cli.options import RunConfigs, absolute, build_configs, check_dev_size, corpus_specs, record_of, resume_configs
 from tt.cli.presets import DEFAULT_EPOCHS, demo_configs, preset_configs
 from tt.cli.progress import PreparationProgress, TrainingProgress
 from tt.cli.train_report import done_message, starting_message, stopped_message, summary_record, summary_table
-from tt.data.batches import BatchStream
 from tt.data.clean import CleaningConfig
 from tt.data.corpus import CorpusSpec
 from tt.data.errors import UserError
-from tt.data.prepare import prepare
-from tt.data.prepared_folder import PreparedCorpus, PrepareRequest, open_prepared
+from tt.data.prepared_folder import PreparedCorpus, PrepareRequest
 from tt.data.tokenizer import TokenizerConfig
 from tt.model.checkpoint import (
     CONFIG, STATE_TENSORS, is_model_folder, load_model_folder, read_json,
 )
+from tt.model.marian_folder import is_marian_folder
 from tt.model.run_folder import FolderLock
 from tt.model.configs import config_from_dict
 from tt.model.device import resolve_device
-from tt.model.distributed import Cluster, broadcast_files, join_cluster, leave_cluster
-from tt.model.evaluate import DevSet
-from tt.model.probes import DEMO_PROBE, Probe, ProbeSet, gather_probes, recorded_probes
-from tt.model.train import Trainer, TrainConfig
-from tt.model.transformer import ModelConfig, Transformer
+from tt.model.distributed import Cluster, join_cluster, leave_cluster
+from tt.model.probes import DEMO_PROBE, Probe, gather_probes, recorded_probes
+from tt.model.run import build_trainer, check_same_corpus, new_model, prepare_everywhere
+from tt.model.train import TrainConfig
+from tt.model.transformer import ModelConfig
 
 def run_train(options: dict[str, Any], resume: bool, overwrite: bool, console: Console) -> None:
     command_start = time.monotonic()
     if resume and overwrite:
         raise UserError("--resume continues the run in --out and --overwrite replaces it: choose one")
-    if options.get("dev_size") is not None and options["dev_size"] < 0:
-        raise UserError("--dev-size must not be negative")
+    check_dev_size(options)
     if options.get("threads") is not None:
         if not 1 <= options["threads"] <= 1024:
             raise UserError("--threads must be between 1 and 1024")
         torch.set_num_threads(options["threads"])
     out = Path(options.get("out") or "tt-model")
     check_writable(out)
+    if options.get("prepared"):
+        check_prepared_folder(Path(options["prepared"]), "--prepared", out)
     # Under torchrun every process runs this command; they join one group before any work.
     cluster = join_cluster(resolve_device(_device_name(options, out, resume)).type)
     if not cluster.is_main:
@@ -118,10 +122,14 @@ def _start(
         raise UserError("--dev needs a training corpus too (without one, tt trains the built-in demo)")
     base = demo_configs() if demo else preset_configs(options.get("preset"))
     configs = build_configs(options, base)
-    probes = _probes(options, demo)  # a bad --probe fails before any work
+    # A malformed --probe fails here, before any work; one longer than the model's positions
+    # only once the tokenizer exists (ProbeSet, in _train).
+    probes = _probes(options, demo)
     if not demo and configs.train.max_steps is None and configs.train.max_epochs is None and configs.train.max_time is None:
         configs.train.max_epochs = DEFAULT_EPOCHS
     init_from = Path(options["init_from"]) if options.get("init_from") else None
+    if init_from is not None and is_marian_folder(init_from):
+        raise UserError(f"--init-from {init_from}: a Hugging Face Marian model; fine-tuning starts from tt model folders only")
     if init_from is not None and not is_model_folder(init_from):
         raise UserError(f"--init-from {init_from}: not a tt model folder")
 
@@ -138,17 +146,11 @@ def _start(
         request = PrepareRequest(
             train_spec, dev_spec, configs.cleaning, configs.tokenizer, configs.train.seed, options.get("dev_size"), tokenizer
         )
-        data = prepare_everywhere(request, prepared_folder(options, out), cluster, configs.train.device, console)
+        data = _prepare(request, prepared_folder(options, out), cluster, configs.train.device, console)
     if init_from is None:
-        configs.model = replace(
-            configs.model,
-            src_vocab_size=data.tokenizer.src_vocab_size,
-            tgt_vocab_size=data.tokenizer.tgt_vocab_size,
-            tie_embeddings=data.tokenizer.joint,
-        )
-        torch.manual_seed(configs.train.seed)
-        model = Transformer(configs.model)
-    console.print(summary_table(data, model))
+        model = new_model(configs.model, data.tokenizer, configs.train.seed)
+        configs.model = model.config
+    console.print(summary_table(data, model, automatic_dev=dev_spec is None and options.get("dev_size") is None))
     record = {
         "preset": None if demo else options.get("preset"),
         "corpus": None if demo else asdict(absolute(train_spec)),
@@ -183,42 +185,24 @@ def prepared_folder(options: dict[str, Any], out: Path) -> Path:
     return Path(options["prepared"]) if options.get("prepared") else out / "prepared"
 
 
-def prepare_everywhere(request: PrepareRequest, folder: Path, cluster: Cluster, device: str, console: Console) -> PreparedCorpus:
-    """Process 0 prepares (or checks and reuses) the corpus; under torchrun the others then map the same files."""
-    if cluster.is_main:
-        try:
-            with PreparationProgress(console) as progress:
-                data = prepare(request, folder, progress)
-        except BaseException:
-            if cluster.distributed:
-                broadcast_files({"status": b"failed"}, cluster, resolve_device(device))
-            raise
-        if cluster.distributed:
-            broadcast_files({"status": b"ready"}, cluster, resolve_device(device))
-        if data.reused:
-            console.print(f"reusing the prepared data in {folder} ({data.train_pairs:,} pairs)")
-        return data
-    if broadcast_files(None, cluster, resolve_device(device))["status"] != b"ready":
-        raise UserError("process 0 could not prepare the corpus")  # it says why
-    return open_prepared(folder, request, verify=False)
+def _prepare(request: PrepareRequest, folder: Path, cluster: Cluster, device: str, console: Console) -> PreparedCorpus:
+    with PreparationProgress(console) as progress:
+        data = prepare_everywhere(request, folder, cluster, device, progress)
+    if data.reused:
+        console.print(f"reusing the prepared data in {folder} ({data.train_pairs:,} pairs)")
+    return data
 
 
 def _train(
     model, data: PreparedCorpus, configs: RunConfigs, out, record, command_start, console, resume_notes: list[str] | None, cluster: Cluster
 ) -> None:
     """`resume_notes`: None for a new run; on --resume, what the changed options changed."""
-    tokenizer = data.tokenizer
-    limit = model.config.max_positions - 1
-    stream = BatchStream(*data.within(limit), configs.train.batch_tokens, configs.train.seed)
-    dev = DevSet(*data.dev_ids(limit)) if data.dev else None
-
     def save_record() -> dict:
         return {**record, **record_of(configs), "step": trainer.step}
 
-    probes = ProbeSet([Probe(*pair) for pair in record.get("probes") or []], tokenizer, model.config.max_positions)
-    trainer = Trainer(
-        model, tokenizer, stream, dev, configs.train, out, save_record, command_start, cluster,
-        new_run=resume_notes is None, probes=probes,
+    trainer = build_trainer(
+        model, data, configs.train, out, save_record, command_start, cluster,
+        new_run=resume_notes is None, probe_pairs=record.get("probes") or [],
     )
     if resume_notes is not None:
         notes = resume_notes + trainer.restore()
@@ -227,7 +211,7 @@ def _train(
         if reason is not None:
             console.print(f"[green]nothing to do:[/] {out} already {reason} (step {trainer.step}); raise the limit to train on")
             return
-    console.print(starting_message(trainer, stream, cluster))
+    console.print(starting_message(trainer, cluster))
     try:
         with TrainingProgress(console, configs.train) as progress, stop_after_step(trainer):
             reason = trainer.run(progress)
@@ -265,13 +249,8 @@ def _resume(out: Path, options: dict[str, Any], command_start: float, console: C
         request = PrepareRequest(
             train_spec, dev_spec, configs.cleaning, configs.tokenizer, configs.train.seed, record.get("dev_size"), tokenizer
         )
-        data = prepare_everywhere(request, prepared_folder(options, out), cluster, configs.train.device, console)
-    recorded_pairs = (record.get("summary") or {}).get("train_pairs")
-    if recorded_pairs is not None and recorded_pairs != data.train_pairs:
-        raise UserError(
-            f"{train_spec.describe()}: the corpus changed since this run started ({data.train_pairs:,} usable pairs now, "
-            f"{recorded_pairs:,} then); --resume needs the same data"
-        )
+        data = _prepare(request, prepared_folder(options, out), cluster, configs.train.device, console)
+    check_same_corpus(data, (record.get("summary") or {}).get("train_pairs"), train_spec)
     model.train()
     _train(model, data, configs, out, record, command_start, console, changes, cluster)
 

@@ -9,14 +9,13 @@ import torch
 from rich.table import Table
 
 from tt.cli.durations import format_seconds, signal_name
-from tt.data.batches import BatchStream
 from tt.data.prepared_folder import PreparedCorpus
 from tt.model.distributed import Cluster
 from tt.model.train import Trainer
 from tt.model.transformer import count_parameters
 
 
-def starting_message(trainer: Trainer, stream: BatchStream, cluster: Cluster) -> str:
+def starting_message(trainer: Trainer, cluster: Cluster) -> str:
     where = f"{trainer.device.type}, {torch.get_num_threads()} threads" if trainer.device.type == "cpu" else str(trainer.device)
     if cluster.distributed:
         where = f"{cluster.world_size} processes × {where}"
@@ -24,7 +23,7 @@ def starting_message(trainer: Trainer, stream: BatchStream, cluster: Cluster) ->
     accum = f", accumulated over {config.accum_steps} pieces" if config.accum_steps > 1 else ""
     return (
         f"training {count_parameters(trainer.model):,} parameters, {trainer.precision}, "
-        f"{stream.batches_per_epoch():,} batches of ≤{config.batch_tokens:,} tokens per epoch{accum}, {where}"
+        f"{trainer.stream.batches_per_epoch():,} batches of ≤{config.batch_tokens:,} tokens per epoch{accum}, {where}"
     )
 
 
@@ -58,14 +57,15 @@ def summary_record(data: PreparedCorpus, model) -> dict:
     }
 
 
-def summary_table(data: PreparedCorpus, model) -> Table:
+def summary_table(data: PreparedCorpus, model, automatic_dev: bool = True) -> Table:
+    """`automatic_dev`: no --dev and no --dev-size, so an empty dev set was tt's choice."""
     table = Table(title="corpus and tokenizer", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column(justify="right")
     for label, value in data.report.rows():
         table.add_row(label, f"{value:,}")
     table.add_row("train pairs", f"{data.train_pairs:,}")
-    table.add_row("dev pairs", f"{len(data.dev):,}" if data.dev else "none (corpus under 1,000 pairs)")
+    table.add_row("dev pairs", f"{len(data.dev):,}" if data.dev else "none (corpus under 1,000 pairs)" if automatic_dev else "none")
     report = data.tokenizer_report
     vocab = f"{report.vocab_size:,}"
     if report.src_vocab_size != report.vocab_size:

@@ -77,7 +77,8 @@ def _translate_to(handle: TextIO, translator, lines, config, search, probs, k, j
     inspect = probs or json_lines
     attention = view is not None
     first_index = 0
-    # Small chunks from an interactive pipe keep answers flowing; files go in full batches.
+    # Lines go in chunks of --batch-size, from a file or a pipe alike: a line typed into an
+    # interactive pipe is answered once its chunk fills or the input ends (--batch-size 1: at once).
     for chunk in chunks(lines, config.batch_size):
         results = translator.translate(chunk, config, inspect=inspect, attention=attention, lens=lens, search=search)
         for offset, result in enumerate(results):

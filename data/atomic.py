@@ -43,16 +43,16 @@ def atomic_path(path: Path) -> Iterator[Path]:
             temporary.unlink(missing_ok=True)
 
 
-def check_output(path: Path, option: str = "--output") -> None:
-    """Refuse an output path that cannot be written before the work, not after it."""
+def check_output(path: Path) -> None:
+    """Refuse an --output path that cannot be written before the work, not after it."""
     path = Path(path)
     if path.is_dir():
-        raise UserError(f"{option} {path}: is a folder")
+        raise UserError(f"--output {path}: is a folder")
     folder = path.parent
     if not folder.is_dir():
-        raise UserError(f"{option} {path}: no folder {folder} to write it in")
+        raise UserError(f"--output {path}: no folder {folder} to write it in")
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise UserError(f"{option} {path}: the folder {folder} is not writable")
+        raise UserError(f"--output {path}: the folder {folder} is not writable")
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -8,8 +8,8 @@ In: `Pair`s straight from `tt.data.corpus`. Out: normalized `(src, tgt)` tuples 
 4. an exact duplicate of an earlier pair,
 5. a pair that also appears in the dev set (so dev scores are not inflated).
 
-Memory stays flat in the corpus size: a pair is remembered for rule 4 as one 8-byte hash
-in sorted numpy arrays (`KeySet`), never as a Python object, and the dev split
+Memory grows with the corpus by 8 bytes per kept pair: a pair is remembered for rule 4 as one
+8-byte hash in sorted numpy arrays (`KeySet`), never as a Python object, and the dev split
 (`DevPicker`) keeps only the pairs it holds out.
 
 Rules 1-3 look at one pair at a time (`screen`); rules 4-5 and the report depend on the
@@ -271,6 +271,7 @@ class DevPicker:
         self.capacity, self.key = max(capacity, 0), str(seed).encode()
         self.heap: list[tuple[int, str, str]] = []  # (-score, src, tgt): the largest score on top
         self.scores: set[int] = set()
+        self.left_out = False  # has a source been offered that the heap does not hold?
 
     def score(self, src: str) -> int:
         return source_score(src, self.key)
@@ -286,7 +287,9 @@ class DevPicker:
         if len(self.heap) < self.capacity:
             heapq.heappush(self.heap, (-score, src, tgt))
             self.scores.add(score)
-        elif score < -self.heap[0][0]:
+            return
+        self.left_out = True  # this source, or the one it evicts
+        if score < -self.heap[0][0]:
             evicted = heapq.heapreplace(self.heap, (-score, src, tgt))
             self.scores.discard(-evicted[0])
             self.scores.add(score)
@@ -296,19 +299,9 @@ class DevPicker:
         chosen = sorted((-negative, src, tgt) for negative, src, tgt in self.heap)[: max(size, 0)]
         return [(src, tgt) for _, src, tgt in chosen]
 
-
-def split_dev(
-    pairs: list[tuple[str, str]], dev_size: int, seed: int
-) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """Hold out `dev_size` pairs (seeded, see `DevPicker`); every copy of a held-out source goes too."""
-    if dev_size <= 0 or not pairs:
-        return pairs, []
-    picker = DevPicker(dev_size, seed)
-    for src, tgt in pairs:
-        picker.offer(src, tgt)
-    dev = picker.pick(dev_size)
-    dev_sources = {src for src, _ in dev}
-    return [pair for pair in pairs if pair[0] not in dev_sources], dev
+    def takes_everything(self, size: int) -> bool:
+        """Would holding out `size` pairs take every source offered (nothing left to train on)?"""
+        return bool(self.heap) and not self.left_out and size >= len(self.heap)
 
 
 def auto_dev_size(n_pairs: int) -> int:

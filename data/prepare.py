@@ -4,10 +4,12 @@
                     (dedup by hash,      + a sample for training   (all cores, in chunks)
                      dev picked by hash)   the tokenizer
 
-Two streaming passes with memory flat in the corpus size: the first normalizes, cleans and
-de-duplicates, writing the kept pairs to a temporary text file and keeping a seeded
-reservoir sample for the tokenizer; the second encodes that file in chunks on all cores
-into the memory-mapped shards of `tt.data.shards`. The dev pairs (at most a few thousand)
+Two streaming passes, neither holding the corpus in memory: the first normalizes, cleans
+and de-duplicates, writing the kept pairs to a temporary text file and keeping a seeded
+reservoir sample for the tokenizer (a bounded number of pairs); the second encodes that
+file in chunks on all cores into the memory-mapped shards of `tt.data.shards`. What does
+grow with the corpus is de-duplication's memory: 8 bytes (one hash) per kept pair, in
+`tt.data.clean.KeySet`. The dev pairs (at most a few thousand)
 go to `dev.tsv`, the tokenizer beside them.
 
 `manifest.json` is written last; `tt.data.prepared_folder` reads it back and decides
@@ -31,7 +33,7 @@ from tt.data.corpus import CorpusSpec, check_spec, read_pairs
 from tt.data.errors import UserError
 from tt.data.parallel_clean import clean_corpus
 from tt.data.prepared_folder import (
-    DEV_FILE, FORMAT, MANIFEST, VERSION, PreparedCorpus, PrepareRequest, open_if_valid, request_key, tokenizer_digests,
+    DEV_FILE, FORMAT, LOCK, MANIFEST, VERSION, PreparedCorpus, PrepareRequest, open_if_valid, request_key, tokenizer_digests,
 )
 from tt.data.shards import TokenWriter, file_digest, id_dtype, length_dtype
 from tt.data.tokenizer import EOS_ID, Tokenizer, measure, train_tokenizer
@@ -50,19 +52,27 @@ class Progress:
     def note(self, text: str) -> None: ...
 
 
-def prepare(request: PrepareRequest, folder: Path, progress: Progress | None = None, verify: bool = True) -> PreparedCorpus:
+def prepare(request: PrepareRequest, folder: Path, progress: Progress | None = None) -> PreparedCorpus:
     """The prepared corpus in `folder`: reused when it matches the request, else (re)built."""
     progress = progress or Progress()
     check_spec(request.train)
     if request.dev is not None:
         check_spec(request.dev)
     key = request_key(request)
-    found = open_if_valid(folder, request, key, verify)
+    found = open_if_valid(folder, request, key, verify=True)
     if isinstance(found, PreparedCorpus):
         return found
-    if found is not None:
-        progress.note(f"{folder}: {found}; preparing again")
-    return _build(request, key, folder, progress)
+    with _building(folder):
+        # Asked again with the lock held: a process we waited for may have just prepared it.
+        found = open_if_valid(folder, request, key, verify=True)
+        if isinstance(found, PreparedCorpus):
+            return found
+        if found is not None:
+            progress.note(f"{folder}: {found}; preparing again")
+        (folder / MANIFEST).unlink(missing_ok=True)  # from here on, the folder is not valid until we finish
+        for stale in folder.glob(".*.tmp-*"):  # a killed preparation's leftovers
+            stale.unlink(missing_ok=True)
+        return _build(request, key, folder, progress)
 
 
 # ---- building
@@ -76,15 +86,12 @@ def _building(folder: Path) -> Iterator[None]:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UserError(f"{folder}: cannot create the folder for prepared data ({err.strerror or err})") from None
-    lock = open(folder / ".lock", "a")
+    lock = open(folder / LOCK, "a")
     try:
         with contextlib.suppress(ImportError):
             import fcntl
 
             fcntl.flock(lock, fcntl.LOCK_EX)  # another process preparing here: wait for it
-        (folder / MANIFEST).unlink(missing_ok=True)  # from here on, the folder is not valid until we finish
-        for stale in folder.glob(".*.tmp-*"):  # a killed preparation's leftovers
-            stale.unlink(missing_ok=True)
         yield
     except BaseException:
         for ours in folder.glob(f".*.tmp-{os.getpid()}"):
@@ -96,74 +103,76 @@ def _building(folder: Path) -> Iterator[None]:
     finally:
         lock.close()
         with contextlib.suppress(OSError):
-            if created and folder.exists() and [p.name for p in folder.iterdir()] == [".lock"]:
+            if created and folder.exists() and [p.name for p in folder.iterdir()] == [LOCK]:
                 shutil.rmtree(folder, ignore_errors=True)
 
 
 def _build(request: PrepareRequest, key: dict, folder: Path, progress: Progress) -> PreparedCorpus:
-    with _building(folder):
-        exclude, dev_pairs = _read_dev(request.dev)
-        cleaned = folder / f".cleaned.tsv.tmp-{os.getpid()}"
-        report = CleaningReport()
-        capacity = 0 if request.dev else (1000 if request.dev_size is None else request.dev_size)
-        picker = DevPicker(capacity, request.seed)
-        sample = Reservoir(request.tokenizer_config.sample_sentences, request.seed)
-        progress.stage(f"cleaning {request.train.describe()}")
-        reported = 0
-        kept = clean_corpus(request.train, request.cleaning, report, exclude, score_key=picker.key)
-        with open(cleaned, "w", encoding="utf-8", newline="\n") as handle, contextlib.closing(kept):
-            for count, (src, tgt, score) in enumerate(kept, 1):  # on all cores for a large corpus
-                handle.write(f"{src}\t{tgt}\n")
-                picker.offer(src, tgt, score)
-                if request.tokenizer is None:
-                    sample.offer((src, tgt))
-                if count % 1000 == 0:
-                    progress.advance(report.read - reported)
-                    reported = report.read
-        progress.advance(report.read - reported)
-        if not report.kept:
-            raise UserError(
-                f"{request.train.describe()}: no usable pairs (read {report.read}, {report.read - report.kept} dropped by cleaning)"
-            )
-        dev_size = auto_dev_size(report.kept) if request.dev_size is None else request.dev_size
-        dev = dev_pairs if request.dev else picker.pick(dev_size)
-        held_out = set() if request.dev else {src for src, _ in dev}
+    """Build the folder's files, the lock held (`_building`); the manifest last."""
+    exclude, dev_pairs = _read_dev(request.dev)
+    cleaned = folder / f".cleaned.tsv.tmp-{os.getpid()}"
+    report = CleaningReport()
+    capacity = 0 if request.dev else (1000 if request.dev_size is None else request.dev_size)
+    picker = DevPicker(capacity, request.seed)
+    sample = Reservoir(request.tokenizer_config.sample_sentences, request.seed)
+    progress.stage(f"cleaning {request.train.describe()}")
+    reported = 0
+    kept = clean_corpus(request.train, request.cleaning, report, exclude, score_key=picker.key)
+    with open(cleaned, "w", encoding="utf-8", newline="\n") as handle, contextlib.closing(kept):
+        for count, (src, tgt, score) in enumerate(kept, 1):  # on all cores for a large corpus
+            handle.write(f"{src}\t{tgt}\n")
+            picker.offer(src, tgt, score)
+            if request.tokenizer is None:
+                sample.offer((src, tgt))
+            if count % 1000 == 0:
+                progress.advance(report.read - reported)
+                reported = report.read
+    progress.advance(report.read - reported)
+    if not report.kept:
+        raise UserError(
+            f"{request.train.describe()}: no usable pairs (read {report.read}, {report.read - report.kept} dropped by cleaning)"
+        )
+    dev_size = auto_dev_size(report.kept) if request.dev_size is None else request.dev_size
+    if not request.dev and picker.takes_everything(dev_size):  # said before a tokenizer is trained on nothing
+        raise UserError(f"--dev-size {dev_size} leaves no pairs to train on")
+    dev = dev_pairs if request.dev else picker.pick(dev_size)
+    held_out = set() if request.dev else {src for src, _ in dev}
 
-        tokenizer, tokenizer_report = request.tokenizer, None
-        if tokenizer is None:
-            progress.stage("training the SentencePiece tokenizer")
-            train_sample = [pair for pair in sample.pairs if pair[0] not in held_out]
-            sample.pairs = []
-            tokenizer, tokenizer_report = train_tokenizer(train_sample, request.tokenizer_config, request.seed)
-            del train_sample
-        progress.stage("tokenizing", total=report.kept)
-        files, train_pairs, first = _encode(cleaned, held_out, tokenizer, folder, request.cleaning, progress)
-        cleaned.unlink()
-        if not train_pairs:
-            raise UserError(f"--dev-size {dev_size} leaves no pairs to train on")
-        if tokenizer_report is None:
-            tokenizer_report = measure(tokenizer, first)
-        if request.tokenizer is None:
-            tokenizer.save(folder)
-        write_atomic(folder / DEV_FILE, "".join(f"{s}\t{t}\n" for s, t in dev).encode())
-        for name in [*(tokenizer.file_names() if request.tokenizer is None else []), DEV_FILE]:
-            files[name] = {"bytes": (folder / name).stat().st_size, "sha256": file_digest(folder / name)}
-        manifest = {
-            "format": FORMAT,
-            "version": VERSION,
-            "request": key,
-            "dev_size": dev_size,
-            "dev_pairs": len(dev),
-            "train_pairs": train_pairs,
-            "report": asdict(report),
-            "tokenizer_config": None if request.tokenizer else asdict(request.tokenizer_config),
-            "tokenizer_files": tokenizer_digests(tokenizer),
-            "tokenizer_report": asdict(tokenizer_report),
-            "dtype": id_dtype(max(tokenizer.src_vocab_size, tokenizer.tgt_vocab_size)).name,
-            "lengths_dtype": length_dtype(request.cleaning.max_chars).name,
-            "files": files,
-        }
-        write_atomic(folder / MANIFEST, (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode())
+    tokenizer, tokenizer_report = request.tokenizer, None
+    if tokenizer is None:
+        progress.stage("training the SentencePiece tokenizer")
+        train_sample = [pair for pair in sample.pairs if pair[0] not in held_out]
+        sample.pairs = []
+        tokenizer, tokenizer_report = train_tokenizer(train_sample, request.tokenizer_config, request.seed)
+        del train_sample
+    progress.stage("tokenizing", total=report.kept)
+    files, train_pairs, first = _encode(cleaned, held_out, tokenizer, folder, request.cleaning, progress)
+    cleaned.unlink()
+    if not train_pairs:
+        raise UserError(f"--dev-size {dev_size} leaves no pairs to train on")
+    if tokenizer_report is None:
+        tokenizer_report = measure(tokenizer, first)
+    if request.tokenizer is None:
+        tokenizer.save(folder)
+    write_atomic(folder / DEV_FILE, "".join(f"{s}\t{t}\n" for s, t in dev).encode())
+    for name in [*(tokenizer.file_names() if request.tokenizer is None else []), DEV_FILE]:
+        files[name] = {"bytes": (folder / name).stat().st_size, "sha256": file_digest(folder / name)}
+    manifest = {
+        "format": FORMAT,
+        "version": VERSION,
+        "request": key,
+        "dev_size": dev_size,
+        "dev_pairs": len(dev),
+        "train_pairs": train_pairs,
+        "report": asdict(report),
+        "tokenizer_config": None if request.tokenizer else asdict(request.tokenizer_config),
+        "tokenizer_files": tokenizer_digests(tokenizer),
+        "tokenizer_report": asdict(tokenizer_report),
+        "dtype": id_dtype(max(tokenizer.src_vocab_size, tokenizer.tgt_vocab_size)).name,
+        "lengths_dtype": length_dtype(request.cleaning.max_chars).name,
+        "files": files,
+    }
+    write_atomic(folder / MANIFEST, (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode())
     found = open_if_valid(folder, request if request.tokenizer else _with(request, tokenizer), key, verify=False)
     assert isinstance(found, PreparedCorpus), found
     found.reused = False

@@ -27,6 +27,7 @@ FORMAT = "tt-prepared"
 VERSION = 1
 MANIFEST = "manifest.json"
 DEV_FILE = "dev.tsv"
+LOCK = ".lock"  # held while a process prepares the folder (tt.data.prepare)
 
 
 @dataclass
@@ -45,7 +46,6 @@ class PrepareRequest:
 @dataclass
 class PreparedCorpus:
     folder: Path
-    manifest: dict
     tokenizer: Tokenizer
     src: TokenArray
     tgt: TokenArray
@@ -69,11 +69,15 @@ class PreparedCorpus:
         return self.src.select(rows), self.tgt.select(rows)
 
     def dev_ids(self, limit: int) -> tuple[list[list[int]], list[list[int]], list[str]]:
-        """The dev set as token ids cut to `limit`, and its reference texts."""
-        encode_src, encode_tgt = self.tokenizer.encode_src, self.tokenizer.encode_tgt
+        """The dev set as token ids of at most `limit`, and its reference texts.
+
+        A long source is cut as translation cuts it (`fit_source`: its </s> kept), so the dev
+        BLEU is that of what `tt translate` would say; a long reference is cut to its first
+        `limit` pieces, whose loss is what the model can be scored on."""
+        tokenizer = self.tokenizer
         return (
-            [encode_src(s)[:limit] for s, _ in self.dev],
-            [encode_tgt(t)[:limit] for _, t in self.dev],
+            [tokenizer.fit_source(tokenizer.encode_src(s), limit) for s, _ in self.dev],
+            [tokenizer.encode_tgt(t)[:limit] for _, t in self.dev],
             [t for _, t in self.dev],
         )
 
@@ -142,7 +146,8 @@ def open_if_valid(folder: Path, request: PrepareRequest, key: dict, verify: bool
     try:
         manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        return "an unfinished preparation (no manifest)" if folder.exists() and any(folder.iterdir()) else None
+        unfinished = folder.exists() and any(path.name != LOCK for path in folder.iterdir())
+        return "an unfinished preparation (no manifest)" if unfinished else None
     except NotADirectoryError:
         raise UserError(f"{folder}: is a file, not a folder for prepared data") from None
     except (OSError, ValueError) as err:
@@ -162,4 +167,4 @@ def open_if_valid(folder: Path, request: PrepareRequest, key: dict, verify: bool
         tokenizer_report = TokenizerReport(**manifest["tokenizer_report"])
     except (KeyError, TypeError, ValueError, UserError) as err:
         return f"{MANIFEST} does not describe the files ({err})"
-    return PreparedCorpus(folder, manifest, tokenizer, src, tgt, dev, report, tokenizer_report, reused=True)
+    return PreparedCorpus(folder, tokenizer, src, tgt, dev, report, tokenizer_report, reused=True)

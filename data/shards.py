@@ -9,8 +9,10 @@ indexed datasets work the same way):
     NAME.lengths   uint16/uint32, row i's length: batches are planned from these alone
 
 Rows are appended in chunks under temporary names (`TokenWriter`); `finish` renames them
-into place and returns each file's size and SHA-256 for the manifest, which `open_tokens`
-checks before a byte is used, so a truncated or edited shard is never trained on.
+into place and returns each file's size and SHA-256 for the manifest. `check_files` checks
+both before a byte is used, so a truncated or edited shard is never trained on (with
+verify=False, as torchrun's other ranks open a folder rank 0 has just checked, only the
+sizes); `open_tokens` then maps the files.
 """
 
 from __future__ import annotations

@@ -106,15 +106,9 @@ class Tokenizer:
         return list(self._files())
 
     def to_files(self) -> dict[str, bytes]:
-        """File name → the SentencePiece model's bytes (what `save` writes, `from_files` reads)."""
+        """File name → the SentencePiece model's bytes: what `save` writes (and the prepared
+        folder's manifest records the digests of)."""
         return {name: model.serialized_model_proto() for name, model in self._files().items()}
-
-    @classmethod
-    def from_files(cls, files: dict[str, bytes], where: str = "tokenizer") -> "Tokenizer":
-        if "tokenizer.model" in files:
-            model = _from_bytes(files["tokenizer.model"], where)
-            return cls(model, model, joint=True)
-        return cls(_from_bytes(files["tokenizer.src.model"], where), _from_bytes(files["tokenizer.tgt.model"], where), joint=False)
 
     def _files(self) -> dict[str, spm.SentencePieceProcessor]:
         if self.joint:

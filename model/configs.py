@@ -52,7 +52,10 @@ SIZE_LIMITS = {
     "n_layers": (1, 64), "d_model": (2, 16384), "n_heads": (1, 256), "d_ff": (1, 65536),
     "src_vocab_size": (4, 1_048_576), "tgt_vocab_size": (4, 1_048_576), "max_positions": (2, 65536),
 }
-OPTION_OF_FIELD = {"n_layers": "--layers", "d_model": "--d-model", "n_heads": "--heads", "d_ff": "--ff", "dropout": "--dropout"}
+OPTION_OF_FIELD = {
+    "n_layers": "--layers", "d_model": "--d-model", "n_heads": "--heads", "d_ff": "--ff", "dropout": "--dropout",
+    "src_vocab_size": "--vocab-size", "tgt_vocab_size": "--vocab-size",  # tt train sets both from the tokenizer's size
+}
 MAX_PARAMETERS = 2_000_000_000  # 8 GB of float32
 MAX_SEED = 2**31 - 1  # SentencePiece takes an unsigned 32-bit seed, torch a 64-bit one: the smaller, signed
 

@@ -27,20 +27,18 @@ ctranslate2 is an optional extra: imported only when an export (or `tt bench`'s 
 from __future__ import annotations
 
 import math
-import os
-import shutil
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from tt.data.atomic import write_atomic
+from tt.data.atomic import atomic_folder, write_atomic
 from tt.data.errors import UserError
-from tt.data.tokenizer import BOS_ID, EOS_ID, UNK_ID, Tokenizer
+from tt.data.tokenizer import BOS_ID, UNK_ID, Tokenizer
 from tt.model.checkpoint import load_model_folder
 from tt.model.transformer import Transformer
 
-QUANTIZATIONS = ("float32", "int8", "int8_float32", "bfloat16")
+QUANTIZATIONS = ("float32", "int8", "int8_float32", "bfloat16")  # what `tt export --quantization` offers
 INSTALL_HINT = "pip install 'tt-translator[ct2]'"
 
 # Within one layer: CTranslate2 spec scope ← tt module(s). Several modules are fused by
@@ -91,6 +89,7 @@ def require_ctranslate2():
 
 
 def check_quantization(quantization: str) -> None:
+    """The one check of --quantization (`tt export` calls it before any work)."""
     if quantization not in QUANTIZATIONS:
         raise UserError(f"--quantization {quantization!r}: choose one of {', '.join(QUANTIZATIONS)}")
 
@@ -106,10 +105,9 @@ def build_spec(model: Transformer, tokenizer: Tokenizer, weight_bits: int = INT8
     config = model.config
     if not config.residual:
         raise UserError("this model was trained with --no-residual, which CTranslate2 has no layer for")
-    activation_name = getattr(config, "activation", "relu")
-    if activation_name not in ACTIVATIONS:
-        raise UserError(f"activation {activation_name!r}: CTranslate2 export knows {', '.join(ACTIVATIONS)}")
-    activation = getattr(common_spec.Activation, ACTIVATIONS[activation_name])
+    if config.activation not in ACTIVATIONS:
+        raise UserError(f"activation {config.activation!r}: CTranslate2 export knows {', '.join(ACTIVATIONS)}")
+    activation = getattr(common_spec.Activation, ACTIVATIONS[config.activation])
     spec = spec_class(weight_bits).from_config(config.n_layers, config.n_heads, pre_norm=config.pre_norm, activation=activation)
     module = model.get_submodule  # by name; a tied embedding answers to each of its names
     for scope, name in MODEL_NAMES.items():
@@ -121,9 +119,7 @@ def build_spec(model: Transformer, tokenizer: Tokenizer, weight_bits: int = INT8
             for scope, tt_names in names.items():
                 set_module(spec, f"{stack}/layer_{index}/{scope}", [module(f"{stack}.{index}.{n}") for n in tt_names])
     positions = tensor(model.positions)  # tt's own table (its layout, its length)
-    # Options a ModelConfig may grow (Marian-style models); absent, they are today's tt.
-    scale = math.sqrt(config.d_model) if getattr(config, "scale_embedding", True) else 1.0
-    start_id, eos_id = getattr(config, "start_id", BOS_ID), getattr(config, "eos_id", EOS_ID)
+    scale = math.sqrt(config.d_model) if config.scale_embedding else 1.0
     for side in (spec.encoder, spec.decoder):
         side.scale_embeddings = scale
         side.position_encodings.encodings = positions
@@ -137,8 +133,8 @@ def build_spec(model: Transformer, tokenizer: Tokenizer, weight_bits: int = INT8
     spec.config.layer_norm_epsilon = LAYER_NORM_EPSILON
     spec.config.unk_token = tgt_pieces[UNK_ID]
     spec.config.bos_token = tgt_pieces[BOS_ID]
-    spec.config.eos_token = tgt_pieces[eos_id]
-    spec.config.decoder_start_token = tgt_pieces[start_id]
+    spec.config.eos_token = tgt_pieces[config.eos_id]
+    spec.config.decoder_start_token = tgt_pieces[config.start_id]
     spec.config.add_source_eos = False  # the caller appends </s>, as for converted Marian models
     return spec
 
@@ -183,7 +179,7 @@ def set_module(spec, scope: str, modules: list[nn.Module]) -> None:
         target.gamma, target.beta = tensor(first.weight), tensor(first.bias)
     elif isinstance(first, nn.Linear):
         target.weight = torch.cat([tensor(m.weight) for m in modules])
-        if any(m.bias is not None for m in modules):  # e.g. an output bias, once tt models can have one
+        if any(m.bias is not None for m in modules):  # e.g. the output bias of a model with output_bias
             target.bias = torch.cat([tensor(m.bias) if m.bias is not None else torch.zeros(m.out_features) for m in modules])
     else:
         raise AssertionError(f"no CTranslate2 mapping for {type(first).__name__} at {scope}")
@@ -205,8 +201,9 @@ def pieces(processor) -> list[str]:
 def write_ct2(
     model: Transformer, tokenizer: Tokenizer, folder: Path, quantization: str, source: str = "", weight_bits: int = INT8_WEIGHT_BITS
 ) -> None:
-    """Write the CTranslate2 model into `folder`, which must not exist yet."""
-    check_quantization(quantization)
+    """Write the CTranslate2 model into `folder` (whatever it held is replaced).
+
+    `quantization` is one of QUANTIZATIONS, checked by the caller (check_quantization)."""
     ct2 = require_ctranslate2()
 
     class TtConverter(ct2.converters.Converter):
@@ -215,35 +212,22 @@ def write_ct2(
         def _load(self):
             return build_spec(model, tokenizer, weight_bits)
 
-    TtConverter().convert(str(folder), quantization=quantization)
+    TtConverter().convert(str(folder), quantization=quantization, force=True)  # force: the folder is ours to fill
     write_atomic(folder / "source.spm", tokenizer.src.serialized_model_proto())
     write_atomic(folder / "target.spm", tokenizer.tgt.serialized_model_proto())
     write_atomic(folder / "README.md", folder_readme(quantization, source, ct2.__version__).encode())
 
 
-def export_ct2(model_folder: Path, out: Path, quantization: str, console) -> None:
-    """`tt export OUT --format ct2`: build the directory beside OUT, then rename it into place."""
+def export_ct2(model_folder: Path, out: Path, quantization: str) -> int:
+    """`tt export OUT --format ct2`: built in a folder beside OUT, which takes OUT's place
+    (an existing OUT, which the caller decided may go, only then). Returns the bytes written."""
     model_folder, out = Path(model_folder), Path(out)
-    check_quantization(quantization)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()):
-        raise UserError(f"{out}: exists and is not empty (choose a new folder)")
-    require_ctranslate2()
+    require_ctranslate2()  # before the model is read: the missing extra is the first thing to say
     model, tokenizer, _ = load_model_folder(model_folder)
-    building = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(building, ignore_errors=True)
-        with console.status(f"writing the CTranslate2 model ({quantization})…"):
-            write_ct2(model, tokenizer, building, quantization, source=str(model_folder))
-        os.replace(building, out)  # an empty OUT is replaced whole
-    except OSError as err:
-        raise UserError(f"{out}: cannot write ({err.strerror or err})") from None
-    finally:
-        shutil.rmtree(building, ignore_errors=True)
-    size = sum(f.stat().st_size for f in out.iterdir()) / 1e6
-    console.print(f"wrote {out}: CTranslate2 model, {quantization}, {size:.1f} MB")
+    with atomic_folder(out) as building:
+        write_ct2(model, tokenizer, building, quantization, source=str(model_folder))
+        size = sum(f.stat().st_size for f in building.iterdir())
+    return size
 
 
 def folder_readme(quantization: str, source: str, ct2_version: str) -> str:

@@ -102,15 +102,16 @@ def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
     return tensor.tolist()
 
 
-def broadcast_files(files: dict[str, bytes] | None, cluster: Cluster, device: torch.device) -> dict[str, bytes]:
-    """Rank 0's {name: bytes} on every process (e.g. the tokenizer, trained once)."""
+def broadcast_bytes(values: dict[str, bytes] | None, cluster: Cluster, device: torch.device) -> dict[str, bytes]:
+    """Rank 0's {name: bytes} on every process (the others pass None). `tt train` sends one
+    {"status": b"ready"} or b"failed" once process 0 has prepared the corpus."""
     if not cluster.distributed:
-        assert files is not None
-        return files
+        assert values is not None
+        return values
     if cluster.is_main:
-        assert files is not None
-        index = json.dumps({name: len(data) for name, data in files.items()}).encode()
-        payload = index + b"".join(files.values())
+        assert values is not None
+        index = json.dumps({name: len(data) for name, data in values.items()}).encode()
+        payload = index + b"".join(values.values())
         header = torch.tensor([len(index), len(payload)], dtype=torch.int64, device=device)
     else:
         header = torch.zeros(2, dtype=torch.int64, device=device)

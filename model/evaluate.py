@@ -43,6 +43,13 @@ def score_corpus(hypotheses: list[str], references: list[str]) -> Scores:
     )
 
 
+def bleu_signature() -> str:
+    """sacrebleu's signature of the BLEU that `score_corpus` and dev BLEU compute (one
+    reference, sacrebleu's defaults). sacrebleu knows it only after scoring, so score one
+    sentence against itself."""
+    return score_corpus(["signature"], ["signature"]).bleu_signature
+
+
 @dataclass
 class DevSet:
     src_ids: list[list[int]]

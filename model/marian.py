@@ -53,7 +53,6 @@ LAYER_NAMES = [
     ("decoder.{i}.feed_forward_norm.", "model.decoder.layers.{i}.final_layer_norm."),
 ]
 OUTPUT_BIAS = ("project.bias", "final_logits_bias")  # (V,) in tt, (1, V) in Marian
-POSITIONS = ("model.encoder.embed_positions.weight", "model.decoder.embed_positions.weight")  # recomputed, never read
 
 
 def embedding_names(shared: bool, tied: bool) -> dict[str, tuple[str, ...]]:

@@ -12,8 +12,7 @@ import math
 import re
 from pathlib import Path
 
-from sacrebleu.metrics import BLEU
-
+from tt.model.evaluate import bleu_signature
 from tt.model.transformer import Transformer, count_parameters
 
 
@@ -105,7 +104,7 @@ def _evaluation(record: dict) -> list[str]:
     on = f"the first {sentences} dev sentences" if isinstance(sentences, int) else "the dev set"
     return [
         f"Dev BLEU {bleu:.2f} (greedy decoding, {on}, at step {step}); chrF was not recorded.", "",
-        f"sacrebleu signature: `{BLEU().get_signature()}`",
+        f"sacrebleu signature: `{bleu_signature()}`",
     ]
 
 

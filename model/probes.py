@@ -147,9 +147,9 @@ def _norm(tensors: list[torch.Tensor]) -> float:
 class GradientFlow:
     """One update, measured: the gradient reaching each part, and the update it received.
 
-        flow.before_update(model)   after backward, before clipping
+        flow.before_update()   after backward, before clipping
         optimizer.step()
-        flow.after_update(model)
+        flow.after_update()
         flow.metrics()              {"grad_norm": {…}, "update_ratio": {…}}
     """
 

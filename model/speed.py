@@ -44,11 +44,30 @@ def timed(work: Callable[[], None], seconds: float, warmup: int = 1, device: tor
     return count, time.perf_counter() - started
 
 
-def matmul_gflops(dtype: torch.dtype, size: int = 1024, seconds: float = 2.0, device: torch.device = torch.device("cpu")) -> float:
-    size = size if device.type == "cpu" else 8192  # a GPU needs a bigger product to reach its peak
-    a, b = torch.randn(size, size, dtype=dtype, device=device), torch.randn(size, size, dtype=dtype, device=device)
+def matmul_size(device: torch.device) -> int:
+    """The side of the square matmul measured: a GPU needs a bigger product to reach its peak."""
+    return 1024 if device.type == "cpu" else 8192
+
+
+def matmul_gflops(dtype: torch.dtype, size: int | None = None, seconds: float = 2.0, device: torch.device = torch.device("cpu"),
+                  shape: tuple[int, int, int] | None = None) -> float:
+    """GFLOP/s of an (m × k) @ (k × n) product: `shape` = (m, k, n), else a square of side `size`."""
+    size = size or matmul_size(device)
+    m, k, n = shape or (size, size, size)
+    a, b = torch.randn(m, k, dtype=dtype, device=device), torch.randn(k, n, dtype=dtype, device=device)
     count, elapsed = timed(lambda: a @ b, seconds, device=device)
-    return 2 * size**3 * count / elapsed / 1e9
+    return 2 * m * k * n * count / elapsed / 1e9
+
+
+def matmul_peak(dtype: torch.dtype, config: ModelConfig, rows: int, device: torch.device, seconds: float = 1.5) -> tuple[float, str]:
+    """The best GFLOP/s over the square yardstick and the model's own linear shapes (a batch
+    of `rows` tokens through d_model → d_ff and back): one size alone is not a stable peak,
+    some machines run the model's thin products faster than the square. (GFLOP/s, "m×k×n")."""
+    square = matmul_size(device)
+    shapes = [(square, square, square), (rows, config.d_model, config.d_ff), (rows, config.d_ff, config.d_model)]
+    figures = {shape: matmul_gflops(dtype, device=device, shape=shape, seconds=seconds) for shape in shapes}
+    best = max(figures, key=figures.get)
+    return figures[best], "×".join(map(str, best))
 
 
 def flops_per_target_token(config: ModelConfig, src_per_tgt: float) -> float:

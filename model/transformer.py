@@ -180,10 +180,15 @@ class Transformer(nn.Module):
         self.config = config
         d = config.d_model
         tie = config.tie_embeddings and config.src_vocab_size == config.tgt_vocab_size
-        self.src_embed = nn.Embedding(config.src_vocab_size, d)
-        self.tgt_embed = self.src_embed if tie else nn.Embedding(config.tgt_vocab_size, d)
-        # Not a parameter and not saved: recomputed from the formula at load time.
-        self.register_buffer("positions", sinusoidal_positions(config.max_positions, d), persistent=False)
+        # Filled by _init_weights below (nn.Embedding's own N(0, 1) fill would be redone there).
+        self.src_embed = nn.Embedding(config.src_vocab_size, d, _weight=torch.empty(config.src_vocab_size, d))
+        self.tgt_embed = self.src_embed if tie else nn.Embedding(config.tgt_vocab_size, d, _weight=torch.empty(config.tgt_vocab_size, d))
+        # Not a parameter and not saved: recomputed from the formula at load time. A shapes-only
+        # skeleton (meta device, for checking a checkpoint) skips the formula: computed there
+        # it would pull in torch's compiler stack, seconds of start-up.
+        skeleton = torch.empty(0).is_meta
+        table = torch.empty(config.max_positions, d) if skeleton else sinusoidal_positions(config.max_positions, d)
+        self.register_buffer("positions", table, persistent=False)
         self.embed_dropout = Dropout(config.dropout)
         self.encoder = nn.ModuleList(EncoderLayer(config) for _ in range(config.n_layers))
         self.decoder = nn.ModuleList(DecoderLayer(config) for _ in range(config.n_layers))
@@ -196,6 +201,8 @@ class Transformer(nn.Module):
             self.project.weight = self.tgt_embed.weight
 
     def _init_weights(self) -> None:
+        if self.project.weight.is_meta:  # a shapes-only skeleton: nothing to fill
+            return
         for name, param in self.named_parameters():
             if param.dim() == 2 and "embed" not in name:
                 nn.init.xavier_uniform_(param)

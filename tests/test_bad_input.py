@@ -154,6 +154,8 @@ TRAIN_CASES = {
             ("float-as-text", "lr", '"fast"', "a number"),
             ("path-as-number", "init-from", "3", "path"),
             ("duration-as-list", "max-time", "[1, 2]", "duration"),
+            ("probe-as-text", "probe", '"你好\\tHello"', "a list of texts"),
+            ("probe-of-numbers", "probe", "[1]", "a list of texts"),
         ]
     },
     "config-is-a-folder": TrainCase(["{tmp}/corpus.tsv", *OUT, "--config", "{tmp}/conf"], ["{tmp}/conf", "folder"], {**CORPUS, "conf": FOLDER}),
@@ -172,6 +174,19 @@ TRAIN_CASES = {
             ("--seed", "4294967296", "huge"), ("--max-chars", "0", "zero"),
         ]
     },
+    # The shape checker's limit on the vocabulary names the option that sets it.
+    "vocab-size-huge": TrainCase(["{tmp}/corpus.tsv", *OUT, "--vocab-size", "2000000"], ["--vocab-size", "limits"], CORPUS),
+    # More held out than the corpus has sources: said before a tokenizer is trained on nothing.
+    "dev-size-holds-out-everything": TrainCase(["{tmp}/corpus.tsv", *OUT, "--dev-size", "100"], ["--dev-size 100", "no pairs"], CORPUS),
+    # --prepared OUT would wait forever for the lock this run holds on OUT.
+    "prepared-is-out": TrainCase(["{tmp}/corpus.tsv", *OUT, "--prepared", "{tmp}/out"], ["--prepared", "--out"], CORPUS),
+    "prepared-holds-a-model": TrainCase(
+        ["{tmp}/corpus.tsv", *OUT, "--prepared", "{tmp}/trained"], ["--prepared {tmp}/trained", "model"], {**CORPUS, "trained": TRAINED},
+    ),
+    "init-from-marian": TrainCase(
+        ["{tmp}/corpus.tsv", *OUT, "--init-from", "{tmp}/marian"], ["--init-from {tmp}/marian", "Marian"],
+        {**CORPUS, "marian": FOLDER, "marian/config.json": '{"model_type": "marian"}', "marian/model.safetensors": "x"},
+    ),
     # No --max-steps: the recorded limit is already reached, so a wrong success ends at once.
     "resume-changed-d-model": TrainCase(
         ["--resume", "--out", "{tmp}/trained", "--d-model", "32"], ["--d-model"], {"trained": TRAINED}, tiny=False,

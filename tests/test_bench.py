@@ -44,3 +44,49 @@ def test_train_speed_counts_real_tokens_and_padding(tiny_config):
     tgt = [[12, 13, 3], [14, 3], [15, 16, 17, 3]] * 20
     mixed = train_speed(tiny_config, src, tgt, batch_tokens=64, precision="fp32", seconds=0.2, device="cpu")
     assert 0 < mixed["padding"] < 1 - 2 / 4  # some rows are padded, never more than 2 of the longest's 4
+
+
+def test_a_failing_child_is_one_user_error_with_its_last_line(monkeypatch, tmp_path):
+    import subprocess
+
+    import tt.cli.bench_command as bench_command
+    from tt.data.errors import UserError
+
+    def failed(command, **kwargs):
+        return subprocess.CompletedProcess(command, 1, "", "warming up\nerror: --out m: disk full\nTT_PEAK_RSS_KB 1234\n")
+
+    monkeypatch.setattr(bench_command.subprocess, "run", failed)
+    with pytest.raises(UserError, match=r"`tt train c.tsv` exited with 1: error: --out m: disk full$"):
+        child_peak_rss_mb(["train", "c.tsv"], str(tmp_path))
+    with pytest.raises(UserError, match="exited with 1: error: --out m: disk full$"):
+        bench_command._wall(["tt", "--help"], str(tmp_path))
+
+
+def test_the_matmul_row_names_the_size_measured():
+    from rich.console import Console
+
+    from tt.cli.bench_command import bench_table
+    from tt.model.speed import matmul_size
+
+    results = {
+        "threads": 2, "device": "a GPU", "data": "synthetic", "matmul_size": matmul_size(torch.device("cuda")),
+        "matmul_fp32_gflops": 100.0, "matmul_bf16_gflops": 200.0, "reference_flops_per_token": 1e6, "default_flops_per_token": 1e6,
+        "decode_fixed_tok_s": 1.0, "decode_cache_speedup": 2.0, "train_peak_rss_mb": 1.0, "translate_peak_rss_mb": 1.0,
+        "startup_help_s": 1.0, "startup_translate_s": 1.0,
+        **{f"decode_beam{b}_batch{n}_{unit}": 1.0 for b in (1, 5) for n in (1, 64) for unit in ("sentences_s", "tok_s")},
+    }
+    console = Console(record=True, width=200)
+    console.print(bench_table(results))
+    text = console.export_text()
+    assert "best of 8192³" in text and "1024³" not in text
+    assert matmul_size(torch.device("cpu")) == 1024
+
+
+def test_the_matmul_peak_is_the_best_shape_measured(monkeypatch):
+    from tt.model import speed
+    from tt.model.transformer import ModelConfig
+
+    measured = {(1024, 1024, 1024): 150.0, (4096, 256, 1024): 180.0, (4096, 1024, 256): 170.0}
+    monkeypatch.setattr(speed, "matmul_gflops", lambda dtype, device, shape, seconds: measured[shape])
+    config = ModelConfig(d_model=256, n_heads=4, d_ff=1024)
+    assert speed.matmul_peak(torch.float32, config, 4096, torch.device("cpu")) == (180.0, "4096×256×1024")

@@ -116,3 +116,17 @@ def test_a_tiny_file_claiming_a_huge_model_is_refused_before_allocating(trained_
     with pytest.raises(UserError, match="is missing"):
         load_model_folder(copy)
     assert built_for_real == []
+
+
+def test_loading_a_model_leaves_torch_compiler_stack_alone(trained_model):
+    """Start-up: the shapes-only skeleton that checks a checkpoint once pulled in torch._dynamo
+    (seconds of imports) through its weight initialisation and position table on the meta device."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from pathlib import Path; from tt.model.checkpoint import load_model_folder; "
+        f"load_model_folder(Path({str(trained_model)!r})); print('torch._dynamo' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "False"

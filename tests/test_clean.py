@@ -1,10 +1,10 @@
-"""tt.data.clean: each rule drops and counts; the dev split is seeded and honest."""
+"""tt.data.clean: each rule drops and counts (the dev split itself: test_prepare.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from tt.data.clean import CleaningConfig, CleaningReport, auto_dev_size, clean_pairs, pair_key, split_dev
+from tt.data.clean import CleaningConfig, CleaningReport, auto_dev_size, clean_pairs, pair_key
 from tt.data.corpus import Pair
 
 
@@ -137,59 +137,6 @@ def test_clean_accepts_a_generator():
 
 
 # ---- dev split
-
-
-def numbered_pairs(n: int) -> list[tuple[str, str]]:
-    return [(f"句子{i}", f"sentence {i}") for i in range(n)]
-
-
-def test_split_dev_sizes():
-    """With distinct sources, dev holds dev_size pairs and train the rest, together all pairs."""
-    pairs = numbered_pairs(50)
-    train, dev = split_dev(pairs, 7, seed=1)
-    assert len(dev) == 7
-    assert len(train) == 43
-    assert sorted(train + dev) == sorted(pairs)
-
-
-def test_split_dev_keeps_train_order():
-    """Train pairs keep their corpus order."""
-    pairs = numbered_pairs(30)
-    train, _ = split_dev(pairs, 5, seed=2)
-    assert train == [pair for pair in pairs if pair in train]
-
-
-def test_split_dev_is_seeded():
-    """The same seed picks the same dev set; another seed picks another."""
-    pairs = numbered_pairs(100)
-    assert split_dev(pairs, 10, seed=3) == split_dev(pairs, 10, seed=3)
-    assert split_dev(pairs, 10, seed=3)[1] != split_dev(pairs, 10, seed=4)[1]
-
-
-def test_split_dev_removes_every_copy_of_a_dev_source():
-    """No source in dev appears in train, even when it has several translations."""
-    pairs = [(f"句子{i % 10}", f"translation {i}") for i in range(40)]  # each source 4 times
-    train, dev = split_dev(pairs, 3, seed=5)
-    dev_sources = {src for src, _ in dev}
-    assert len(dev) == len(dev_sources) == 3
-    assert not dev_sources & {src for src, _ in train}
-    assert len(train) == 40 - 3 * 4
-
-
-@pytest.mark.parametrize("dev_size", [0, -1])
-def test_split_dev_size_zero_returns_everything(dev_size):
-    pairs = numbered_pairs(10)
-    train, dev = split_dev(pairs, dev_size, seed=1)
-    assert train == pairs
-    assert dev == []
-
-
-def test_split_dev_larger_than_corpus():
-    """Asking for more than there is puts every distinct source in dev."""
-    pairs = numbered_pairs(5)
-    train, dev = split_dev(pairs, 10, seed=1)
-    assert train == []
-    assert sorted(dev) == sorted(pairs)
 
 
 @pytest.mark.parametrize(

@@ -220,3 +220,26 @@ def test_presets_set_sizes_and_options_still_win(tmp_path, corpus_file):
     assert record["model"]["n_layers"] == 1  # the option wins
     bad = runner.invoke(app, ["train", str(corpus_file), "--out", str(tmp_path / "x"), "--preset", "huge"])
     assert_one_line_error(bad, "--preset", "tiny")
+
+
+def test_an_empty_dev_set_gives_its_reason_only_where_tt_chose_it(tmp_path, corpus_file, tiny_config):
+    from rich.console import Console
+
+    from tt.cli.train_report import summary_table
+    from tt.data.clean import CleaningConfig
+    from tt.data.corpus import CorpusSpec
+    from tt.data.prepare import prepare
+    from tt.data.prepared_folder import PrepareRequest
+    from tt.data.tokenizer import TokenizerConfig
+    from tt.model.transformer import Transformer
+
+    request = PrepareRequest(CorpusSpec(path=str(corpus_file)), None, CleaningConfig(), TokenizerConfig(vocab_size=300), 3, dev_size=0)
+    data = prepare(request, tmp_path / "prepared")
+
+    def dev_row(automatic_dev: bool) -> str:
+        console = Console(record=True, width=120)
+        console.print(summary_table(data, Transformer(tiny_config), automatic_dev=automatic_dev))
+        return next(line for line in console.export_text().splitlines() if "dev pairs" in line)
+
+    assert "corpus under 1,000 pairs" in dev_row(True)  # 80 pairs: the automatic size is 0
+    assert dev_row(False).strip("│ ").split() == ["dev", "pairs", "│", "none"]  # --dev-size 0: the user's choice, no reason to give

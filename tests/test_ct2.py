@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from rich.console import Console
+from typer.testing import CliRunner
 
 from conftest import tiny_pairs
+from tt.cli.main import app
 from tt.data.batches import make_batch
 from tt.data.errors import UserError
 from tt.data.tokenizer import EOS_ID, PAD_ID, TokenizerConfig, train_tokenizer
@@ -31,7 +32,6 @@ ctranslate2 = pytest.importorskip("ctranslate2")
 
 from tt.model.ct2 import export_ct2  # noqa: E402  (after the skip: it needs ctranslate2 to do anything)
 
-QUIET = Console(stderr=True, quiet=True)
 # The corpus, plus sentences it never had: numbers and things in new combinations and orders.
 UNSEEN = ["我有十杯茶吗？", "你有一个苹果。", "我有三猫。", "你有五本书吗?", "我有二十本书。", "你好"]
 
@@ -86,7 +86,7 @@ def exported(post_ln, tmp_path_factory):
         key = f"{model_folder.name}-{quantization}"
         if key not in cache:
             cache[key] = tmp_path_factory.mktemp("export") / key
-            export_ct2(model_folder, cache[key], quantization, QUIET)
+            export_ct2(model_folder, cache[key], quantization)
         return cache[key]
 
     return get
@@ -202,21 +202,33 @@ def test_tied_matrix_is_stored_once(post_ln, exported):
     assert once <= size < once + embedding  # a second copy of the matrix would not fit
 
 
-def test_refuses_a_non_empty_folder_and_an_unknown_quantization(post_ln, tmp_path):
+def export_command(model_folder: Path, out: Path, *options: str):
+    return CliRunner().invoke(app, ["export", str(out), "--model", str(model_folder), "--format", "ct2", *options])
+
+
+def test_a_non_empty_folder_is_kept_unless_overwrite_and_then_replaced(post_ln, tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "notes.txt").write_text("mine")
-    with pytest.raises(UserError, match="not empty"):
-        export_ct2(post_ln, tmp_path / "out", "float32", QUIET)
+    refused = export_command(post_ln, tmp_path / "out")
+    assert refused.exit_code == 1 and "--overwrite" in refused.stderr and "Traceback" not in refused.output
     assert (tmp_path / "out" / "notes.txt").read_text() == "mine"
-    with pytest.raises(UserError, match="int8"):
-        export_ct2(post_ln, tmp_path / "new", "int4", QUIET)
+    replaced = export_command(post_ln, tmp_path / "out", "--overwrite")
+    assert replaced.exit_code == 0, replaced.output
+    assert (tmp_path / "out" / "model.bin").exists() and not (tmp_path / "out" / "notes.txt").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no temporary or old folder left beside it
+
+
+def test_an_unknown_quantization_is_one_line_before_any_work(post_ln, tmp_path):
+    result = export_command(post_ln, tmp_path / "new", "--quantization", "int4")
+    assert result.exit_code == 1 and "int8" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "new").exists()
 
 
 def test_an_empty_folder_is_filled(post_ln, tmp_path):
     (tmp_path / "out").mkdir()
-    export_ct2(post_ln, tmp_path / "out", "int8", QUIET)
-    assert (tmp_path / "out" / "model.bin").exists()
+    result = export_command(post_ln, tmp_path / "out", "--quantization", "int8")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "model.bin").exists() and "int8" in result.stderr
 
 
 def test_a_failed_export_leaves_nothing(post_ln, tmp_path, monkeypatch):
@@ -227,14 +239,14 @@ def test_a_failed_export_leaves_nothing(post_ln, tmp_path, monkeypatch):
 
     monkeypatch.setattr(ct2, "folder_readme", fail)  # fails after model.bin is written
     with pytest.raises(UserError):
-        export_ct2(post_ln, tmp_path / "out", "float32", QUIET)
+        export_ct2(post_ln, tmp_path / "out", "float32")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_missing_ctranslate2_is_one_line_naming_the_extra(post_ln, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ctranslate2", None)  # import ctranslate2 → ImportError
     with pytest.raises(UserError, match=r"pip install 'tt-translator\[ct2\]'"):
-        export_ct2(post_ln, tmp_path / "out", "float32", QUIET)
+        export_ct2(post_ln, tmp_path / "out", "float32")
     assert not (tmp_path / "out").exists()
 
 
@@ -246,7 +258,7 @@ def test_a_model_without_residual_connections_is_refused(tmp_path, tiny_config):
     config = replace(tiny_config, src_vocab_size=tokenizer.src_vocab_size, tgt_vocab_size=tokenizer.tgt_vocab_size, residual=False)
     save_model_folder(tmp_path / "m", Transformer(config).eval(), tokenizer, {})
     with pytest.raises(UserError, match="no-residual"):
-        export_ct2(tmp_path / "m", tmp_path / "out", "float32", QUIET)
+        export_ct2(tmp_path / "m", tmp_path / "out", "float32")
     assert not (tmp_path / "out").exists()
 
 

@@ -49,3 +49,14 @@ def test_explain_command(trained_model):
     assert "KL(q‖p)" in result.stdout and "H(q, p) = KL(q‖p) + H(q)" in result.stdout
     bad = runner.invoke(app, ["explain", "--model", str(trained_model), "--src", "我", "--ref", "I", "--position", "9"])
     assert bad.exit_code == 1 and "--position 9" in bad.stderr
+
+
+@pytest.mark.parametrize("side", ["--src", "--ref"])
+def test_a_side_longer_than_the_models_positions_is_one_line(trained_model, side):
+    model, _, _ = load_model_folder(trained_model)
+    long = "我有三本书。" if side == "--src" else "I have three books."
+    texts = {"--src": "我有三本书。", "--ref": "I have three books.", side: long * model.config.max_positions}
+    result = runner.invoke(app, ["explain", "--model", str(trained_model), "--src", texts["--src"], "--ref", texts["--ref"]])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and side in lines[0] and f"{model.config.max_positions:,} positions" in lines[0], result.stderr

@@ -9,6 +9,7 @@ transformers takes seconds, so everything shares module-scoped folders.
 
 from __future__ import annotations
 
+import re
 import io
 import json
 import os
@@ -245,3 +246,15 @@ def test_pipeline_translates_an_export(exported):
     ours = [result.translation for result in Translator(exported).translate(sources, SHORT)]
     # The pipeline's own default is 4 beams (a model's num_beams=1 does not override a pipeline default).
     assert [out["translation_text"] for out in translate(sources, num_beams=1, max_new_tokens=LIMIT)] == ours
+
+
+def test_model_card_reports_a_recorded_dev_bleu_with_its_signature(tiny_config):
+    """A trained run records its best dev BLEU; the card states it with sacrebleu's signature."""
+    from tt.model.model_card import model_card
+    from tt.model.transformer import Transformer
+
+    record = {"best": {"dev_bleu": 27.5, "step": 1200}, "train": {"dev_bleu_sentences": 500}}
+    card = model_card("zh-en-hf", Transformer(tiny_config), record, [], ("zh", "en"))
+    assert "Dev BLEU 27.50 (greedy decoding, the first 500 dev sentences, at step 1200)" in card
+    signature = re.search(r"sacrebleu signature: `([^`]*)`", card).group(1)
+    assert signature.startswith("nrefs:1|") and "tok:13a" in signature

@@ -62,6 +62,16 @@ def test_info_with_two_runs_renders_both(trained_model, tmp_path):
     assert "gradient norm by depth" in out and f"{trained_model.name}: gradient norm per part" in out and "other-run: gradient norm per part" in out
 
 
+def test_info_of_two_runs_says_whose_metrics_cannot_be_read(trained_model, tmp_path):
+    other = Path(shutil.copytree(trained_model, tmp_path / "other-run"))
+    (other / "metrics.jsonl").unlink()
+    (other / "metrics.jsonl").mkdir()
+    result = runner.invoke(app, ["info", str(trained_model), str(other)])
+    assert result.exit_code == 0, result.output
+    assert "other-run: " in result.stdout and "not a regular file" in result.stdout  # why its curves are missing
+    assert f"{trained_model.name}: training CE" in result.stdout  # the readable run is still drawn
+
+
 def test_info_shows_the_probes(model_copy):
     def line(step, probs, translation):
         tokens = [{"token": piece, "prob": p} for piece, p in zip(["▁Hello", "▁World", "!", "</s>"], probs)]

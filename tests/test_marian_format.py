@@ -181,6 +181,22 @@ def test_export_keeps_an_existing_folder(trained_model, tmp_path):
     assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
 
 
-def test_ct2_without_its_module_is_one_line(trained_model, tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "tt.model.ct2", None)  # as if the module were not there
-    one_line_error(runner.invoke(app, ["export", str(tmp_path / "out"), "--model", str(trained_model), "--format", "ct2"]), "ct2")
+@pytest.mark.parametrize("format", ["hf", "ct2"])
+def test_export_over_a_file_is_refused_even_with_overwrite(trained_model, tmp_path, format):
+    (tmp_path / "out").write_text("mine")
+    result = runner.invoke(app, ["export", str(tmp_path / "out"), "--model", str(trained_model), "--format", format, "--overwrite"])
+    one_line_error(result, "is a file")
+    assert (tmp_path / "out").read_text() == "mine" and [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_ct2_without_ctranslate2_is_one_line_naming_the_extra(trained_model, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ctranslate2", None)  # import ctranslate2 → ImportError, as where it is not installed
+    result = runner.invoke(app, ["export", str(tmp_path / "out"), "--model", str(trained_model), "--format", "ct2"])
+    one_line_error(result, "pip install 'tt-translator[ct2]'")
+    assert not (tmp_path / "out").exists()
+
+
+def test_ct2_export_of_a_marian_folder_is_one_line(marian_dir, tmp_path):
+    result = runner.invoke(app, ["export", str(tmp_path / "out"), "--model", str(marian_dir), "--format", "ct2"])
+    one_line_error(result, "Marian", "ct2-transformers-converter")
+    assert not (tmp_path / "out").exists()

@@ -16,6 +16,7 @@ from tt.cli.main import app
 from tt.data.batches import BatchStream, plan_batches
 from tt.data.clean import CleaningConfig
 from tt.data.corpus import CorpusSpec
+from tt.data.errors import UserError
 from tt.data.prepare import Progress, prepare
 from tt.data.prepared_folder import MANIFEST, PrepareRequest
 from tt.data.tokenizer import TokenizerConfig
@@ -108,6 +109,26 @@ def test_a_matching_folder_is_reused_untouched(corpus, tmp_path):
     assert [again.src[i] for i in range(5)] == [first.src[i] for i in range(5)]
 
 
+def test_a_folder_prepared_while_waiting_for_the_lock_is_reused(corpus, tmp_path, monkeypatch):
+    """Two processes asked for the same folder: the one that waited for the other's lock
+    finds the folder ready and reuses it, instead of preparing it all over again."""
+    import tt.data.prepare as preparing
+
+    folder = tmp_path / "prepared"
+    prepare(request_for(corpus), folder)  # the other process's work, done while we waited
+    times = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    real = preparing.open_if_valid
+    answers = iter([None])  # our first look came before the other process finished
+
+    def looked_too_early(*args, **kwargs):
+        return next(answers, None) or real(*args, **kwargs)
+
+    monkeypatch.setattr(preparing, "open_if_valid", looked_too_early)
+    again = prepare(request_for(corpus), folder)
+    assert again.reused
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == times
+
+
 def damage_truncate(folder):
     path = folder / "tgt.ids"
     path.write_bytes(path.read_bytes()[:-2])
@@ -163,6 +184,82 @@ def test_the_dev_split_does_not_depend_on_the_corpus_size(tmp_path):
     assert set(dev_large) - set(dev_small) <= {pair for pair in dev_large if pair[0].startswith("他")}
 
 
+def test_dev_sources_are_cut_as_translation_cuts_them(trained_model):
+    from tt.data.prepared_folder import PreparedCorpus
+    from tt.data.tokenizer import EOS_ID, Tokenizer
+
+    tokenizer = Tokenizer.load(trained_model)
+    dev = [("我有三本书。" * 20, "I have three books. " * 20), ("你好", "Hello")]
+    data = PreparedCorpus(trained_model, tokenizer, None, None, dev, None, None)
+    src, tgt, references = data.dev_ids(10)
+    assert src[0] == tokenizer.fit_source(tokenizer.encode_src(dev[0][0]), 10)
+    assert len(src[0]) == 10 and src[0][-1] == EOS_ID  # the model only ever saw sources that end in </s>
+    assert src[1] == tokenizer.encode_src("你好")  # a short one is untouched
+    assert tgt[0] == tokenizer.encode_tgt(dev[0][1])[:10] and references == [t for _, t in dev]
+
+
+# ---- the dev split, as prepare applies it (DevPicker, then every pair of a held-out source leaves training)
+
+
+def dev_split(tmp_path, pairs, dev_size: int, seed: int):
+    """(the training pairs as the shards hold them, in order; the dev pairs) of one preparation."""
+    tmp_path.mkdir(exist_ok=True)
+    corpus = write_tsv(tmp_path / f"split-{dev_size}-{seed}.tsv", pairs)
+    data = prepare(request_for(corpus, dev_size=dev_size, seed=seed), tmp_path / f"prepared-{dev_size}-{seed}")
+    train_rows = [list(data.src[i]) for i in range(len(data.src))]
+    by_ids = {tuple(data.tokenizer.encode_src(src)): (src, tgt) for src, tgt in pairs}
+    return [by_ids[tuple(row)] for row in train_rows], data.dev
+
+
+def sentence_pairs(n: int) -> list[tuple[str, str]]:
+    return [(f"句子{i}", f"sentence {i}") for i in range(n)]
+
+
+def test_dev_split_sizes_and_order(tmp_path):
+    """Distinct sources: dev holds dev_size pairs, training the rest in corpus order."""
+    pairs = sentence_pairs(50)
+    train, dev = dev_split(tmp_path, pairs, 7, seed=1)
+    assert len(dev) == 7 and len(train) == 43
+    assert sorted(train + dev) == sorted(pairs)
+    assert train == [pair for pair in pairs if pair not in dev]
+
+
+def test_dev_split_is_seeded(tmp_path):
+    """The same seed picks the same dev set; another seed picks another."""
+    pairs = sentence_pairs(100)
+    assert dev_split(tmp_path, pairs, 10, seed=3)[1] == dev_split(tmp_path / "again", pairs, 10, seed=3)[1]
+    assert dev_split(tmp_path, pairs, 10, seed=3)[1] != dev_split(tmp_path, pairs, 10, seed=4)[1]
+
+
+def test_dev_split_removes_every_copy_of_a_dev_source(tmp_path):
+    """No source in dev appears in training, even when it has several translations."""
+    pairs = [(f"句子{i % 10}", f"translation {i}") for i in range(40)]  # each source 4 times
+    train, dev = dev_split(tmp_path, pairs, 3, seed=5)
+    dev_sources = {src for src, _ in dev}
+    assert len(dev) == len(dev_sources) == 3
+    assert not dev_sources & {src for src, _ in train}
+    assert len(train) == 40 - 3 * 4
+
+
+def test_dev_size_zero_trains_on_everything(tmp_path):
+    pairs = sentence_pairs(10)
+    assert dev_split(tmp_path, pairs, 0, seed=1) == (pairs, [])
+
+
+@pytest.mark.parametrize("dev_size", [10, 11])  # every distinct source, or more than there are
+def test_a_dev_size_that_takes_every_source_is_refused_before_the_tokenizer(tmp_path, dev_size, monkeypatch):
+    import tt.data.prepare as preparing
+
+    def never(*args, **kwargs):
+        raise AssertionError("a tokenizer was trained for a corpus with nothing left to train on")
+
+    monkeypatch.setattr(preparing, "train_tokenizer", never)
+    pairs = [(f"句子{i % 10}", f"translation {i}") for i in range(30)]  # 10 sources, 3 pairs each
+    with pytest.raises(UserError, match=f"--dev-size {dev_size} leaves no pairs to train on"):
+        dev_split(tmp_path, pairs, dev_size, seed=1)
+    assert not list(tmp_path.glob("prepared-*"))  # the folder it created is gone again
+
+
 def test_uint16_ids_and_lengths_on_disk(corpus, tmp_path):
     data = prepare(request_for(corpus), tmp_path / "prepared")
     assert data.src.ids.dtype == np.uint16 and data.src.lengths.dtype == np.uint16
@@ -198,6 +295,17 @@ def test_tt_prepare_bad_input_is_one_line(tmp_path):
         f"error: {corpus}:2: expected at least 2 tab-separated fields (--src-col 1, --tgt-col 2), found 1"
     ]
     assert not (tmp_path / "data").exists()
+
+
+def test_tt_prepare_refuses_a_model_folder(trained_model, tmp_path):
+    corpus = write_tsv(tmp_path / "corpus.tsv", tiny_pairs())
+    before = (trained_model / "tokenizer.model").read_bytes()
+    result = runner.invoke(app, ["prepare", str(corpus), "--out", str(trained_model), "--vocab-size", "300"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and f"--out {trained_model}" in lines[0] and "model" in lines[0], result.stderr
+    assert (trained_model / "tokenizer.model").read_bytes() == before
+    assert not (trained_model / "manifest.json").exists()
 
 
 def test_resume_reuses_the_runs_prepared_data(tmp_path, corpus_file):

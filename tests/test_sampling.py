@@ -99,6 +99,27 @@ def test_cli_step_mode_picks_and_compares(trained_model):
     assert "(+0.000)" in result.stderr
 
 
+def test_step_mode_enter_never_picks_what_greedy_never_picks(trained_model):
+    from rich.console import Console
+
+    from tt.cli.step_command import step_through
+    from tt.model.translator import Translator
+
+    translator = Translator(trained_model)
+    model = translator.model
+    real = model.log_probs
+    boost = torch.zeros(model.config.tgt_vocab_size)
+    boost[[model.config.pad_id, model.config.start_id]] = torch.tensor([30.0, 29.0])
+
+    def favour_unwanted(hidden):  # <pad> and <s> the most probable at every step
+        return (real(hidden) + boost).log_softmax(-1)
+
+    model.log_probs = favour_unwanted
+    translation, chosen, greedy = step_through(translator, "我有三本书。", 3, lambda prompt: "", Console(quiet=True))
+    # Enter all the way: greedy's tokens and greedy's log p (taking <pad> would cost ~nothing)
+    assert chosen == pytest.approx(greedy, abs=1e-3) and greedy < -20
+
+
 def test_cli_step_mode_caps_top_k_and_cuts_a_long_source(trained_model):
     from typer.testing import CliRunner
 
@@ -110,9 +131,28 @@ def test_cli_step_mode_caps_top_k_and_cuts_a_long_source(trained_model):
     command = ["translate", "--model", str(trained_model), "--step"]
     result = CliRunner().invoke(app, [*command, "--top-k", str(vocab + 50), "我有三本书。"], input="\n" * 80)
     assert result.exit_code == 0, result.output
-    assert f"pick 1–{vocab} " in result.stderr  # no more choices than the vocabulary has
+    assert f"pick 1–{vocab - 2} " in result.stderr  # no more choices than the vocabulary has, <pad> and <s> left out
     long_line = "我有三本书。" * positions  # far more pieces than the encoder has positions
     result = CliRunner().invoke(app, [*command, "--top-k", "1", long_line], input="\n" * 600)
     assert result.exit_code == 0, result.output
     assert f"cut to the model's {positions:,}" in result.stderr
     assert len(result.stdout.splitlines()) == 1
+
+
+def test_cli_step_mode_puts_the_model_where_device_says(trained_model, monkeypatch):
+    from typer.testing import CliRunner
+
+    import tt.cli.step_command as step_command
+    from tt.cli.main import app
+
+    devices = []
+
+    class Recording(step_command.Translator):
+        def __init__(self, folder, device="cpu"):
+            devices.append(device)
+            super().__init__(folder, device)
+
+    monkeypatch.setattr(step_command, "Translator", Recording)
+    result = CliRunner().invoke(app, ["translate", "--model", str(trained_model), "--step", "--device", "auto", "我有三本书。"], input="\n" * 80)
+    assert result.exit_code == 0, result.output
+    assert devices == ["auto"]  # --device reaches the model, as in every other translate mode
