@@ -1,8 +1,9 @@
 """Prepare a corpus once: read → clean → split off dev → tokenize → token ids on disk.
 
-    corpus files ──clean_stream──▶ cleaned text (temporary) ──SentencePiece──▶ src/tgt shards
-                    (dedup by hash,      + a sample for training   (all cores, in chunks)
-                     dev picked by hash)   the tokenizer
+    corpus files ──clean_corpus──▶ cleaned text (temporary) ──SentencePiece──▶ src/tgt shards
+                  (all cores; dedup   + a sample for training    (all cores, in chunks)
+                   by hash, dev         the tokenizer
+                   picked by hash)
 
 Two streaming passes, neither holding the corpus in memory: the first normalizes, cleans
 and de-duplicates, writing the kept pairs to a temporary text file and keeping a seeded
