@@ -216,7 +216,8 @@ def bench_table(results: dict):
                     f"MFU {results[f'{key}_mfu']:.1%} at {flops / 1e6:.1f} MFLOP/token"
                     + "".join(
                         f"; {results[share]:.0%} of the {other} peak"
-                        for other in ("fp32", "bf16") if other != precision and (share := f"{key}_share_of_{other}_peak") in results
+                        for other in ("fp32", "bf16")
+                        if other != precision and results.get("bf16_supported", True) and (share := f"{key}_share_of_{other}_peak") in results
                     )
                     + f"; padding {results[f'{key}_padding']:.0%}",
                 )
