@@ -196,13 +196,12 @@ class Transformer(nn.Module):
         self.encoder_norm = nn.LayerNorm(d) if config.pre_norm else nn.Identity()
         self.final_norm = nn.LayerNorm(d) if config.pre_norm else nn.Identity()
         self.project = nn.Linear(d, config.tgt_vocab_size, bias=config.output_bias)
-        self._init_weights()
+        if not skeleton:  # a shapes-only skeleton has nothing to fill
+            self._init_weights()
         if tie or config.tie_output:
             self.project.weight = self.tgt_embed.weight
 
     def _init_weights(self) -> None:
-        if self.project.weight.is_meta:  # a shapes-only skeleton: nothing to fill
-            return
         for name, param in self.named_parameters():
             if param.dim() == 2 and "embed" not in name:
                 nn.init.xavier_uniform_(param)
