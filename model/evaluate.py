@@ -74,10 +74,11 @@ def evaluate_loss(model: Transformer, dev: DevSet, batch_tokens: int, smoothing:
     nll = kl = 0.0
     tokens = 0
     lengths = [(len(s), len(t)) for s, t in zip(dev.src_ids, dev.tgt_ids)]
+    loss = TeacherForcedLoss(model, smoothing, PAD_ID)  # the training step's forward and loss
     # The same token-budget batching as training; the order of batches does not change a sum.
     for rows in plan_batches(lengths, batch_tokens, seed=0):
         batch = make_batch([dev.src_ids[i] for i in rows], [dev.tgt_ids[i] for i in rows]).to(model_device(model))
-        parts = TeacherForcedLoss(model, smoothing, PAD_ID)(batch.src, batch.src_pad_mask, batch.tgt_in, batch.tgt_out)
+        parts = loss(batch.src, batch.src_pad_mask, batch.tgt_in, batch.tgt_out)
         nll, kl, tokens = nll + float(parts.nll), kl + float(parts.kl), tokens + parts.n_tokens
     model.train(was_training)
     mean_nll = nll / max(tokens, 1)
