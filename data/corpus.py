@@ -85,6 +85,8 @@ def check_spec(spec: CorpusSpec) -> None:
             raise UserError(f"{name}: no such file")
         if path.is_dir():
             raise UserError(f"{name}: is a folder, not a file")
+    if spec.path and resolve_format(spec) == "text":
+        raise UserError("--format text needs a pair of files: --src FILE --tgt FILE")
 
 
 def read_pairs(spec: CorpusSpec) -> Iterator[Pair]:
@@ -95,10 +97,8 @@ def read_pairs(spec: CorpusSpec) -> Iterator[Pair]:
         yield from _read_aligned(spec.src_path, spec.tgt_path)
     elif fmt == "jsonl":
         yield from _read_jsonl(spec.path)
-    elif fmt == "tsv":
+    else:  # tsv: check_spec refused --format text for one file
         yield from _read_tsv(spec.path, spec.src_col, spec.tgt_col)
-    else:
-        raise UserError("--format text needs a pair of files: --src FILE --tgt FILE")
 
 
 def open_binary(name: str | Path) -> BinaryIO:

@@ -126,10 +126,7 @@ def arrived(run: Screened, error: str | None) -> Iterator[Screened]:
 def layout_of(spec: CorpusSpec) -> Layout:
     if spec.path is None:
         return Layout("text", (spec.src_path, spec.tgt_path))
-    fmt = resolve_format(spec)
-    if fmt == "text":
-        raise UserError("--format text needs a pair of files: --src FILE --tgt FILE")
-    return Layout(fmt, (spec.path,), spec.src_col, spec.tgt_col)
+    return Layout(resolve_format(spec), (spec.path,), spec.src_col, spec.tgt_col)  # check_spec refused text here
 
 
 def blocks(spec: CorpusSpec) -> Iterator[tuple[int, bytes, bytes]]:

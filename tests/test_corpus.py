@@ -261,3 +261,16 @@ def test_check_spec_errors(tmp_path, fields, message):
     spec = CorpusSpec(**{k: v.format(**names) if isinstance(v, str) else v for k, v in fields.items()})
     with pytest.raises(UserError, match=message):
         check_spec(spec)
+
+
+def test_format_text_for_one_file_is_one_line_on_both_paths(tmp_path):
+    from tt.data.clean import CleaningConfig, CleaningReport
+    from tt.data.parallel_clean import clean_corpus
+
+    corpus = tmp_path / "pairs.tsv"
+    corpus.write_text("a\tb\n", encoding="utf-8")
+    spec = CorpusSpec(path=str(corpus), format="text")
+    with pytest.raises(UserError, match="^--format text needs a pair of files: --src FILE --tgt FILE$"):
+        list(read_pairs(spec))
+    with pytest.raises(UserError, match="^--format text needs a pair of files"):
+        list(clean_corpus(spec, CleaningConfig(), CleaningReport(), workers=2))
