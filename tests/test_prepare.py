@@ -4,6 +4,7 @@ a prepared folder is reused when it matches, and rebuilt when it is stale or dam
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ from tt.data.corpus import CorpusSpec
 from tt.data.errors import UserError
 from tt.data.prepare import Progress, prepare
 from tt.data.prepared_folder import MANIFEST, PrepareRequest
-from tt.data.tokenizer import TokenizerConfig
+from tt.data.tokenizer import EOS_ID, TokenizerConfig
 
 runner = CliRunner()
 
@@ -69,9 +70,11 @@ def test_shards_give_exactly_the_batches_of_the_in_memory_lists(corpus, tmp_path
 
 
 def reference_plan(lengths, batch_tokens, seed, max_sentences=1024):
-    """The list-based planner tt used before plans became arrays: the numpy one must agree."""
+    """The plan written plainly with lists and one sort: the array planner must agree."""
+    shuffled = np.random.default_rng(seed).permutation(len(lengths)).tolist()
+    place = {index: position for position, index in enumerate(shuffled)}  # equal lengths: in shuffled order
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i][1], lengths[i][0], place[i]))
     rng = random.Random(seed)
-    order = sorted(range(len(lengths)), key=lambda i: (lengths[i][1], lengths[i][0], rng.random()))
     batches, current, longest_src, longest_tgt = [], [], 0, 0
     for index in order:
         src_len, tgt_len = lengths[index]
@@ -161,6 +164,29 @@ def test_a_damaged_folder_is_detected_and_rebuilt(corpus, tmp_path, damage, reas
     assert len(notes.notes) == 1 and reason in notes.notes[0], notes.notes
     assert [rebuilt.src[i] for i in range(len(rebuilt.src))] == expected  # nothing lost
     assert not [p for p in folder.iterdir() if ".tmp-" in p.name]
+
+
+def test_a_shard_cut_short_while_training_reads_it_is_one_clear_error(corpus, tmp_path):
+    """Rows are read from disk as batches need them: a file truncated after the check
+    says so in one line instead of handing out a short row."""
+    data = prepare(request_for(corpus), tmp_path / "prepared")
+    last = len(data.tgt) - 1
+    assert data.tgt[last][-1] == EOS_ID
+    path = tmp_path / "prepared" / "tgt.ids"
+    path.write_bytes(path.read_bytes()[:-2])
+    with pytest.raises(UserError, match="tgt.ids: shorter than its manifest says"):
+        data.tgt[last]
+
+
+def test_reading_rows_does_not_map_the_shards(corpus, tmp_path):
+    """The shards are read, not memory-mapped: a mapped page counts in the process's resident
+    memory, and over a long run a map of a large corpus held all of it."""
+    data = prepare(request_for(corpus), tmp_path / "prepared")
+    rows = [data.src[i] for i in range(len(data.src))]
+    assert len(rows) == data.train_pairs
+    maps = Path("/proc/self/maps")
+    if maps.exists():
+        assert str(tmp_path / "prepared") not in maps.read_text()
 
 
 def test_a_changed_corpus_or_option_is_not_reused(corpus, tmp_path):
@@ -262,7 +288,7 @@ def test_a_dev_size_that_takes_every_source_is_refused_before_the_tokenizer(tmp_
 
 def test_uint16_ids_and_lengths_on_disk(corpus, tmp_path):
     data = prepare(request_for(corpus), tmp_path / "prepared")
-    assert data.src.ids.dtype == np.uint16 and data.src.lengths.dtype == np.uint16
+    assert data.src.dtype == np.uint16 and data.src.lengths.dtype == np.uint16
     assert (tmp_path / "prepared" / "src.ids").stat().st_size == 2 * int(np.asarray(data.src.lengths).sum())
 
 
