@@ -185,10 +185,17 @@ class Sieve:
 
     def run(self, runs: Iterable[Screened]) -> Iterator[tuple[str, str, int | None]]:
         """The kept pairs as (src, tgt, DevPicker score or None), in corpus order."""
+        for kept in self.run_in_chunks(runs):
+            yield from kept
+
+    def run_in_chunks(self, runs: Iterable[Screened]) -> Iterator[list[tuple[str, str, int | None]]]:
+        """`run`'s pairs in lists of up to a few CHUNKs: a caller that handles them in bulk
+        (`tt.data.prepare`) spends no Python call per pair."""
         for screened in runs:
-            yield from self.take(screened)
-        if self.waiting.keys:
-            yield from self._settle()
+            if kept := self.take(screened):
+                yield kept
+        if self.waiting.keys and (kept := self._settle()):
+            yield kept
 
     def take(self, run: Screened) -> list[tuple[str, str, int | None]]:
         """Count `run` in; the pairs kept by the checks it completes."""
@@ -293,6 +300,28 @@ class DevPicker:
             evicted = heapq.heapreplace(self.heap, (-score, src, tgt))
             self.scores.discard(-evicted[0])
             self.scores.add(score)
+
+    def offer_many(self, kept: list[tuple[str, str, int | None]]) -> None:
+        """`offer` each (src, tgt, score) in turn; once the heap is full, only those that can
+        still enter it (the heap's largest score only falls, so a score above it now is
+        above it for good)."""
+        begin = 0
+        while begin < len(kept) and len(self.heap) < self.capacity:
+            self.offer(*kept[begin])
+            begin += 1
+        if begin == len(kept) or not self.capacity:
+            return
+        rest = kept[begin:]
+        if not self.left_out:  # what `offer` notes for a new source while the heap is full
+            scores = self.scores
+            self.left_out = any((self.score(src) if score is None else score) not in scores for src, _, score in rest)
+        largest = -self.heap[0][0]
+        for src, tgt, score in rest:
+            if score is None:
+                score = self.score(src)
+            if score < largest:
+                self.offer(src, tgt, score)
+                largest = -self.heap[0][0]
 
     def pick(self, size: int) -> list[tuple[str, str]]:
         """The dev pairs: the `size` lowest scores (at most `capacity`), lowest first."""

@@ -56,13 +56,28 @@ def clean_corpus(
 
     `report` counts as they go. Close the iterator (or exhaust it) to stop the workers.
     """
+    chunks = clean_corpus_in_chunks(spec, config, report, exclude, score_key, workers)
+    with contextlib.closing(chunks):  # closing this iterator stops the workers at once
+        for kept in chunks:
+            yield from kept
+
+
+def clean_corpus_in_chunks(
+    spec: CorpusSpec,
+    config: CleaningConfig,
+    report: CleaningReport,
+    exclude: list[int] | None = None,
+    score_key: bytes | None = None,
+    workers: int | None = None,
+) -> Iterator[list[tuple[str, str, int | None]]]:
+    """`clean_corpus`'s pairs in lists of thousands, for a caller that handles them in bulk."""
     check_spec(spec)
     workers = usable_cores() if workers is None else workers
     if workers < 2 or not _worth_parallel(spec):
         runs = screened_runs(read_pairs(spec), config, score_key)
     else:
         runs = screened_in_parallel(spec, config, score_key, workers)
-    yield from Sieve(report, exclude).run(runs)
+    yield from Sieve(report, exclude).run_in_chunks(runs)
 
 
 def usable_cores() -> int:

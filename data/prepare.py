@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import random
 import shutil
@@ -32,7 +33,7 @@ from tt.data.atomic import write_atomic
 from tt.data.clean import CleaningConfig, CleaningReport, DevPicker, auto_dev_size, clean_pairs, pair_key
 from tt.data.corpus import CorpusSpec, check_spec, read_pairs
 from tt.data.errors import UserError
-from tt.data.parallel_clean import clean_corpus
+from tt.data.parallel_clean import clean_corpus_in_chunks
 from tt.data.prepared_folder import (
     DEV_FILE, FORMAT, LOCK, MANIFEST, VERSION, PreparedCorpus, PrepareRequest, open_if_valid, request_key, tokenizer_digests,
 )
@@ -118,17 +119,15 @@ def _build(request: PrepareRequest, key: dict, folder: Path, progress: Progress)
     sample = Reservoir(request.tokenizer_config.sample_sentences, request.seed)
     progress.stage(f"cleaning {request.train.describe()}")
     reported = 0
-    kept = clean_corpus(request.train, request.cleaning, report, exclude, score_key=picker.key)
-    with open(cleaned, "w", encoding="utf-8", newline="\n") as handle, contextlib.closing(kept):
-        for count, (src, tgt, score) in enumerate(kept, 1):  # on all cores for a large corpus
-            handle.write(f"{src}\t{tgt}\n")
-            picker.offer(src, tgt, score)
+    chunks = clean_corpus_in_chunks(request.train, request.cleaning, report, exclude, score_key=picker.key)
+    with open(cleaned, "w", encoding="utf-8", newline="\n") as handle, contextlib.closing(chunks):
+        for kept in chunks:  # lists of (src, tgt, dev score), cleaned on all cores for a large corpus
+            handle.write("".join(f"{src}\t{tgt}\n" for src, tgt, _ in kept))
+            picker.offer_many(kept)
             if request.tokenizer is None:
-                sample.offer((src, tgt))
-            if count % 1000 == 0:
-                progress.advance(report.read - reported)
-                reported = report.read
-    progress.advance(report.read - reported)
+                sample.offer_many(kept)
+            progress.advance(report.read - reported)
+            reported = report.read
     if not report.kept:
         raise UserError(
             f"{request.train.describe()}: no usable pairs (read {report.read}, {report.read - report.kept} dropped by cleaning)"
@@ -142,8 +141,8 @@ def _build(request: PrepareRequest, key: dict, folder: Path, progress: Progress)
     tokenizer, tokenizer_report = request.tokenizer, None
     if tokenizer is None:
         progress.stage("training the SentencePiece tokenizer")
-        train_sample = [pair for pair in sample.pairs if pair[0] not in held_out]
-        sample.pairs = []
+        train_sample = [(src, tgt) for src, tgt, _ in sample.items if src not in held_out]
+        sample.items = []
         tokenizer, tokenizer_report = train_tokenizer(train_sample, request.tokenizer_config, request.seed)
         del train_sample
     progress.stage("tokenizing", total=report.kept)
@@ -231,20 +230,41 @@ def _encode(
 
 
 class Reservoir:
-    """A seeded uniform sample of at most `size` items from a stream (Algorithm R).
+    """A seeded uniform sample of at most `size` items from a stream (Li's Algorithm L).
 
-    While the stream is no longer than `size`, it holds every item in order.
+    While the stream is no longer than `size`, it holds every item in order. After that,
+    instead of drawing a random number for every item (Algorithm R), it draws how many
+    items to skip before the next one it takes: about size × ln(seen / size) draws in
+    all, and no work at all for the items skipped. The sample does not depend on how the
+    stream is cut into the lists given to `offer_many`.
     """
 
     def __init__(self, size: int, seed: int):
         self.size, self.rng, self.seen = size, random.Random(seed), 0
-        self.pairs: list = []
+        self.items: list = []
+        self.weight = 1.0  # the largest of `size` uniform keys so far, as Algorithm L keeps it
+        self.next = 0  # the stream position of the next item to take once full
 
-    def offer(self, item) -> None:
-        self.seen += 1
-        if len(self.pairs) < self.size:
-            self.pairs.append(item)
-            return
-        slot = self.rng.randrange(self.seen)
-        if slot < self.size:
-            self.pairs[slot] = item
+    def offer_many(self, items: list) -> None:
+        begin = self.seen  # stream position of items[0]
+        self.seen += len(items)
+        if len(self.items) < self.size:
+            room = self.size - len(self.items)
+            self.items += items[:room]
+            if len(self.items) < self.size:
+                return
+            self.next = begin + room - 1  # the item that filled it: skip on from there
+            self._skip()
+        while self.size and self.next < self.seen:
+            self.items[self.rng.randrange(self.size)] = items[self.next - begin]
+            self._skip()
+
+    def _skip(self) -> None:
+        self.weight *= math.exp(math.log(self._uniform()) / self.size)
+        self.next += int(math.log(self._uniform()) / math.log1p(-self.weight)) + 1
+
+    def _uniform(self) -> float:
+        """A uniform number in (0, 1): the logarithms above need it above zero."""
+        while (u := self.rng.random()) == 0.0:
+            pass
+        return u

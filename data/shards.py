@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -108,7 +109,7 @@ class TokenWriter:
         ends = np.cumsum(lengths) - 1
         body = np.ones(len(flat), dtype=bool)
         body[ends] = False
-        flat[body] = np.fromiter((i for row in encoded for i in row), dtype=np.int64, count=len(flat) - len(encoded))
+        flat[body] = np.fromiter(chain.from_iterable(encoded), dtype=self.dtype, count=len(flat) - len(encoded))
         self._write("ids", flat)
         self._write("offsets", self.position + ends + 1)
         self._write("lengths", lengths.astype(self.lengths_dtype))

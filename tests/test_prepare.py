@@ -15,10 +15,10 @@ from typer.testing import CliRunner
 from conftest import TINY_MODEL_OPTIONS, tiny_pairs, write_tsv
 from tt.cli.main import app
 from tt.data.batches import BatchStream, plan_batches
-from tt.data.clean import CleaningConfig
+from tt.data.clean import CleaningConfig, DevPicker
 from tt.data.corpus import CorpusSpec
 from tt.data.errors import UserError
-from tt.data.prepare import Progress, prepare
+from tt.data.prepare import Progress, Reservoir, prepare
 from tt.data.prepared_folder import MANIFEST, PrepareRequest
 from tt.data.tokenizer import EOS_ID, TokenizerConfig
 
@@ -342,3 +342,61 @@ def test_resume_reuses_the_runs_prepared_data(tmp_path, corpus_file):
     assert resumed.exit_code == 0, resumed.output
     assert "reusing the prepared data" in resumed.stderr
     assert {p.name: p.stat().st_mtime_ns for p in (out / "prepared").iterdir()} == times
+
+
+# ---- the tokenizer's sample (Reservoir) and the dev pick in bulk (DevPicker.offer_many)
+
+
+def offered_in_pieces(reservoir: Reservoir, items: list, cuts: list[int]) -> list:
+    begin = 0
+    for end in [*sorted(cuts), len(items)]:
+        reservoir.offer_many(items[begin:end])
+        begin = max(begin, end)
+    return reservoir.items
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(0, 400), size=st.integers(0, 50), seed=st.integers(0, 99), cuts=st.lists(st.integers(0, 400), max_size=6))
+def test_the_sample_does_not_depend_on_how_the_stream_is_cut(n, size, seed, cuts):
+    items = list(range(n))
+    whole = offered_in_pieces(Reservoir(size, seed), items, [])
+    assert offered_in_pieces(Reservoir(size, seed), items, [c for c in cuts if c <= n]) == whole
+    assert len(whole) == min(n, size) and len(set(whole)) == len(whole)
+    if n <= size:
+        assert whole == items  # a short stream is kept whole, in order
+
+
+def test_the_sample_is_uniform():
+    """Each of 1,000 items lands in a 100-item sample about 10 % of the time (600 seeds):
+    the first, middle and last hundred alike, so the skips favour no part of the stream."""
+    n, size, seeds = 1000, 100, 600
+    counts = np.zeros(n)
+    for seed in range(seeds):
+        reservoir = Reservoir(size, seed)
+        for begin in range(0, n, 64):
+            reservoir.offer_many(list(range(begin, min(n, begin + 64))))
+        counts[reservoir.items] += 1
+    share = counts / seeds
+    for part in (share[:100], share[450:550], share[900:]):
+        assert abs(part.mean() - size / n) < 0.01  # the mean of 100 × 600 draws: σ ≈ 0.0012
+    assert share.min() > 0.03 and share.max() < 0.18
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    scores=st.lists(st.one_of(st.none(), st.integers(0, 30)), max_size=80),
+    capacity=st.integers(0, 10),
+    cut=st.integers(0, 80),
+)
+def test_offering_in_bulk_picks_what_offering_one_by_one_picks(scores, capacity, cut):
+    kept = [(f"s{i}", f"t{i}", score) for i, score in enumerate(scores)]
+    one_by_one, in_bulk = DevPicker(capacity, seed=1), DevPicker(capacity, seed=1)
+    for pair in kept:
+        one_by_one.offer(*pair)
+    in_bulk.offer_many(kept[:cut])
+    in_bulk.offer_many(kept[cut:])
+    assert sorted(in_bulk.heap) == sorted(one_by_one.heap)
+    assert in_bulk.left_out == one_by_one.left_out
+    for size in range(capacity + 1):
+        assert in_bulk.pick(size) == one_by_one.pick(size)
+        assert in_bulk.takes_everything(size) == one_by_one.takes_everything(size)

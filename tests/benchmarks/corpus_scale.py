@@ -73,12 +73,12 @@ from tt.data.prepare import Reservoir
 corpus, workers = sys.argv[1], int(sys.argv[2])
 parallel_clean.PARALLEL_MIN_BYTES = 0  # the figure for these workers, whatever the corpus size
 start = time.monotonic()
-report, picker, sample = CleaningReport(), DevPicker(1000, 1), Reservoir(100_000, 1)
+report, picker, sample = CleaningReport(), DevPicker(1000, 1), Reservoir(300_000, 1)
 with tempfile.TemporaryFile("w", encoding="utf-8") as handle:
-    for src, tgt, score in parallel_clean.clean_corpus(CorpusSpec(path=corpus), CleaningConfig(), report, [], picker.key, workers):
-        handle.write(f"{src}\t{tgt}\n")
-        picker.offer(src, tgt, score)
-        sample.offer((src, tgt))
+    for kept in parallel_clean.clean_corpus_in_chunks(CorpusSpec(path=corpus), CleaningConfig(), report, [], picker.key, workers):
+        handle.write("".join(f"{src}\t{tgt}\n" for src, tgt, _ in kept))
+        picker.offer_many(kept)
+        sample.offer_many(kept)
 print(json.dumps({"seconds": time.monotonic() - start, "read": report.read, "kept": report.kept}))
 """
 
