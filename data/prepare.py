@@ -1,17 +1,17 @@
 """Prepare a corpus once: read → clean → split off dev → tokenize → token ids on disk.
 
-    corpus files ──clean_corpus──▶ cleaned text (temporary) ──SentencePiece──▶ src/tgt shards
-                  (all cores; dedup   + a sample for training    (all cores, in chunks)
-                   by hash, dev         the tokenizer
+    corpus files ──clean_corpus──▶ cleaned text (temporary) ──encoded_blocks──▶ src/tgt shards
+                  (all cores; dedup   + a sample for training      (all cores, SentencePiece
+                   by hash, dev         the tokenizer               in blocks of lines)
                    picked by hash)
 
 Two streaming passes, neither holding the corpus in memory: the first normalizes, cleans
-and de-duplicates, writing the kept pairs to a temporary text file and keeping a seeded
-reservoir sample for the tokenizer (a bounded number of pairs); the second encodes that
-file in chunks on all cores into the memory-mapped shards of `tt.data.shards`. What does
-grow with the corpus is de-duplication's memory: 8 bytes (one hash) per kept pair, in
-`tt.data.clean.KeySet`. The dev pairs (at most a few thousand)
-go to `dev.tsv`, the tokenizer beside them.
+and de-duplicates (`tt.data.parallel_clean`), writing the kept pairs to a temporary text
+file and keeping a seeded reservoir sample for the tokenizer (a bounded number of pairs);
+the second encodes that file block by block on all cores (`tt.data.parallel_encode`) into
+the token files of `tt.data.shards`. What does grow with the corpus is de-duplication's
+memory: 8 bytes (one hash) per kept pair, in `tt.data.clean.KeySet`. The dev pairs (at
+most a few thousand) go to `dev.tsv`, the tokenizer beside them.
 
 `manifest.json` is written last; `tt.data.prepared_folder` reads it back and decides
 whether a folder can be reused.
@@ -33,14 +33,14 @@ from tt.data.atomic import write_atomic
 from tt.data.clean import CleaningConfig, CleaningReport, DevPicker, auto_dev_size, clean_pairs, pair_key
 from tt.data.corpus import CorpusSpec, check_spec, read_pairs
 from tt.data.errors import UserError
-from tt.data.parallel_clean import clean_corpus_in_chunks
+from tt.data.parallel_clean import clean_corpus_in_chunks, usable_cores
+from tt.data.parallel_encode import encoded_blocks, encoding_for
 from tt.data.prepared_folder import (
     DEV_FILE, FORMAT, LOCK, MANIFEST, VERSION, PreparedCorpus, PrepareRequest, open_if_valid, request_key, tokenizer_digests,
 )
 from tt.data.shards import TokenWriter, file_digest, id_dtype, length_dtype
-from tt.data.tokenizer import EOS_ID, Tokenizer, measure, train_tokenizer
+from tt.data.tokenizer import Tokenizer, measure, train_tokenizer
 
-ENCODE_CHUNK = 20_000  # pairs per SentencePiece call: big enough for its threads, small in memory
 MEASURE_PAIRS = 5000  # the tokenizer report's sample: the first train pairs
 
 
@@ -146,12 +146,12 @@ def _build(request: PrepareRequest, key: dict, folder: Path, progress: Progress)
         tokenizer, tokenizer_report = train_tokenizer(train_sample, request.tokenizer_config, request.seed)
         del train_sample
     progress.stage("tokenizing", total=report.kept)
-    files, train_pairs, first = _encode(cleaned, held_out, tokenizer, folder, request.cleaning, progress)
-    cleaned.unlink()
+    files, train_pairs = _encode(cleaned, held_out, tokenizer, folder, request.cleaning, progress)
     if not train_pairs:
         raise UserError(f"--dev-size {dev_size} leaves no pairs to train on")
     if tokenizer_report is None:
-        tokenizer_report = measure(tokenizer, first)
+        tokenizer_report = measure(tokenizer, _first_pairs(cleaned, held_out, MEASURE_PAIRS))
+    cleaned.unlink()
     if request.tokenizer is None:
         tokenizer.save(folder)
     write_atomic(folder / DEV_FILE, "".join(f"{s}\t{t}\n" for s, t in dev).encode())
@@ -195,38 +195,41 @@ def _read_dev(spec: CorpusSpec | None) -> tuple[list[int], list[tuple[str, str]]
 
 def _encode(
     cleaned: Path, held_out: set[str], tokenizer: Tokenizer, folder: Path, cleaning: CleaningConfig, progress: Progress
-) -> tuple[dict[str, dict], int, list[tuple[str, str]]]:
-    """Second pass: the cleaned text → token shards. Returns (files, train pairs, the first pairs)."""
+) -> tuple[dict[str, dict], int]:
+    """Second pass: the cleaned text → token shards, on all cores. Returns (files, train pairs)."""
     dtype = id_dtype(max(tokenizer.src_vocab_size, tokenizer.tgt_vocab_size))
     writers = [TokenWriter(folder, side, dtype, length_dtype(cleaning.max_chars)) for side in ("src", "tgt")]
-    threads = max(1, os.cpu_count() or 1)
-    first: list[tuple[str, str]] = []
+    encoding = encoding_for(tokenizer, held_out, dtype, length_dtype(cleaning.max_chars))
     train_pairs = 0
     try:
-        with open(cleaned, encoding="utf-8", newline="\n") as handle:
-            while True:
-                lines = handle.readlines(1 << 21)  # about 2 MB of text at a time
-                if not lines:
-                    break
-                pairs = [line[:-1].split("\t") for line in lines]
-                progress.advance(len(pairs))
-                if held_out:
-                    pairs = [pair for pair in pairs if pair[0] not in held_out]
-                if len(first) < MEASURE_PAIRS:
-                    first.extend(tuple(pair) for pair in pairs[: MEASURE_PAIRS - len(first)])
-                train_pairs += len(pairs)
-                for begin in range(0, len(pairs), ENCODE_CHUNK):
-                    part = pairs[begin : begin + ENCODE_CHUNK]
-                    writers[0].append(tokenizer.src.encode([s for s, _ in part], num_threads=threads), EOS_ID)
-                    writers[1].append(tokenizer.tgt.encode([t for _, t in part], num_threads=threads), EOS_ID)
+        blocks = encoded_blocks(cleaned, encoding, usable_cores())
+        with contextlib.closing(blocks):
+            for block in blocks:
+                writers[0].append(block.src_ids, block.src_lengths)
+                writers[1].append(block.tgt_ids, block.tgt_lengths)
+                train_pairs += block.pairs
+                progress.advance(block.lines)
         files = {}
         for writer in writers:
             files.update(writer.finish())
-        return files, train_pairs, first
+        return files, train_pairs
     except BaseException:
         for writer in writers:
             writer.abandon()
         raise
+
+
+def _first_pairs(cleaned: Path, held_out: set[str], count: int) -> list[tuple[str, str]]:
+    """The first `count` training pairs of the cleaned text (the tokenizer report's sample)."""
+    first: list[tuple[str, str]] = []
+    with open(cleaned, encoding="utf-8", newline="\n") as handle:
+        for line in handle:
+            src, tgt = line[:-1].split("\t")
+            if src not in held_out:
+                first.append((src, tgt))
+                if len(first) == count:
+                    break
+    return first
 
 
 class Reservoir:

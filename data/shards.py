@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -100,19 +99,13 @@ class TokenWriter:
         self.position = 0  # tokens written so far
         self._write("offsets", np.zeros(1, dtype=np.int64))
 
-    def append(self, encoded: list[list[int]], end_id: int) -> None:
-        """Rows as SentencePiece returns them; `end_id` (</s>) is added to each."""
-        if not encoded:
+    def append(self, flat: np.ndarray, lengths: np.ndarray) -> None:
+        """Rows given as all their ids one after the other (each ending in </s>) and their lengths."""
+        if not len(lengths):
             return
-        lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)) + 1
-        flat = np.full(int(lengths.sum()), end_id, dtype=self.dtype)
-        ends = np.cumsum(lengths) - 1
-        body = np.ones(len(flat), dtype=bool)
-        body[ends] = False
-        flat[body] = np.fromiter(chain.from_iterable(encoded), dtype=self.dtype, count=len(flat) - len(encoded))
-        self._write("ids", flat)
-        self._write("offsets", self.position + ends + 1)
-        self._write("lengths", lengths.astype(self.lengths_dtype))
+        self._write("ids", flat.astype(self.dtype, copy=False))
+        self._write("offsets", self.position + np.cumsum(lengths, dtype=np.int64))
+        self._write("lengths", lengths.astype(self.lengths_dtype, copy=False))
         self.position += len(flat)
 
     def _write(self, suffix: str, array: np.ndarray) -> None:
