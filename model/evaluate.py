@@ -1,9 +1,13 @@
 """Scores of translations against references (BLEU and chrF, by sacrebleu), and the dev
 set numbers training watches: dev loss and greedy dev BLEU.
 
-sacrebleu is the field's reference implementation: its default tokenization (13a) and
-settings make our numbers comparable with published ones, and its signature records
-exactly how they were computed. References are used exactly as given.
+sacrebleu is the field's reference implementation: its settings make our numbers
+comparable with published ones, and its signature records exactly how they were computed.
+References are used exactly as given. BLEU counts words, and sacrebleu's default
+tokenization (13a) finds words at spaces and punctuation: a Chinese or Japanese sentence,
+written without spaces, would be one "word" and score next to nothing. So the tokenization
+follows the references' script (`bleu_tokenization`), as sacrebleu's own advice for these
+languages is: 13a, zh for Chinese, char for Japanese and Korean.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ class Scores:
 
 def score_corpus(hypotheses: list[str], references: list[str]) -> Scores:
     assert len(hypotheses) == len(references), "one hypothesis per reference"
-    bleu, chrf = BLEU(), CHRF()
+    bleu, chrf = BLEU(tokenize=bleu_tokenization(references)), CHRF()
     return Scores(
         bleu=bleu.corpus_score(hypotheses, [references]).score,
         chrf=chrf.corpus_score(hypotheses, [references]).score,
@@ -43,11 +47,32 @@ def score_corpus(hypotheses: list[str], references: list[str]) -> Scores:
     )
 
 
-def bleu_signature() -> str:
-    """sacrebleu's signature of the BLEU that `score_corpus` and dev BLEU compute (one
-    reference, sacrebleu's defaults). sacrebleu knows it only after scoring, so score one
-    sentence against itself."""
-    return score_corpus(["signature"], ["signature"]).bleu_signature
+def bleu_tokenization(references: list[str]) -> str:
+    """sacrebleu's tokenization for these references: "zh" where most letters are Chinese
+    characters, "char" where Japanese kana or Korean hangul are common, else "13a"."""
+    letters = cjk = kana_hangul = 0
+    for text in references:
+        for character in text:
+            if character.isalpha():
+                letters += 1
+                code = ord(character)
+                if 0x3040 <= code <= 0x30FF or 0x1100 <= code <= 0x11FF or 0xAC00 <= code <= 0xD7AF:
+                    kana_hangul += 1
+                    cjk += 1
+                elif 0x3400 <= code <= 0x9FFF or 0xF900 <= code <= 0xFAFF or 0x20000 <= code <= 0x3FFFF:
+                    cjk += 1
+    if not letters or cjk < letters / 2:
+        return "13a"
+    return "char" if kana_hangul > cjk / 10 else "zh"
+
+
+def bleu_signature(tokenize: str = "13a") -> str:
+    """sacrebleu's signature of the BLEU that `score_corpus` and dev BLEU compute with this
+    tokenization (one reference, sacrebleu's other defaults). sacrebleu knows it only after
+    scoring, so score one sentence against itself."""
+    bleu = BLEU(tokenize=tokenize)
+    bleu.corpus_score(["signature"], [["signature"]])
+    return str(bleu.get_signature())
 
 
 @dataclass

@@ -104,7 +104,7 @@ def _evaluation(record: dict) -> list[str]:
     on = f"the first {sentences} dev sentences" if isinstance(sentences, int) else "the dev set"
     return [
         f"Dev BLEU {bleu:.2f} (greedy decoding, {on}, at step {step}); chrF was not recorded.", "",
-        f"sacrebleu signature: `{bleu_signature()}`",
+        f"sacrebleu signature: `{bleu_signature(best.get('bleu_tokenize', '13a'))}`",
     ]
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 
-from tt.model.evaluate import average_weights, dev_bleu, evaluate_loss
+from tt.model.evaluate import average_weights, bleu_tokenization, dev_bleu, evaluate_loss
 from tt.model.checkpoint import save_model_folder
 from tt.model.metrics import MetricsLog
 
@@ -21,6 +21,10 @@ class DevSelection:
     @property
     def selects_best(self) -> bool:
         return self.dev is not None and bool(self.dev.references) and self.config.dev_bleu_sentences > 0
+
+    def _bleu_tokenize(self) -> str:
+        """How dev BLEU finds words (recorded with the best score, for the model card's signature)."""
+        return bleu_tokenization(self.dev.references[: self.config.dev_bleu_sentences])
 
     def _evaluate(self) -> dict:
         """Dev loss and BLEU, on rank 0 only (the others wait at the step's agreement).
@@ -35,7 +39,7 @@ class DevSelection:
             bleu = dev_bleu(self.model, self.tokenizer, self.dev, self.config.dev_bleu_sentences)
             self.last_dev["dev_bleu"] = bleu
             if not self.best or bleu > self.best["dev_bleu"]:
-                self.best = {"step": self.step, "dev_bleu": bleu}
+                self.best = {"step": self.step, "dev_bleu": bleu, "bleu_tokenize": self._bleu_tokenize()}
                 self.evaluations_since_best = 0
                 self._checkpoint_written(save_model_folder(self.folder, self.model, self.tokenizer, self.record()))
             else:
@@ -59,5 +63,5 @@ class DevSelection:
         bleu = dev_bleu(averaged, self.tokenizer, self.dev, self.config.dev_bleu_sentences)
         log.write({"step": self.step, "averaged_last": len(self.snapshots), "dev_bleu_averaged": bleu})
         if bleu > self.best.get("dev_bleu", float("-inf")):
-            self.best = {"step": self.step, "dev_bleu": bleu, "averaged_last": len(self.snapshots)}
+            self.best = {"step": self.step, "dev_bleu": bleu, "averaged_last": len(self.snapshots), "bleu_tokenize": self._bleu_tokenize()}
             self._checkpoint_written(save_model_folder(self.folder, averaged, self.tokenizer, self.record()))

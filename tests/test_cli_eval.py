@@ -41,3 +41,29 @@ def test_eval_bad_file(trained_model, tmp_path):
     bad.write_text("只有一列\n", encoding="utf-8")
     result = runner.invoke(app, ["eval", str(bad), "--model", str(trained_model)])
     assert result.exit_code == 1 and f"{bad}:1" in result.stderr
+
+
+# ---- BLEU's tokenization follows the references' script
+
+
+def test_bleu_tokenization_follows_the_script_of_the_references():
+    from tt.model.evaluate import bleu_tokenization
+
+    assert bleu_tokenization(["I have two books.", "Where is the station?"]) == "13a"
+    assert bleu_tokenization(["我有两本书。", "车站在哪里？"]) == "zh"
+    assert bleu_tokenization(["駅はどこですか。", "本を二冊持っています。"]) == "char"
+    assert bleu_tokenization(["역이 어디예요?"]) == "char"
+    assert bleu_tokenization(["The word 书 means book, and 车站 means station."]) == "13a"
+    assert bleu_tokenization([]) == "13a"
+
+
+def test_chinese_references_are_scored_by_character_words():
+    """With 13a a Chinese sentence is one "word": one wrong character would score 0. Split as
+    sacrebleu's zh tokenizer splits, most of the sentence still counts, as sacrebleu itself says."""
+    from tt.model.evaluate import score_corpus
+
+    hypotheses, references = ["我有两本书，他有三本书。"], ["我有两本书，她有三本书。"]
+    scores = score_corpus(hypotheses, references)
+    assert "tok:zh" in scores.bleu_signature
+    assert scores.bleu == BLEU(tokenize="zh").corpus_score(hypotheses, [references]).score > 30
+    assert BLEU().corpus_score(hypotheses, [references]).score < 1

@@ -258,3 +258,6 @@ def test_model_card_reports_a_recorded_dev_bleu_with_its_signature(tiny_config):
     assert "Dev BLEU 27.50 (greedy decoding, the first 500 dev sentences, at step 1200)" in card
     signature = re.search(r"sacrebleu signature: `([^`]*)`", card).group(1)
     assert signature.startswith("nrefs:1|") and "tok:13a" in signature
+    record["best"]["bleu_tokenize"] = "zh"  # a run whose dev references were Chinese
+    card = model_card("en-zh-hf", Transformer(tiny_config), record, [], ("en", "zh"))
+    assert "tok:zh" in re.search(r"sacrebleu signature: `([^`]*)`", card).group(1)
