@@ -173,7 +173,7 @@ def prepare(
     separate_vocab: Annotated[Optional[bool], typer.Option("--separate-vocab", help="One vocabulary per language instead of a joint one.", show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed of the dev split and the tokenizer (use the same for `tt train`).")] = None,
 ):
-    """Clean, split and tokenize a corpus once, into memory-mapped token ids that `tt train` reuses.
+    """Clean, split and tokenize a corpus once, into token id files that `tt train` reuses.
 
     Runs on its own what `tt train` otherwise does first; give `tt train` the same corpus
     options and `--prepared` the same folder. Examples:

@@ -2,7 +2,7 @@
 
 `tt train` (`tt.cli.train_command`) reads the options, takes the folder's lock and prints;
 what it runs is here, in the order it happens: the corpus prepared (by process 0 alone
-under torchrun, the others then mapping the same files), a new model sized to the
+under torchrun, the others then opening the same files), a new model sized to the
 tokenizer, and the trainer with its batch stream, dev set and probe sentences.
 """
 
@@ -29,7 +29,7 @@ from tt.model.transformer import ModelConfig, Transformer
 
 
 def prepare_everywhere(request: PrepareRequest, folder: Path, cluster: Cluster, device: str, progress: Progress) -> PreparedCorpus:
-    """Process 0 prepares (or checks and reuses) the corpus; under torchrun the others then map the same files."""
+    """Process 0 prepares (or checks and reuses) the corpus; under torchrun the others then open the same files."""
     if cluster.is_main:
         try:
             data = prepare(request, folder, progress)
