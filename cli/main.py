@@ -333,7 +333,9 @@ def evaluate(
     json_line: Annotated[bool, typer.Option("--json", help="One JSON line instead of the table.")] = False,
     calibration: Annotated[bool, typer.Option("--calibration", help="Also: under teacher forcing, how often the argmax is right per confidence bin, and the expected calibration error.")] = False,
 ):
-    """Translate a test set and score it with sacrebleu: BLEU and chrF (default tokenization).
+    """Translate a test set and score it with sacrebleu: BLEU and chrF.
+
+    BLEU's tokenization follows the references: zh for Chinese, char for Japanese and Korean, 13a otherwise (the signature in --json says which).
 
     Examples:
 
