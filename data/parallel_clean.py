@@ -51,26 +51,12 @@ def clean_corpus(
     exclude: list[int] | None = None,
     score_key: bytes | None = None,
     workers: int | None = None,
-) -> Iterator[tuple[str, str, int | None]]:
-    """The kept pairs as (src, tgt, DevPicker score of src, or None without `score_key`), in corpus order.
+) -> Iterator[list[tuple[str, str, int | None]]]:
+    """The kept pairs as (src, tgt, DevPicker score of src, or None without `score_key`), in
+    corpus order, in lists of thousands (a caller handles them in bulk, not one call a pair).
 
     `report` counts as they go. Close the iterator (or exhaust it) to stop the workers.
     """
-    chunks = clean_corpus_in_chunks(spec, config, report, exclude, score_key, workers)
-    with contextlib.closing(chunks):  # closing this iterator stops the workers at once
-        for kept in chunks:
-            yield from kept
-
-
-def clean_corpus_in_chunks(
-    spec: CorpusSpec,
-    config: CleaningConfig,
-    report: CleaningReport,
-    exclude: list[int] | None = None,
-    score_key: bytes | None = None,
-    workers: int | None = None,
-) -> Iterator[list[tuple[str, str, int | None]]]:
-    """`clean_corpus`'s pairs in lists of thousands, for a caller that handles them in bulk."""
     check_spec(spec)
     workers = usable_cores() if workers is None else workers
     if workers < 2 or not _worth_parallel(spec):

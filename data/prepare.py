@@ -35,7 +35,7 @@ from tt.data.atomic import write_atomic
 from tt.data.clean import CleaningConfig, CleaningReport, DevPicker, auto_dev_size, clean_pairs, pair_key
 from tt.data.corpus import CorpusSpec, check_spec, read_pairs
 from tt.data.errors import UserError
-from tt.data.parallel_clean import clean_corpus_in_chunks, usable_cores
+from tt.data.parallel_clean import clean_corpus, usable_cores
 from tt.data.parallel_encode import encoded_blocks, encoding_for
 from tt.data.prepared_folder import (
     DEV_FILE, FORMAT, LOCK, MANIFEST, VERSION, PreparedCorpus, PrepareRequest, open_if_valid, request_key, tokenizer_digests,
@@ -121,7 +121,7 @@ def _build(request: PrepareRequest, key: dict, folder: Path, progress: Progress)
     sample = Reservoir(request.tokenizer_config.sample_sentences, request.seed)
     progress.stage(f"cleaning {request.train.describe()}")
     reported = 0
-    chunks = clean_corpus_in_chunks(request.train, request.cleaning, report, exclude, score_key=picker.key)
+    chunks = clean_corpus(request.train, request.cleaning, report, exclude, score_key=picker.key)
     with open(cleaned, "w", encoding="utf-8", newline="\n") as handle, contextlib.closing(chunks):
         for kept in chunks:  # lists of (src, tgt, dev score), cleaned on all cores for a large corpus
             handle.write("".join(f"{src}\t{tgt}\n" for src, tgt, _ in kept))

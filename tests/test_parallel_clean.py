@@ -84,7 +84,7 @@ def three_ways(spec, exclude, workers_here=True):
 
     def one_core():
         report = CleaningReport()
-        return [(s, t) for s, t, _ in parallel_clean.clean_corpus(spec, CONFIG, report, exclude, workers=1)], report
+        return [(s, t) for kept in parallel_clean.clean_corpus(spec, CONFIG, report, exclude, workers=1) for s, t, _ in kept], report
 
     def parallel():
         report = CleaningReport()
@@ -92,7 +92,7 @@ def three_ways(spec, exclude, workers_here=True):
             triples = list(Sieve(report, exclude).run(screened_here(spec, CONFIG, SCORE_KEY)))
         else:
             with contextlib.closing(parallel_clean.clean_corpus(spec, CONFIG, report, exclude, SCORE_KEY, workers=2)) as kept:
-                triples = list(kept)
+                triples = [triple for chunk in kept for triple in chunk]
         assert [score for _, _, score in triples] == [source_score(src) for src, _, _ in triples]
         return [(s, t) for s, t, _ in triples], report
 

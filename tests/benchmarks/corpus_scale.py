@@ -78,7 +78,7 @@ parallel_clean.PARALLEL_MIN_BYTES = 0  # the figure for these workers, whatever 
 start = time.monotonic()
 report, picker, sample = CleaningReport(), DevPicker(1000, 1), Reservoir(300_000, 1)
 with tempfile.TemporaryFile("w", encoding="utf-8") as handle:
-    for kept in parallel_clean.clean_corpus_in_chunks(CorpusSpec(path=corpus), CleaningConfig(), report, [], picker.key, workers):
+    for kept in parallel_clean.clean_corpus(CorpusSpec(path=corpus), CleaningConfig(), report, [], picker.key, workers):
         handle.write("".join(f"{src}\t{tgt}\n" for src, tgt, _ in kept))
         picker.offer_many(kept)
         sample.offer_many(kept)
