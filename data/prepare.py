@@ -31,6 +31,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
+
 from tt.data.atomic import write_atomic
 from tt.data.clean import CleaningConfig, CleaningReport, DevPicker, auto_dev_size, clean_pairs, pair_key
 from tt.data.corpus import CorpusSpec, check_spec, read_pairs
@@ -148,7 +150,9 @@ def _build(request: PrepareRequest, key: dict, folder: Path, progress: Progress)
         tokenizer, tokenizer_report = train_tokenizer(train_sample, request.tokenizer_config, request.seed)
         del train_sample
     progress.stage("tokenizing", total=report.kept)
-    files, train_pairs = _encode(cleaned, held_out, tokenizer, folder, request.cleaning, progress)
+    dtype = id_dtype(max(tokenizer.src_vocab_size, tokenizer.tgt_vocab_size))
+    lengths_dtype = length_dtype(request.cleaning.max_chars)
+    files, train_pairs = _encode(cleaned, held_out, tokenizer, folder, dtype, lengths_dtype, progress)
     if not train_pairs:
         raise UserError(f"--dev-size {dev_size} leaves no pairs to train on")
     if tokenizer_report is None:
@@ -170,8 +174,8 @@ def _build(request: PrepareRequest, key: dict, folder: Path, progress: Progress)
         "tokenizer_config": None if request.tokenizer else asdict(request.tokenizer_config),
         "tokenizer_files": tokenizer_digests(tokenizer),
         "tokenizer_report": asdict(tokenizer_report),
-        "dtype": id_dtype(max(tokenizer.src_vocab_size, tokenizer.tgt_vocab_size)).name,
-        "lengths_dtype": length_dtype(request.cleaning.max_chars).name,
+        "dtype": dtype.name,
+        "lengths_dtype": lengths_dtype.name,
         "files": files,
     }
     write_atomic(folder / MANIFEST, (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode())
@@ -210,12 +214,12 @@ def _read_dev(spec: CorpusSpec | None) -> tuple[list[int], list[tuple[str, str]]
 
 
 def _encode(
-    cleaned: Path, held_out: set[str], tokenizer: Tokenizer, folder: Path, cleaning: CleaningConfig, progress: Progress
+    cleaned: Path, held_out: set[str], tokenizer: Tokenizer, folder: Path, dtype: np.dtype, lengths_dtype: np.dtype,
+    progress: Progress,
 ) -> tuple[dict[str, dict], int]:
     """Second pass: the cleaned text → token shards, on all cores. Returns (files, train pairs)."""
-    dtype = id_dtype(max(tokenizer.src_vocab_size, tokenizer.tgt_vocab_size))
-    writers = [TokenWriter(folder, side, dtype, length_dtype(cleaning.max_chars)) for side in ("src", "tgt")]
-    encoding = encoding_for(tokenizer, held_out, dtype, length_dtype(cleaning.max_chars))
+    writers = [TokenWriter(folder, side, dtype, lengths_dtype) for side in ("src", "tgt")]
+    encoding = encoding_for(tokenizer, held_out, dtype, lengths_dtype)
     train_pairs = 0
     try:
         blocks = encoded_blocks(cleaned, encoding, usable_cores())
