@@ -13,6 +13,9 @@ the token files of `tt.data.shards`. What does grow with the corpus is de-duplic
 memory: 8 bytes (one hash) per kept pair, in `tt.data.clean.KeySet`. The dev pairs (at
 most a few thousand) go to `dev.tsv`, the tokenizer beside them.
 
+A corpus of 16 MB or more is prepared in a process of its own (`tt.data.own_process`):
+what preparation allocated and freed would otherwise stay with the process that trains.
+
 `manifest.json` is written last; `tt.data.prepared_folder` reads it back and decides
 whether a folder can be reused.
 """
@@ -38,6 +41,7 @@ from tt.data.clean import CleaningConfig, CleaningReport, DevPicker, auto_dev_si
 from tt.data.corpus import CorpusSpec, check_spec, read_pairs
 from tt.data.errors import UserError
 from tt.data.parallel_clean import clean_corpus, usable_cores
+from tt.data.own_process import run_apart
 from tt.data.parallel_encode import encoded_blocks, encoding_for
 from tt.data.prepared_folder import (
     DEV_FILE, FORMAT, LOCK, MANIFEST, VERSION, PreparedCorpus, PrepareRequest, open_if_valid, request_key, tokenizer_digests,
@@ -46,6 +50,7 @@ from tt.data.shards import TokenWriter, file_digest, id_dtype, length_dtype
 from tt.data.tokenizer import Tokenizer, measure, train_tokenizer
 
 MEASURE_PAIRS = 5000  # the tokenizer report's sample: the first train pairs
+APART_MIN_BYTES = 16 << 20  # larger corpora are prepared in a process of their own (`tt.data.own_process`)
 
 
 class Progress:
@@ -78,7 +83,16 @@ def prepare(request: PrepareRequest, folder: Path, progress: Progress | None = N
         (folder / MANIFEST).unlink(missing_ok=True)  # from here on, the folder is not valid until we finish
         for stale in folder.glob(".*.tmp-*"):  # a killed preparation's leftovers
             stale.unlink(missing_ok=True)
-        return _build(request, key, folder, progress)
+        if not _large(key):
+            return _build(request, key, folder, progress)
+        # Training then starts on a clean heap; small corpora skip the new process's start.
+        tokenizer_files = request.tokenizer.to_files() if request.tokenizer else None
+        run_apart(_build_apart, (_with(request, None), tokenizer_files, key, folder), progress)
+        found = open_if_valid(folder, request, key, verify=False)
+        if not isinstance(found, PreparedCorpus):
+            raise UserError(f"{folder}: {found or 'no manifest'} right after preparing")
+        found.reused = False
+        return found
 
 
 # ---- building
@@ -100,7 +114,7 @@ def _building(folder: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_EX)  # another process preparing here: wait for it
         yield
     except BaseException:
-        for ours in folder.glob(f".*.tmp-{os.getpid()}"):
+        for ours in folder.glob(".*.tmp-*"):  # the lock held: ours, or the preparing process's
             ours.unlink(missing_ok=True)
         if created:
             lock.close()
@@ -111,6 +125,19 @@ def _building(folder: Path) -> Iterator[None]:
         with contextlib.suppress(OSError):
             if created and folder.exists() and [p.name for p in folder.iterdir()] == [LOCK]:
                 shutil.rmtree(folder, ignore_errors=True)
+
+
+def _large(key: dict) -> bool:
+    return sum(file["bytes"] for file in key["train"]["files"]) >= APART_MIN_BYTES
+
+
+def _build_apart(
+    request: PrepareRequest, tokenizer_files: dict[str, bytes] | None, key: dict, folder: Path, progress: Progress,
+) -> None:
+    """`_build` in the preparing process: the tokenizer crosses to it as its files' bytes."""
+    if tokenizer_files is not None:
+        request = _with(request, Tokenizer.from_files(tokenizer_files))
+    _build(request, key, folder, progress)
 
 
 def _build(request: PrepareRequest, key: dict, folder: Path, progress: Progress) -> PreparedCorpus:
@@ -189,17 +216,17 @@ def _build(request: PrepareRequest, key: dict, folder: Path, progress: Progress)
 def _give_back_freed_memory() -> None:
     """Hand the memory preparation freed back to the system before training starts.
 
-    Preparation frees hundreds of MB in pieces (the tokenizer's sample and SentencePiece's
-    work, de-duplication's arrays); the allocator keeps them for reuse, and training would
-    then peak that much higher (measured at 1M pairs: 290 MB still held after preparing,
-    105 MB after this). glibc's malloc_trim returns them; elsewhere this does nothing.
+    A large corpus is prepared in a process of its own, whose memory goes with it; a small
+    one here, where the allocator would keep what preparation freed (the tokenizer's
+    sample, SentencePiece's work) for reuse. glibc's malloc_trim returns it; elsewhere
+    this does nothing.
     """
     gc.collect()
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-def _with(request: PrepareRequest, tokenizer: Tokenizer) -> PrepareRequest:
+def _with(request: PrepareRequest, tokenizer: Tokenizer | None) -> PrepareRequest:
     return PrepareRequest(**{**request.__dict__, "tokenizer": tokenizer})
 
 

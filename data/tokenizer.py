@@ -116,6 +116,14 @@ class Tokenizer:
         return {"tokenizer.src.model": self.src, "tokenizer.tgt.model": self.tgt}
 
     @classmethod
+    def from_files(cls, files: dict[str, bytes]) -> "Tokenizer":
+        """The tokenizer `to_files` gave the bytes of."""
+        if "tokenizer.model" in files:
+            model = _from_bytes(files["tokenizer.model"], "tokenizer.model")
+            return cls(model, model, joint=True)
+        return cls(*(_from_bytes(files[name], name) for name in ("tokenizer.src.model", "tokenizer.tgt.model")), joint=False)
+
+    @classmethod
     def load(cls, folder: Path) -> "Tokenizer":
         joint_file = folder / "tokenizer.model"
         if joint_file.exists():
