@@ -6,8 +6,11 @@
 For each size, writes a corpus of that many Tatoeba zh-en pairs (sentences reused with a
 running eight-digit number appended to both sides, so nothing is a duplicate) into a temporary folder,
 then measures with the defaults a user gets:
-- `tt train CORPUS --max-steps 30` on a fresh folder: peak RSS (the process's own maximum
-  resident set, from getrusage of the child) and wall time to the end of step 30;
+- `tt train CORPUS --max-steps 30` on a fresh folder: peak RSS, both the largest process's
+  own maximum resident set (getrusage of the children) and all of the run's processes added
+  up (sampled every 0.1 s; pages shared between processes count in each, so an upper bound:
+  a large corpus is prepared in a process of its own, with workers),
+  and wall time to the end of step 30;
 - the same again with --overwrite, where the prepared data is reused: seconds until the
   training loop starts (the "training … parameters" line) and peak RSS;
 - preparation in pairs per second (cleaning, tokenizer training and tokenizing): the pairs
@@ -36,13 +39,45 @@ DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "tatoeba-cmn-en
 TT = [sys.executable, "-m", "tt.cli"]
 
 # Runs a command and prints its peak RSS (KiB on Linux) and, for each stderr line, when it came.
+# Two peaks: the largest process's own (getrusage of the children: tt train, and those of its
+# helpers that it waited for), and the whole process tree's RSS added up, sampled every 0.1 s
+# (tt train, the process preparing a large corpus, their worker processes).
 RUN = r"""
-import json, resource, subprocess, sys, time
+import json, os, resource, subprocess, sys, threading, time
+
+def tree(pid):
+    pids = [pid]
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as handle:
+                for child in handle.read().split():
+                    pids += tree(int(child))
+    except OSError:
+        pass
+    return pids
+
+def rss_kib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            return next((int(line.split()[1]) for line in handle if line.startswith("VmRSS")), 0)
+    except OSError:
+        return 0
+
 start = time.monotonic()
 process = subprocess.Popen(sys.argv[1:], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+tree_peak = [0]
+
+def sample():
+    while process.poll() is None:
+        tree_peak[0] = max(tree_peak[0], sum(rss_kib(pid) for pid in tree(process.pid)))
+        time.sleep(0.1)
+
+sampler = threading.Thread(target=sample)
+sampler.start()
 lines = [(round(time.monotonic() - start, 2), line.rstrip()) for line in process.stderr]
 code = process.wait()
-print(json.dumps({"code": code, "seconds": time.monotonic() - start, "lines": lines,
+sampler.join()
+print(json.dumps({"code": code, "seconds": time.monotonic() - start, "lines": lines, "tree_peak_kib": tree_peak[0],
                   "peak_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))
 """
 
@@ -102,6 +137,10 @@ def first_pass(work: Path, sizes: list[int]) -> None:
             print(f"| {pairs:,} | {workers} | {result['read'] / result['seconds']:,.0f} | {result['seconds']:.1f} |", flush=True)
 
 
+def gb(kib: int) -> str:
+    return f"{kib / 2**20:.2f}"
+
+
 def started_at(result: dict) -> float:
     return next(t for t, line in result["lines"] if line.startswith("training ") and "parameters" in line)
 
@@ -120,7 +159,8 @@ def main() -> None:
             work.mkdir(parents=True, exist_ok=True)
             first_pass(work, args.pairs)
         return
-    print("| pairs | prepare (pairs/s) | peak RSS, first run | wall to step 30 | start on prepared data | peak RSS, prepared |")
+    print("| pairs | prepare (pairs/s) | peak RSS, first run (largest process / all at once) | wall to step 30 "
+          "| start on prepared data | peak RSS, prepared (largest / all) |")
     print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as temporary:
         work = args.keep or Path(temporary)
@@ -137,8 +177,8 @@ def main() -> None:
             # second's, which reused the prepared data (start-up and model set-up cancel out).
             rate = pairs / max(started_at(first) - started_at(again), 1e-9)
             print(
-                f"| {pairs:,} | {rate:,.0f} | {first['peak_kib'] / 2**20:.2f} GB | {first['seconds']:.0f} s "
-                f"| {started_at(again):.1f} s | {again['peak_kib'] / 2**20:.2f} GB |",
+                f"| {pairs:,} | {rate:,.0f} | {gb(first['peak_kib'])} / {gb(first['tree_peak_kib'])} GB | {first['seconds']:.0f} s "
+                f"| {started_at(again):.1f} s | {gb(again['peak_kib'])} / {gb(again['tree_peak_kib'])} GB |",
                 flush=True,
             )
 
