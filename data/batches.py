@@ -107,7 +107,8 @@ def plan_epoch(
         # one radix sort, and the sorted lengths read off the sorted keys.
         key = (tgt_lengths.astype(np.uint16) << 8) | src_lengths
         order = order[np.argsort(key[order], kind="stable")]
-        key = np.sort(key)
+        # The keys in sorted order without sorting them: each value as often as it occurs.
+        key = np.repeat(np.arange(1 << 16, dtype=np.uint16), np.bincount(key, minlength=1 << 16))
         src_sorted, tgt_sorted = key & 0xFF, key >> 8
     else:
         order = order[np.argsort(src_lengths[order], kind="stable")]
