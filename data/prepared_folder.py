@@ -158,7 +158,7 @@ def open_if_valid(folder: Path, request: PrepareRequest, key: dict, verify: bool
     if reason is not None:
         return reason
     try:
-        tokenizer = request.tokenizer or Tokenizer.load(folder)
+        tokenizer = request.tokenizer or Tokenizer.load(folder, list(manifest["tokenizer_files"]))
         rows = manifest["train_pairs"]
         src = open_tokens(folder, "src", manifest["dtype"], manifest["lengths_dtype"], rows)
         tgt = open_tokens(folder, "tgt", manifest["dtype"], manifest["lengths_dtype"], rows)

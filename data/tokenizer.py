@@ -30,6 +30,7 @@ PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 _CONTROL_TO_SPACE = {c: " " for c in [*range(0x20), 0x7F, 0x85, 0x2028, 0x2029]}
 BYTE_PIECES = 256  # with byte fallback every byte value owns a piece
 SPECIAL_PIECES = 4
+SEPARATE_FILES = ("tokenizer.src.model", "tokenizer.tgt.model")  # one model per language; a joint one is tokenizer.model
 
 
 @dataclass
@@ -113,25 +114,25 @@ class Tokenizer:
     def _files(self) -> dict[str, spm.SentencePieceProcessor]:
         if self.joint:
             return {"tokenizer.model": self.tgt}
-        return {"tokenizer.src.model": self.src, "tokenizer.tgt.model": self.tgt}
+        return dict(zip(SEPARATE_FILES, (self.src, self.tgt)))
 
     @classmethod
-    def from_files(cls, files: dict[str, bytes]) -> "Tokenizer":
-        """The tokenizer `to_files` gave the bytes of."""
+    def from_files(cls, files: dict[str, bytes], folder: Path = Path()) -> "Tokenizer":
+        """The tokenizer `to_files` gave the bytes of (`folder` names them in errors)."""
         if "tokenizer.model" in files:
-            model = _from_bytes(files["tokenizer.model"], "tokenizer.model")
+            model = _from_bytes(files["tokenizer.model"], str(folder / "tokenizer.model"))
             return cls(model, model, joint=True)
-        return cls(*(_from_bytes(files[name], name) for name in ("tokenizer.src.model", "tokenizer.tgt.model")), joint=False)
+        return cls(*(_from_bytes(files[name], str(folder / name)) for name in SEPARATE_FILES), joint=False)
 
     @classmethod
-    def load(cls, folder: Path) -> "Tokenizer":
-        joint_file = folder / "tokenizer.model"
-        if joint_file.exists():
-            model = load_sentencepiece(joint_file)
-            return cls(model, model, joint=True)
-        src_file, tgt_file = folder / "tokenizer.src.model", folder / "tokenizer.tgt.model"
-        if src_file.exists() and tgt_file.exists():
-            return cls(load_sentencepiece(src_file), load_sentencepiece(tgt_file), joint=False)
+    def load(cls, folder: Path, names: Sequence[str] | None = None) -> "Tokenizer":
+        """The tokenizer in `folder`: the joint model if there is one, else the two separate
+        ones; or exactly the files `names` (a prepared folder's manifest lists them, so that a
+        file left from an earlier preparation is never taken instead)."""
+        layouts = [("tokenizer.model",), SEPARATE_FILES]
+        for layout in layouts if names is None else [tuple(names)]:
+            if layout in layouts and all((folder / name).exists() for name in layout):
+                return cls.from_files({name: _read(folder / name) for name in layout}, folder)
         raise UserError(f"{folder}: no tokenizer.model in the model folder")
 
 
@@ -191,11 +192,14 @@ _BYTE_PIECE = re.compile(r"<0x[0-9A-F]{2}>")
 
 
 def load_sentencepiece(path: Path) -> spm.SentencePieceProcessor:
+    return _from_bytes(_read(path), str(path))
+
+
+def _read(path: Path) -> bytes:
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except OSError as err:
         raise UserError(f"{path}: cannot read ({err.strerror})") from None
-    return _from_bytes(data, str(path))
 
 
 def _from_bytes(data: bytes, where: str) -> spm.SentencePieceProcessor:

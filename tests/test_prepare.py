@@ -200,6 +200,18 @@ def test_a_changed_corpus_or_option_is_not_reused(corpus, tmp_path):
     assert not changed.reused and "corpus changed" in notes.notes[-1]
 
 
+
+def test_a_folder_rebuilt_with_separate_vocabularies_never_reads_the_old_joint_one(corpus, tmp_path):
+    """The joint tokenizer.model of the first preparation stays in the folder; the manifest
+    says which files are the tokenizer now, on the rebuild and on every reuse after it."""
+    folder = tmp_path / "prepared"
+    assert prepare(request_for(corpus), folder).tokenizer.joint
+    separate = TokenizerConfig(vocab_size=300, joint=False)
+    rebuilt = prepare(request_for(corpus, tokenizer_config=separate), folder)
+    reused = prepare(request_for(corpus, tokenizer_config=separate), folder)
+    assert (folder / "tokenizer.model").exists() and reused.reused
+    assert not rebuilt.tokenizer.joint and not reused.tokenizer.joint
+
 def test_the_dev_split_does_not_depend_on_the_corpus_size(tmp_path):
     """A pair held out of a corpus stays held out of a longer one with the same dev size."""
     small = write_tsv(tmp_path / "small.tsv", numbered_pairs(1200))
