@@ -83,12 +83,13 @@ def prepare(request: PrepareRequest, folder: Path, progress: Progress | None = N
         (folder / MANIFEST).unlink(missing_ok=True)  # from here on, the folder is not valid until we finish
         for stale in folder.glob(".*.tmp-*"):  # a killed preparation's leftovers
             stale.unlink(missing_ok=True)
-        if not _large(key):
-            return _build(request, key, folder, progress)
-        # Training then starts on a clean heap; small corpora skip the new process's start.
-        tokenizer_files = request.tokenizer.to_files() if request.tokenizer else None
-        run_apart(_build_apart, (_with(request, None), tokenizer_files, key, folder), progress)
-        found = open_if_valid(folder, request, key, verify=False)
+        if _large(key):  # training then starts on a clean heap; small corpora skip the new process's start
+            tokenizer_files = request.tokenizer.to_files() if request.tokenizer else None
+            run_apart(_build_apart, (_with(request, None), tokenizer_files, key, folder), progress)
+        else:
+            _build(request, key, folder, progress)
+            _give_back_freed_memory()
+        found = open_if_valid(folder, request, key, verify=False)  # a trained tokenizer: read back from the folder
         if not isinstance(found, PreparedCorpus):
             raise UserError(f"{folder}: {found or 'no manifest'} right after preparing")
         found.reused = False
@@ -140,7 +141,7 @@ def _build_apart(
     _build(request, key, folder, progress)
 
 
-def _build(request: PrepareRequest, key: dict, folder: Path, progress: Progress) -> PreparedCorpus:
+def _build(request: PrepareRequest, key: dict, folder: Path, progress: Progress) -> None:
     """Build the folder's files, the lock held (`_building`); the manifest last."""
     exclude, dev_pairs = _read_dev(request.dev)
     cleaned = folder / f".cleaned.tsv.tmp-{os.getpid()}"
@@ -206,15 +207,10 @@ def _build(request: PrepareRequest, key: dict, folder: Path, progress: Progress)
         "files": files,
     }
     write_atomic(folder / MANIFEST, (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode())
-    found = open_if_valid(folder, request if request.tokenizer else _with(request, tokenizer), key, verify=False)
-    assert isinstance(found, PreparedCorpus), found
-    found.reused = False
-    _give_back_freed_memory()
-    return found
 
 
 def _give_back_freed_memory() -> None:
-    """Hand the memory preparation freed back to the system before training starts.
+    """Hand the memory preparation freed in this process back to the system before training starts.
 
     A large corpus is prepared in a process of its own, whose memory goes with it; a small
     one here, where the allocator would keep what preparation freed (the tokenizer's
