@@ -94,9 +94,10 @@ def plan_epoch(
     The sort is a shuffle followed by two stable sorts, source length then target length
     (a radix sort: a few linear passes over 16-bit keys). For ten million pairs the whole
     plan took about 2 s and 4 bytes per pair kept (the order), where a lexsort with a
-    random tie-break column took 3.8 s, 28 bytes per pair at its peak and 8 kept. The random numbers come from numpy's
-    `default_rng(seed)` (the shuffle) and Python's `random.Random(seed)` (the order of
-    the batches), so a plan is the same whichever way the lengths are held.
+    random tie-break column took 3.8 s, 28 bytes per pair at its peak and 8 kept. The
+    random numbers come from numpy's `default_rng(seed)` (the shuffle) and Python's
+    `random.Random(seed)` (the order of the batches), so a plan is the same whichever way
+    the lengths are held.
     """
     src_lengths, tgt_lengths = _narrow(src_lengths), _narrow(tgt_lengths)
     n = len(src_lengths)

@@ -92,8 +92,9 @@ def adamw(parameters, lr: float, weight_decay: float) -> torch.optim.AdamW:
     The same update, in one pass over all the weights instead of a handful of tensor
     operations per weight: on 2 CPU cores, 7 ms a step instead of 24-36 ms for the 7.6 M
     weights of the reference shape, 1-2 % of a 4,096-token step there (too little to see
-    in 25-second timings, whose noise is ±7 %). Resuming keeps whichever kind the run was saved with
-    (the choice is part of the saved param_groups), so a resumed run stays bit-for-bit.
+    in 25-second timings, whose noise is ±7 %). Resuming keeps whichever kind the run was
+    saved with (the choice is part of the saved param_groups), so a resumed run stays
+    bit-for-bit.
     """
     parameters = list(parameters)
     settings = dict(lr=lr, betas=(0.9, 0.98), eps=1e-9, weight_decay=weight_decay)
