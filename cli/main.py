@@ -239,7 +239,7 @@ def translate(
 
       tt translate --file zh.txt --output en.txt --model zh-en
     """
-    from tt.cli.translate_command import run_translate
+    from tt.cli.translate_command import run_translate, translate_quickly
 
     check_decoding(beam, n_best, precision, batch_size, length_penalty)
     if probs and (beam > 1 or n_best > 1):
@@ -251,11 +251,6 @@ def translate(
         raise UserError("--top-k must be at least 1")
     if texts and file:
         raise UserError("give sentences as arguments or --file, not both")
-    from tt.model.translator import AttentionView, Search
-    from tt.model.decode import DecodeConfig
-    from tt.model.beam import BeamConfig
-    from tt.model.sampling import Sampler
-
     sampling = sample or n > 1 or top_k_sampling is not None or top_p is not None
     if sampling and (beam > 1 or n_best > 1):
         raise UserError("choose sampling (--sample, --n) or beam search (--beam, --n-best), not both")
@@ -278,6 +273,16 @@ def translate(
         raise UserError("sampling needs --n ≥ 1, --top-k-sampling ≥ 1 and 0 < --top-p ≤ 1")
     if prefix is not None and (beam > 1 or n_best > 1):
         raise UserError("--prefix works with greedy decoding and sampling, not --beam")
+    plain = not (file or probs or json_lines or lens or show_attention or step or sampling or prefix is not None)
+    if texts and plain and beam == 1 and n_best == 1 and precision == "fp32" and device in ("auto", "cpu"):
+        # The quick path: a few sentences, plain greedy output, answered without importing torch.
+        if translate_quickly(model_folder(model), texts, output):
+            return
+    from tt.model.translator import AttentionView, Search
+    from tt.model.decode import DecodeConfig
+    from tt.model.beam import BeamConfig
+    from tt.model.sampling import Sampler
+
     config = DecodeConfig(batch_size=batch_size, precision=decoding_precision(precision, device), device=device)
     search = Search(
         beam=BeamConfig(beam=max(beam, n_best), alpha=length_penalty, n_best=n_best),
@@ -300,7 +305,7 @@ def check_decoding(beam: int, n_best: int, precision: str, batch_size: int, leng
         raise UserError("--beam must be at least 1")
     if n_best < 1:
         raise UserError("--n-best must be at least 1")
-    from tt.model.device import check_precision
+    from tt.model.decode_config import check_precision
 
     check_precision(precision)
     if batch_size < 1:

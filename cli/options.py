@@ -22,7 +22,7 @@ from tt.data.corpus import CorpusSpec, read_bytes
 from tt.data.errors import UserError
 from tt.data.tokenizer import TokenizerConfig
 from tt.model.configs import check_model_config, check_seed, has_type
-from tt.model.device import check_device, check_precision
+from tt.model.decode_config import check_device, check_precision
 from tt.cli.durations import parse_duration
 from tt.model.train import TrainConfig
 from tt.model.transformer import ModelConfig

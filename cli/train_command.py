@@ -33,9 +33,8 @@ from tt.data.corpus import CorpusSpec
 from tt.data.errors import UserError
 from tt.data.prepared_folder import PreparedCorpus, PrepareRequest
 from tt.data.tokenizer import TokenizerConfig
-from tt.model.checkpoint import (
-    CONFIG, STATE_TENSORS, is_model_folder, load_model_folder, read_json,
-)
+from tt.model.checkpoint import STATE_TENSORS, is_model_folder, load_model_folder
+from tt.model.model_record import CONFIG, read_json
 from tt.model.marian_folder import is_marian_folder
 from tt.model.run_folder import FolderLock
 from tt.model.configs import config_from_dict

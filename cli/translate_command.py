@@ -4,6 +4,9 @@ stdout holds exactly one translation per input line (empty lines stay empty), or
 object per line with --json, or tables with --probs, --lens (the logit lens) and
 --attention (a cross-attention heatmap). --output is written to a temporary
 file and renamed at the end: an interrupted run never leaves half a file.
+
+Sentences given as arguments, with nothing but plain greedy decoding asked for, take the
+quick path: the same model in NumPy (tt.model.numpy_model), without importing torch.
 """
 
 from __future__ import annotations
@@ -12,17 +15,18 @@ import json
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator, TextIO
+from typing import TYPE_CHECKING, BinaryIO, Iterable, Iterator, TextIO
 
 from rich.console import Console
 from rich.markup import escape
 
-from tt.cli.heatmap import attention_heatmap
-from tt.cli.tables import lens_table, probability_table
-from tt.model.translator import AttentionView, Search, Translator, chunks, to_json
 from tt.data.atomic import atomic_text, check_output
 from tt.data.corpus import open_binary
-from tt.model.decode import DecodeConfig
+from tt.model.decode_config import DecodeConfig
+from tt.model.translation import Translation
+
+if TYPE_CHECKING:
+    from tt.model.translator import AttentionView, Search
 
 warnings = Console(stderr=True, soft_wrap=True)  # one line each, even in a pipe
 
@@ -32,6 +36,8 @@ def run_translate(
     lens: bool = False, view: AttentionView | None = None,
 ) -> None:
     """`view` (not None) asks for cross-attention; `lens` for each decoder layer's guess."""
+    from tt.model.translator import Translator
+
     if output is not None:
         check_output(output)
     if file is not None:
@@ -71,7 +77,40 @@ def input_lines(stream: BinaryIO, name: str) -> Iterator[str]:
                 yield raw.decode("utf-8", errors="replace")
 
 
+def translate_quickly(folder: Path, texts: list[str], output: Path | None) -> bool:
+    """Plain greedy translations of `texts` without torch (tt.model.numpy_model), written as
+    the full path writes them; False, with nothing written, where the model needs the full path."""
+    from tt.model.numpy_model import open_quick_model
+
+    if output is not None:
+        check_output(output)
+    translator = open_quick_model(folder)
+    if translator is None:
+        return False
+    results = translator.translate([text.rstrip("\r\n") for text in texts])  # as chunks() gives them
+    for number, result in enumerate(results, start=1):
+        warn_if_truncated(result, number)
+    if output is None:
+        sys.stdout.write("".join(result.translation + "\n" for result in results))
+    else:
+        with atomic_text(output) as handle:
+            handle.write("".join(result.translation + "\n" for result in results))
+    return True
+
+
+def warn_if_truncated(result: Translation, line_number: int) -> None:
+    if result.truncated_from is not None:
+        warnings.print(
+            f"[yellow]warning:[/] input line {line_number}: {result.truncated_from:,} source pieces, "
+            f"more than the model's {len(result.src_pieces):,}: only the start is translated"
+        )
+
+
 def _translate_to(handle: TextIO, translator, lines, config, search, probs, k, json_lines, lens=False, view=None) -> None:
+    from tt.cli.heatmap import attention_heatmap
+    from tt.cli.tables import lens_table, probability_table
+    from tt.model.translator import chunks, to_json
+
     tables = probs or lens or view is not None
     console = Console(file=handle) if tables else None
     inspect = probs or json_lines
@@ -82,11 +121,7 @@ def _translate_to(handle: TextIO, translator, lines, config, search, probs, k, j
     for chunk in chunks(lines, config.batch_size):
         results = translator.translate(chunk, config, inspect=inspect, attention=attention, lens=lens, search=search)
         for offset, result in enumerate(results):
-            if result.truncated_from is not None:
-                warnings.print(
-                    f"[yellow]warning:[/] input line {first_index + offset + 1}: {result.truncated_from:,} source pieces, "
-                    f"more than the model's {len(result.src_pieces):,}: only the start is translated"
-                )
+            warn_if_truncated(result, first_index + offset + 1)
             if json_lines:
                 record = to_json(result, translator, k, view)
                 if search.outputs > 1:
@@ -110,6 +145,8 @@ def _translate_to(handle: TextIO, translator, lines, config, search, probs, k, j
 
 
 def _interactive(folder: Path, probs, k, json_lines, config, search, lens, view) -> None:
+    from tt.model.translator import Translator
+
     stderr = Console(stderr=True)
     translator = Translator(folder, config.device)
     if view is not None:

@@ -30,14 +30,11 @@ from safetensors.torch import load_file, load_model
 from safetensors.torch import save as safetensors_bytes
 
 from tt.data.atomic import write_atomic
-from tt.data.corpus import read_bytes
 from tt.data.errors import UserError
 from tt.data.tokenizer import Tokenizer
-from tt.model.configs import check_model_config, config_from_dict
+from tt.model.model_record import CONFIG, WEIGHTS, read_model_record
 from tt.model.transformer import ModelConfig, Transformer, tied_names
 
-WEIGHTS = "model.safetensors"
-CONFIG = "config.json"
 STATE_TENSORS = "train_state.safetensors"
 METRICS = "metrics.jsonl"
 # A new run's metrics until its first checkpoint: then renamed to metrics.jsonl, so a run
@@ -49,16 +46,6 @@ RUN_FILES = (WEIGHTS, CONFIG, METRICS, STATE_TENSORS, *TOKENIZER_FILES)
 
 def write_json(path: Path, record: dict) -> None:
     write_atomic(path, (json.dumps(record, indent=2, ensure_ascii=False) + "\n").encode())
-
-
-def read_json(path: Path) -> dict:
-    try:
-        record = json.loads(read_bytes(path))
-    except (ValueError, RecursionError) as err:  # bad JSON or UTF-8, a 5000-digit number, [[[[…
-        raise UserError(f"{path}: not valid JSON ({str(err)[:120]})") from None
-    if not isinstance(record, dict):
-        raise UserError(f"{path}: expected a JSON object")
-    return record
 
 
 # ---- weights: model.safetensors
@@ -108,22 +95,7 @@ def load_model_folder(folder: Path) -> tuple[Transformer, Tokenizer, dict]:
     against the config and the file's tensor shapes against the config, all before the
     model's memory is allocated; the weights are then checked against their checksum.
     """
-    if not folder.exists():
-        raise UserError(f"{folder}: no such model folder (train one with `tt train`, or pass --model)")
-    if not folder.is_dir():
-        raise UserError(f"{folder}: not a folder (--model takes the folder `tt train` wrote)")
-    if not (folder / WEIGHTS).exists():
-        raise UserError(f"{folder}: no {WEIGHTS} here; is this a tt model folder?")
-    record = read_json(folder / CONFIG)
-    where = f"{folder / CONFIG}: model"
-    model_config = config_from_dict(ModelConfig, record.get("model"), where)
-    check_model_config(model_config, where)
-    tokenizer = Tokenizer.load(folder)
-    if (tokenizer.src_vocab_size, tokenizer.tgt_vocab_size) != (model_config.src_vocab_size, model_config.tgt_vocab_size):
-        raise UserError(
-            f"{folder}: the tokenizer has {tokenizer.src_vocab_size}/{tokenizer.tgt_vocab_size} pieces but config.json "
-            f"says {model_config.src_vocab_size}/{model_config.tgt_vocab_size}"
-        )
+    model_config, tokenizer, record = read_model_record(folder)
     check_shapes(folder / WEIGHTS, model_config)
     model = Transformer(model_config)
     load_weights(folder / WEIGHTS, model)

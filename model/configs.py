@@ -13,7 +13,7 @@ from dataclasses import fields
 from typing import Any, TypeVar
 
 from tt.data.errors import UserError
-from tt.model.transformer import ACTIVATIONS, ModelConfig
+from tt.model.model_config import ACTIVATION_NAMES, ModelConfig
 
 Config = TypeVar("Config")
 
@@ -87,8 +87,8 @@ def check_model_config(config: ModelConfig, where: str | None = None) -> None:
         raise UserError(f"{name('dropout')} must be in [0, 1)")
     if config.tie_embeddings and config.src_vocab_size != config.tgt_vocab_size:
         raise UserError(f"{name('tie_embeddings')}: tied embeddings need equal source and target vocabularies")
-    if config.activation not in ACTIVATIONS:
-        raise UserError(f"{name('activation')} must be one of {', '.join(ACTIVATIONS)}, not {config.activation!r}")
+    if config.activation not in ACTIVATION_NAMES:
+        raise UserError(f"{name('activation')} must be one of {', '.join(ACTIVATION_NAMES)}, not {config.activation!r}")
     for field in ("pad_id", "start_id", "eos_id"):
         if not 0 <= getattr(config, field) < min(config.src_vocab_size, config.tgt_vocab_size):
             raise UserError(f"{name(field)} = {getattr(config, field)} is not an id of the vocabulary")

@@ -25,19 +25,10 @@ import torch
 
 from tt.data.batches import pad
 from tt.model.attention import KVCache
+from tt.model.decode_config import DecodeConfig, output_limit
 from tt.model.device import autocast, model_device
 from tt.model.recording import Seen, recording
 from tt.model.transformer import Transformer
-
-
-@dataclass
-class DecodeConfig:
-    max_len_ratio: float = 2.0  # output pieces allowed per source piece …
-    max_len_extra: int = 10  # … plus this many
-    batch_size: int = 64  # sentences decoded together
-    precision: str = "fp32"  # fp32: the same text for any batch size, probabilities to ~1e-6; bf16: faster
-    fixed_length: int | None = None  # benchmarks: exactly this many tokens, </s> never chosen
-    device: str = "auto"  # where a Translator puts the model: auto (CUDA when present) | cpu | cuda
 
 
 @dataclass
@@ -68,8 +59,7 @@ def never_chosen(model: Transformer, also: tuple[int, ...] = ()) -> torch.Tensor
 
 
 def max_output_length(src_len: int, config: DecodeConfig, model: Transformer) -> int:
-    limit = int(src_len * config.max_len_ratio) + config.max_len_extra
-    return max(1, min(limit, model.config.max_positions - 1))
+    return output_limit(src_len, config, model.config.max_positions)
 
 
 @torch.no_grad()

@@ -16,20 +16,7 @@ import contextlib
 import torch
 
 from tt.data.errors import UserError
-
-DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("auto", "fp32", "bf16")
-
-
-def check_device(name: str) -> None:
-    if name not in DEVICES:
-        raise UserError(f"--device {name!r}: expected one of {', '.join(DEVICES)}")
-
-
-def check_precision(name: str) -> None:
-    if name not in PRECISIONS:
-        raise UserError(f"--precision {name!r}: expected one of {', '.join(PRECISIONS)}")
-
+from tt.model.decode_config import check_device, check_precision
 
 def resolve_device(name: str) -> torch.device:
     check_device(name)

@@ -12,11 +12,13 @@ import os
 import re
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from tt.data.errors import UserError
-from tt.data.tokenizer import Tokenizer
-from tt.model.checkpoint import load_model_folder
-from tt.model.marian_folder import is_marian_folder, load_marian_folder, read_marian_tokenizer
-from tt.model.transformer import Transformer
+
+if TYPE_CHECKING:
+    from tt.data.tokenizer import Tokenizer
+    from tt.model.transformer import Transformer
 
 MODEL_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
@@ -55,6 +57,11 @@ def cached_snapshot(model_id: str) -> Path | None:
 
 def open_model(folder: Path) -> tuple[Transformer, Tokenizer, dict]:
     """The model in eval mode, its tokenizer, and what the folder records about it."""
+    # Imported here: finding a folder (resolve_model) must not load torch, which the quick
+    # path of `tt translate` (tt.model.numpy_model) does without.
+    from tt.model.checkpoint import load_model_folder
+    from tt.model.marian_folder import is_marian_folder, load_marian_folder
+
     if is_marian_folder(folder):
         return load_marian_folder(folder)
     return load_model_folder(folder)
@@ -62,6 +69,9 @@ def open_model(folder: Path) -> tuple[Transformer, Tokenizer, dict]:
 
 def open_tokenizer(folder: Path) -> Tokenizer:
     """Only the tokenizer (`tt tokenize`): no weights read."""
+    from tt.data.tokenizer import Tokenizer
+    from tt.model.marian_folder import is_marian_folder, read_marian_tokenizer
+
     if is_marian_folder(folder):
         return read_marian_tokenizer(folder)
     if not folder.exists():

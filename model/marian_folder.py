@@ -18,7 +18,7 @@ from safetensors.torch import save as safetensors_bytes
 from tt.data.errors import UserError
 from tt.data.spm_normalizer import with_nfkc
 from tt.data.tokenizer import MappedTokenizer, Tokenizer, load_sentencepiece
-from tt.model.checkpoint import read_json
+from tt.model.model_record import read_json
 from tt.model.configs import check_model_config
 from tt.model.marian import expected_shapes, generation_config, marian_config, marian_tensors, model_config, tt_tensors
 from tt.model.transformer import Transformer

@@ -20,38 +20,13 @@ show is collected from outside with forward hooks (`tt.model.recording`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from tt.model.attention import KVCache, KeysValues, MultiHeadAttention, padding_allowed
-
-
-@dataclass
-class ModelConfig:
-    src_vocab_size: int = 8000
-    tgt_vocab_size: int = 8000
-    d_model: int = 256
-    n_heads: int = 4
-    d_ff: int = 1024
-    n_layers: int = 3  # in the encoder, and again in the decoder
-    dropout: float = 0.1  # on embeddings and on each sub-layer's output (the paper's places)
-    pre_norm: bool = False  # False: post-LN as in the paper; True: pre-LN
-    residual: bool = True  # False: no skip connection around sub-layers (an experiment, not for use)
-    tie_embeddings: bool = True  # one matrix for source, target and output (joint vocabulary only)
-    max_positions: int = 1024
-    # What published Marian models (tt.model.marian) need beyond tt's own choices, the defaults:
-    activation: str = "relu"  # the feed-forward's non-linearity: relu | silu (Marian's "swish") | gelu
-    output_bias: bool = False  # a bias on the logits (Marian's final_logits_bias)
-    scale_embedding: bool = True  # embeddings × √d_model, as the paper (False: × 1, as some Marian configs)
-    tie_output: bool = False  # the output projection is the target embedding even when the source's is separate
-    pad_id: int = PAD_ID  # the special ids of the vocabulary the model was trained on (see tt.data.tokenizer)
-    start_id: int = BOS_ID  # the decoder's first input: tt's <s> (a learned embedding); Marian's pad (a zero one)
-    eos_id: int = EOS_ID
-
+from tt.model.model_config import ModelConfig  # the shape and the special ids, a plain dataclass
 
 ACTIVATIONS = {"relu": torch.relu, "silu": F.silu, "gelu": F.gelu}  # gelu: the exact (erf) form
 

@@ -18,20 +18,11 @@ from tt.data.normalize import normalize
 from tt.data.tokenizer import Tokenizer
 from tt.model.folders import open_model
 from tt.model.device import resolve_device
-from tt.model.decode import DecodeConfig, Hypothesis, Step, greedy_decode
+from tt.model.decode import DecodeConfig, Step, greedy_decode
 from tt.model.beam import BeamConfig, beam_decode
 from tt.model.sampling import Sampler
 from tt.model.transformer import Transformer
-
-
-@dataclass
-class Translation:
-    source: str  # as given
-    translation: str
-    src_pieces: list[str]  # what the encoder saw, </s> included
-    hypothesis: Hypothesis | None  # None for an empty line
-    n_best: list[tuple[float, str]] | None = None  # (log-probability, text): --n-best (best first) or --n samples
-    truncated_from: int | None = None  # source pieces before cutting to the model's limit
+from tt.model.translation import Translation
 
 
 @dataclass

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from tt.data.errors import UserError
-from tt.model.checkpoint import load_model_folder, read_json, save_model_folder
+from tt.model.checkpoint import load_model_folder, save_model_folder
+from tt.model.model_record import read_json
 from tt.model.transformer import Transformer
 
 

@@ -8,7 +8,8 @@ import torch
 
 from tt.model.attention import attention_with_weights, padding_allowed
 from tt.model.recording import recording
-from tt.model.transformer import Transformer, count_parameters, sinusoidal_positions
+from tt.model.model_config import ACTIVATION_NAMES
+from tt.model.transformer import ACTIVATIONS, Transformer, count_parameters, sinusoidal_positions
 
 
 def make_inputs(batch=3, src_len=6, tgt_len=5, vocab=50):
@@ -126,3 +127,8 @@ def test_dropout_keeps_the_expected_value_and_scales_the_gradient():
     torch.testing.assert_close(x.grad, kept.float() / 0.75)  # the gradient flows through the same mask
     dropout.eval()
     assert dropout(x) is x  # evaluation: the identity
+
+
+def test_the_config_checker_knows_every_activation_the_model_has():
+    # tt.model.configs checks config.json against ACTIVATION_NAMES without importing torch
+    assert tuple(ACTIVATIONS) == ACTIVATION_NAMES
