@@ -25,7 +25,7 @@ from rich.console import Console
 from tt.cli.interrupts import Interrupted, interrupt_immediately, stop_after_step
 from tt.cli.prepare_command import check_prepared_folder
 from tt.cli.options import RunConfigs, absolute, build_configs, check_dev_size, corpus_specs, record_of, resume_configs
-from tt.cli.presets import DEFAULT_EPOCHS, demo_configs, preset_configs
+from tt.cli.presets import DEFAULT_EPOCHS, PRESET_REASON, default_preset, demo_configs, preset_configs
 from tt.cli.progress import PreparationProgress, TrainingProgress
 from tt.cli.train_report import done_message, starting_message, stopped_message, summary_record, summary_table
 from tt.data.clean import CleaningConfig
@@ -119,7 +119,11 @@ def _start(
     demo = train_spec is None
     if demo and dev_spec is not None:
         raise UserError("--dev needs a training corpus too (without one, tt trains the built-in demo)")
-    base = demo_configs() if demo else preset_configs(options.get("preset"))
+    preset = options.get("preset")
+    chosen_by_default = not demo and preset is None
+    if chosen_by_default:
+        preset = default_preset(options.get("device"), options.get("precision"))
+    base = demo_configs() if demo else preset_configs(preset)
     configs = build_configs(options, base)
     # A malformed --probe fails here, before any work; one longer than the model's positions
     # only once the tokenizer exists (ProbeSet, in _train).
@@ -150,8 +154,10 @@ def _start(
         model = new_model(configs.model, data.tokenizer, configs.train.seed)
         configs.model = model.config
     console.print(summary_table(data, model, automatic_dev=dev_spec is None and options.get("dev_size") is None))
+    if chosen_by_default:
+        console.print(f"preset {preset}: the default for training {PRESET_REASON[preset]} (--preset to choose)")
     record = {
-        "preset": None if demo else options.get("preset"),
+        "preset": None if demo else preset,
         "corpus": None if demo else asdict(absolute(train_spec)),
         "demo": demo,
         "dev": asdict(absolute(dev_spec)) if dev_spec else None,

@@ -243,3 +243,24 @@ def test_an_empty_dev_set_gives_its_reason_only_where_tt_chose_it(tmp_path, corp
 
     assert "corpus under 1,000 pairs" in dev_row(True)  # 80 pairs: the automatic size is 0
     assert dev_row(False).strip("│ ").split() == ["dev", "pairs", "│", "none"]  # --dev-size 0: the user's choice, no reason to give
+
+
+def test_the_default_preset_follows_where_and_how_training_runs(tmp_path, corpus_file, monkeypatch):
+    from tt.cli import presets
+    import tt.model.device as device
+
+    assert presets.default_preset("cpu", "fp32") == "tiny"
+    assert presets.default_preset("cpu", "bf16") == "small"
+    monkeypatch.setattr(device, "cpu_bf16_supported", lambda: True)  # a CPU with AMX or AVX-512 BF16
+    assert presets.default_preset("cpu", None) == "small"
+    assert presets.default_preset("cpu", "fp32") == "tiny"
+    monkeypatch.setattr(device, "cpu_bf16_supported", lambda: False)
+    assert presets.default_preset(None, None) == ("small" if torch.cuda.is_available() else "tiny")
+    # A run without --preset records the one it got, and says so; tiny's learning rate shows it was used
+    out = tmp_path / "m"
+    result = runner.invoke(app, ["train", str(corpus_file), "--out", str(out), "--max-steps", "1", "--device", "cpu", "--precision", "fp32",
+                                 "--layers", "1", "--d-model", "16", "--heads", "2", "--ff", "32"])
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "config.json").read_text())
+    assert record["preset"] == "tiny" and record["train"]["learning_rate"] == 2e-3
+    assert "preset tiny: the default for training on a CPU in float32" in result.stderr
