@@ -81,16 +81,16 @@ def child_peak_rss_mb(arguments: list[str], cwd: str) -> tuple[float | None, flo
     return (int(peaks[-1]) / 1024 if peaks else None), seconds
 
 
-def _wall(command: list[str], cwd: str) -> float:
+def _wall(command: list[str], cwd: str, stdin: str | None = None) -> float:
     """Wall time of the installed `tt` command itself, the way a user starts it."""
     started = time.perf_counter()
-    _run_child(command, command[1:], cwd)
+    _run_child(command, command[1:], cwd, stdin)
     return time.perf_counter() - started
 
 
-def _run_child(command: list[str], arguments: list[str], cwd: str) -> subprocess.CompletedProcess:
+def _run_child(command: list[str], arguments: list[str], cwd: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     """Run one `tt` child; one that fails is a UserError with the last line it wrote (its error:)."""
-    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, input=stdin)
     if done.returncode != 0:
         said = [line for line in done.stderr.splitlines() if line.strip() and not line.startswith("TT_PEAK_RSS_KB")]
         last = said[-1].strip() if said else "no message"
@@ -119,9 +119,10 @@ def run_bench(data_dir: Path | None, seconds: float, report: Callable[[str], Non
     shapes = {
         "reference": (replace(REFERENCE_SHAPE, src_vocab_size=tokenizer.src_vocab_size, tgt_vocab_size=tokenizer.tgt_vocab_size), REFERENCE_BATCH_TOKENS),
     }
-    from tt.cli.presets import preset_configs
+    from tt.cli.presets import default_preset, preset_configs
 
-    default = preset_configs(None)
+    results["default_preset"] = default_preset(device_name, None)
+    default = preset_configs(results["default_preset"])
     report(f"tokenizer ({default.tokenizer.vocab_size:,}, the default)")
     default_tokenizer, _ = train_tokenizer(train_pairs, default.tokenizer)
     default_ids = (
@@ -175,7 +176,10 @@ def run_bench(data_dir: Path | None, seconds: float, report: Callable[[str], Non
         corpus.write_text("".join(f"{s}\t{t}\n" for s, t in train_pairs[:3000]), encoding="utf-8")
         results["train_peak_rss_mb"], _ = child_peak_rss_mb(["train", str(corpus), "--out", "m", "--max-steps", "30"], folder)
         results["translate_peak_rss_mb"], results["startup_translate_s"] = child_peak_rss_mb(["translate", "--model", "m", train_pairs[0][0]], folder)
-        results["startup_help_s"] = _wall([str(Path(sys.executable).parent / "tt"), "--help"], folder)
+        tt = str(Path(sys.executable).parent / "tt")
+        results["startup_help_s"] = _wall([tt, "--help"], folder)
+        # The same sentence on stdin takes the PyTorch path (an argument takes the NumPy quick path)
+        results["startup_translate_torch_s"] = _wall([tt, "translate", "--model", "m"], folder, stdin=train_pairs[0][0] + "\n")
     return results
 
 
@@ -210,8 +214,9 @@ def bench_table(results: dict):
         for precision in ("fp32", "bf16"):
             key = f"train_{name}_{precision}"
             if f"{key}_tok_s" in results:
+                label = f"default shape ({results['default_preset']})" if name == "default" and "default_preset" in results else f"{name} shape"
                 row(
-                    f"train {name} shape, {precision}",
+                    f"train {label}, {precision}",
                     f"{results[f'{key}_tok_s']:,.0f} tok/s",
                     f"MFU {results[f'{key}_mfu']:.1%} at {flops / 1e6:.1f} MFLOP/token"
                     + "".join(
@@ -241,5 +246,7 @@ def bench_table(results: dict):
     row("peak memory, tt train", megabytes(results["train_peak_rss_mb"]), "3,000 pairs, default shape, 30 steps")
     row("peak memory, tt translate", megabytes(results["translate_peak_rss_mb"]), "one sentence")
     row("start-up, tt --help", f"{results['startup_help_s']:.2f} s")
-    row("start-up, one-sentence translate", f"{results['startup_translate_s']:.2f} s")
+    row("start-up, one-sentence translate", f"{results['startup_translate_s']:.2f} s", "an argument: the quick path, without torch")
+    if "startup_translate_torch_s" in results:  # (older --json results lack it)
+        row("start-up, the same through PyTorch", f"{results['startup_translate_torch_s']:.2f} s", "the sentence on stdin: the full path")
     return table
