@@ -90,11 +90,12 @@ def translate_quickly(folder: Path, texts: list[str], output: Path | None) -> bo
     results = translator.translate([text.rstrip("\r\n") for text in texts])  # as chunks() gives them
     for number, result in enumerate(results, start=1):
         warn_if_truncated(result, number)
+    text = "".join(result.translation + "\n" for result in results)
     if output is None:
-        sys.stdout.write("".join(result.translation + "\n" for result in results))
+        sys.stdout.write(text)
     else:
         with atomic_text(output) as handle:
-            handle.write("".join(result.translation + "\n" for result in results))
+            handle.write(text)
     return True
 
 

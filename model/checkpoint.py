@@ -18,7 +18,6 @@ leaves the previous file whole; the training state is one file for the same reas
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -32,8 +31,8 @@ from safetensors.torch import save as safetensors_bytes
 from tt.data.atomic import write_atomic
 from tt.data.errors import UserError
 from tt.data.tokenizer import Tokenizer
-from tt.model.model_record import CONFIG, WEIGHTS, read_model_record
-from tt.model.transformer import ModelConfig, Transformer, tied_names
+from tt.model.model_record import CONFIG, WEIGHTS, check_weights_header, read_model_record, weights_digest
+from tt.model.transformer import Transformer, tied_names
 
 STATE_TENSORS = "train_state.safetensors"
 METRICS = "metrics.jsonl"
@@ -51,18 +50,17 @@ def write_json(path: Path, record: dict) -> None:
 # ---- weights: model.safetensors
 
 
-def weights_digest(model: torch.nn.Module) -> str:
-    """SHA-256 over every tensor's name, shape and bytes: catches a damaged or altered file."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype};".encode())
-        digest.update(tensor.detach().contiguous().cpu().view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
+def model_digest(model: torch.nn.Module) -> str:
+    """The checksum of a model's weights (tt.model.model_record.weights_digest)."""
+    return weights_digest(
+        (name, tuple(tensor.shape), str(tensor.dtype), tensor.detach().contiguous().cpu().view(torch.uint8).numpy().tobytes())
+        for name, tensor in model.state_dict().items()
+    )
 
 
 def save_weights(path: Path, model: torch.nn.Module) -> None:
     tensors = {name: cpu(tensor) for name, tensor in stored_tensors(model).items()}
-    write_safetensors(path, tensors, {"tt.sha256": weights_digest(model)})
+    write_safetensors(path, tensors, {"tt.sha256": model_digest(model)})
 
 
 def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
@@ -96,33 +94,11 @@ def load_model_folder(folder: Path) -> tuple[Transformer, Tokenizer, dict]:
     model's memory is allocated; the weights are then checked against their checksum.
     """
     model_config, tokenizer, record = read_model_record(folder)
-    check_shapes(folder / WEIGHTS, model_config)
+    check_weights_header(folder / WEIGHTS, model_config)
     model = Transformer(model_config)
     load_weights(folder / WEIGHTS, model)
     model.eval()
     return model, tokenizer, record
-
-
-def check_shapes(path: Path, config: ModelConfig) -> None:
-    """Compare the file's header with the shapes the config implies, without allocating either."""
-    with torch.device("meta"):  # shapes only: no memory behind these tensors
-        skeleton = Transformer(config)
-    expected = {name: tuple(t.shape) for name, t in skeleton.state_dict().items()}
-    try:
-        with safe_open(str(path), "pt") as handle:
-            found = {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
-    except (SafetensorError, OSError, RuntimeError) as err:
-        raise UserError(f"{path}: not a readable safetensors file ({err})") from None
-    for name, shape in found.items():
-        if name not in expected:
-            raise UserError(f"{path}: tensor {name!r} is not part of the model config.json describes")
-        if expected[name] != shape:
-            raise UserError(f"{path}: tensor {name} has shape {list(shape)}, config.json implies {list(expected[name])}")
-    # Every tensor must be there too: otherwise a tiny file with a huge config would make us
-    # allocate the whole model before load_weights noticed the gap.
-    for names in tied_names(skeleton):  # a tied matrix is stored under one of its names
-        if not any(name in found for name in names):
-            raise UserError(f"{path}: tensor {names[0]} is missing (the file does not hold the model config.json describes)")
 
 
 def load_weights(path: Path, model: torch.nn.Module) -> None:
@@ -135,7 +111,7 @@ def load_weights(path: Path, model: torch.nn.Module) -> None:
     if missing or unexpected:
         names = ", ".join(sorted(missing) + sorted(unexpected))[:200]
         raise UserError(f"{path}: weights do not match config.json (tensors {names})")
-    if recorded is not None and recorded != weights_digest(model):
+    if recorded is not None and recorded != model_digest(model):
         raise UserError(f"{path}: the weights do not match their checksum: the file is damaged or was altered")
 
 

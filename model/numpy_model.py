@@ -13,7 +13,6 @@ translations and log-probabilities. Shapes here are (length, d_model): one sente
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from tt.data.normalize import normalize
 from tt.data.tokenizer import Tokenizer
 from tt.model.decode_config import DecodeConfig, output_limit
 from tt.model.model_config import ModelConfig
-from tt.model.model_record import CONFIG, WEIGHTS, read_json, read_model_record
+from tt.model.model_record import CONFIG, WEIGHTS, check_weights_header, read_json, read_model_record, tied_groups, weights_digest
 from tt.model.translation import Translation
 
 # x·sigmoid(x) written with tanh, which cannot overflow; NumPy has no erf for the exact GELU
@@ -47,90 +46,32 @@ def open_quick_model(folder: Path) -> "NumpyTranslator | None":
     return None if weights is None else NumpyTranslator(NumpyTransformer(config, weights), tokenizer)
 
 
-# ---- the weights: the names and shapes tt.model.transformer gives them
-
-
-def expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
-    """Every name of the PyTorch model's state_dict() and its shape (tied matrices under each name)."""
-    d, ff = config.d_model, config.d_ff
-    shapes: dict[str, tuple[int, ...]] = {
-        "src_embed.weight": (config.src_vocab_size, d),
-        "tgt_embed.weight": (config.tgt_vocab_size, d),
-        "project.weight": (config.tgt_vocab_size, d),
-    }
-    if config.output_bias:
-        shapes["project.bias"] = (config.tgt_vocab_size,)
-
-    def linear(name: str, d_in: int, d_out: int) -> None:
-        shapes[f"{name}.weight"], shapes[f"{name}.bias"] = (d_out, d_in), (d_out,)
-
-    def norm(name: str) -> None:
-        shapes[f"{name}.weight"], shapes[f"{name}.bias"] = (d,), (d,)
-
-    def attention(name: str) -> None:
-        for projection in ("q_proj", "k_proj", "v_proj", "out_proj"):
-            linear(f"{name}.{projection}", d, d)
-
-    for stack, sublayers in (("encoder", ("self_attn",)), ("decoder", ("self_attn", "cross_attn"))):
-        for index in range(config.n_layers):
-            for sublayer in sublayers:
-                attention(f"{stack}.{index}.{sublayer}")
-                norm(f"{stack}.{index}.{sublayer}_norm")
-            linear(f"{stack}.{index}.feed_forward.expand", d, ff)
-            linear(f"{stack}.{index}.feed_forward.contract", ff, d)
-            norm(f"{stack}.{index}.feed_forward_norm")
-    if config.pre_norm:
-        norm("encoder_norm")
-        norm("final_norm")
-    return shapes
-
-
-def tied_groups(config: ModelConfig) -> list[list[str]]:
-    """Names that are one matrix, as tt.model.transformer ties them (each group sorted)."""
-    if config.tie_embeddings and config.src_vocab_size == config.tgt_vocab_size:
-        return [["project.weight", "src_embed.weight", "tgt_embed.weight"]]
-    return [["project.weight", "tgt_embed.weight"]] if config.tie_output else []
+# ---- the weights, checked as tt.model.checkpoint checks them
 
 
 def read_weights(path: Path, config: ModelConfig) -> dict[str, np.ndarray] | None:
-    """Every state_dict name's array, checked against the config (from the header, before
-    reading) and against the checksum tt.model.checkpoint wrote; None where a tensor is not
-    float32. A damaged file raises the PyTorch path's errors."""
-    expected = expected_shapes(config)
-    groups = tied_groups(config)
-    alias_of = {name: group for group in groups for name in group}
+    """Every state_dict name's array (tied matrices under each name), checked against the
+    config and the checksum; None where a tensor is not float32. A damaged file raises the
+    PyTorch path's errors."""
+    if set(check_weights_header(path, config).values()) != {"F32"}:
+        return None
     try:
         with safe_open(str(path), "np") as handle:
-            stored = {name: handle.get_slice(name) for name in handle.keys()}
-            for name, tensor in stored.items():
-                if name not in expected:
-                    raise UserError(f"{path}: tensor {name!r} is not part of the model config.json describes")
-                if tuple(tensor.get_shape()) != expected[name]:
-                    raise UserError(f"{path}: tensor {name} has shape {list(tensor.get_shape())}, config.json implies {list(expected[name])}")
-                if tensor.get_dtype() != "F32":
-                    return None
-            for name in expected:
-                if not any(alias in stored for alias in alias_of.get(name, [name])):
-                    raise UserError(f"{path}: tensor {name} is missing (the file does not hold the model config.json describes)")
-            weights = {name: handle.get_tensor(name) for name in stored}
+            weights = {name: handle.get_tensor(name) for name in handle.keys()}
             recorded = (handle.metadata() or {}).get("tt.sha256")
     except (SafetensorError, OSError) as err:
         raise UserError(f"{path}: cannot load weights ({err})") from None
-    for group in groups:
+    for group in tied_groups(config):
         matrix = next(weights[name] for name in group if name in weights)
         weights.update({name: matrix for name in group})
-    if recorded is not None and recorded != weights_digest(weights):
+    if recorded is not None and recorded != arrays_digest(weights):
         raise UserError(f"{path}: the weights do not match their checksum: the file is damaged or was altered")
     return weights
 
 
-def weights_digest(weights: dict[str, np.ndarray]) -> str:
-    """tt.model.checkpoint.weights_digest over the same bytes (it names torch's dtype)."""
-    digest = hashlib.sha256()
-    for name, array in sorted(weights.items()):
-        digest.update(f"{name}:{tuple(array.shape)}:torch.float32;".encode())
-        digest.update(np.ascontiguousarray(array).tobytes())
-    return digest.hexdigest()
+def arrays_digest(weights: dict[str, np.ndarray]) -> str:
+    """tt.model.checkpoint.model_digest over the same bytes; float32 named as torch names it."""
+    return weights_digest((name, array.shape, "torch.float32", np.ascontiguousarray(array).tobytes()) for name, array in weights.items())
 
 
 # ---- the network, as tt.model.transformer computes it in eval mode (no dropout)

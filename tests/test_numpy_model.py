@@ -8,6 +8,7 @@ full path, without torch imported, and the same one-line errors for a damaged fo
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -19,9 +20,10 @@ import torch
 from typer.testing import CliRunner
 
 from tt.cli.main import app
-from tt.model.checkpoint import WEIGHTS, weights_digest as torch_digest
+from tt.model.checkpoint import WEIGHTS, model_digest
+from tt.model.model_record import expected_shapes, tied_groups
 from tt.model.decode import DecodeConfig, greedy_decode
-from tt.model.numpy_model import NumpyTransformer, expected_shapes, open_quick_model, tied_groups, weights_digest
+from tt.model.numpy_model import NumpyTransformer, arrays_digest, open_quick_model
 from tt.model.transformer import ModelConfig, Transformer
 
 BASE = ModelConfig(src_vocab_size=40, tgt_vocab_size=40, d_model=16, n_heads=2, d_ff=24, n_layers=2, dropout=0.0, max_positions=64)
@@ -55,7 +57,7 @@ def test_names_shapes_ties_and_checksum_match_the_pytorch_model(name):
     assert expected_shapes(config) == {key: tuple(t.shape) for key, t in model.state_dict().items()}
     torch_groups = sorted(sorted(names) for names in _tied(model) if len(names) > 1)
     assert sorted(tied_groups(config)) == torch_groups
-    assert weights_digest(numpy_weights(model)) == torch_digest(model)
+    assert arrays_digest(numpy_weights(model)) == model_digest(model)
 
 
 def _tied(model):
@@ -115,16 +117,8 @@ def test_output_file_is_written_whole(trained_model, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
 
 
-def _copy(folder: Path, to: Path) -> Path:
-    to.mkdir()
-    for path in folder.iterdir():
-        if path.is_file():
-            (to / path.name).write_bytes(path.read_bytes())
-    return to
-
-
 def test_damaged_weights_give_the_checksum_error(trained_model, tmp_path):
-    folder = _copy(trained_model, tmp_path / "model")
+    folder = Path(shutil.copytree(trained_model, tmp_path / "model"))
     data = bytearray((folder / WEIGHTS).read_bytes())
     data[-5] ^= 0x55  # a flipped bit in the last tensor's bytes: the header still reads
     (folder / WEIGHTS).write_bytes(bytes(data))
@@ -134,7 +128,7 @@ def test_damaged_weights_give_the_checksum_error(trained_model, tmp_path):
 
 
 def test_a_config_that_disagrees_with_the_weights_is_one_line(trained_model, tmp_path):
-    folder = _copy(trained_model, tmp_path / "model")
+    folder = Path(shutil.copytree(trained_model, tmp_path / "model"))
     record = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     record["model"]["d_ff"] = 48
     (folder / "config.json").write_text(json.dumps(record), encoding="utf-8")
@@ -146,7 +140,7 @@ def test_a_config_that_disagrees_with_the_weights_is_one_line(trained_model, tmp
 def test_weights_in_another_precision_take_the_full_path(trained_model, tmp_path):
     from safetensors.numpy import load_file, save_file
 
-    folder = _copy(trained_model, tmp_path / "model")
+    folder = Path(shutil.copytree(trained_model, tmp_path / "model"))
     tensors = load_file(str(folder / WEIGHTS))
     save_file({name: array.astype(np.float16) for name, array in tensors.items()}, str(folder / WEIGHTS))
     assert open_quick_model(folder) is None
