@@ -113,6 +113,7 @@ def train(
     batch_tokens: Annotated[Optional[int], typer.Option(help="Tokens per batch, padding included.", rich_help_panel=TRAINING)] = None,
     lr: Annotated[Optional[float], typer.Option(help="Peak learning rate, reached after warm-up.", rich_help_panel=TRAINING)] = None,
     warmup: Annotated[Optional[int], typer.Option(help="Warm-up steps (linear rise, then 1/√step decay).", rich_help_panel=TRAINING)] = None,
+    cooldown: Annotated[Optional[float], typer.Option(help="Share of the run, by its first limit (--max-time, --max-steps, --max-epochs), at the end of which the learning rate falls linearly to 0; 0 turns it off.", rich_help_panel=TRAINING)] = None,
     label_smoothing: Annotated[Optional[float], typer.Option(help="ε: target mass spread over the vocabulary.", rich_help_panel=TRAINING)] = None,
     precision: Annotated[Optional[str], typer.Option(help="auto (bf16 where the CPU or GPU does it fast), bf16 or fp32. Weights stay float32.", rich_help_panel=TRAINING)] = None,
     device: Annotated[Optional[str], typer.Option(help="auto (CUDA when present), cpu or cuda.", rich_help_panel=TRAINING)] = None,

@@ -7,7 +7,7 @@ import math
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from tt.model.train import TrainConfig, Trainer, learning_rate
+from tt.model.train import TrainConfig, Trainer
 
 
 class TrainingProgress:
@@ -37,17 +37,6 @@ class TrainingProgress:
     def __exit__(self, *exc):
         return self.progress.__exit__(*exc)
 
-    def fraction(self, trainer: Trainer) -> float:
-        c = self.config
-        parts = [0.0]
-        if c.max_steps:
-            parts.append(trainer.step / c.max_steps)
-        if c.max_epochs:
-            parts.append(trainer.stream.epochs_done / c.max_epochs)
-        if c.max_time:
-            parts.append(trainer.elapsed() / c.max_time)
-        return min(max(parts), 1.0)
-
     def step(self, trainer: Trainer, parts) -> None:
         """The loss as training computes it, KL(q‖p) + H(q), beside the plain CE −ln p(reference).
 
@@ -60,12 +49,12 @@ class TrainingProgress:
         kl, entropy, nll = self.smoothed["kl"], self.smoothed["entropy"], self.smoothed["nll"]
         self.progress.update(
             self.task,
-            completed=1000 * self.fraction(trainer),
+            completed=1000 * trainer.progress(),
             step=trainer.step,
             loss=f"{kl:.3f}+{entropy:.3f}",
             ce=f"{nll:.3f}",
             ppl=f"{math.exp(min(nll, 50)):.1f}",
-            lr=f"{learning_rate(trainer.step, self.config):.2e}",
+            lr=f"{trainer.lr:.2e}",
             speed=self.speed,
         )
 

@@ -38,7 +38,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tt.data.batches import BatchStream
 from tt.data.errors import UserError
 from tt.data.tokenizer import PAD_ID, Tokenizer
-from tt.model.agreement import Decision, agree, agree_on_limit
+from tt.model.agreement import Decision, agree, agree_on_limit, agree_on_progress
 from tt.model.checkpoint import METRICS, PENDING_METRICS
 from tt.model.device import autocast, resolve_device, resolve_precision
 from tt.model.distributed import Cluster, seed_random_numbers, shares
@@ -56,6 +56,9 @@ class TrainConfig:
     batch_tokens: int = 2048  # per batch, padding included (measured: more, smaller steps win at 15 min)
     learning_rate: float = 1e-3  # the peak, reached at the end of warm-up
     warmup_steps: int = 300
+    # The last share of the run over which the learning rate falls linearly to 0. Measured on
+    # Tatoeba zh→en, 15 minutes on 2 cores (tiny): 0.4 gave 24.3 whole-dev BLEU where none gave 23.5.
+    cooldown: float = 0.4
     label_smoothing: float = 0.1
     weight_decay: float = 0.0
     clip_norm: float = 1.0
@@ -75,11 +78,20 @@ class TrainConfig:
     accum_steps: int = 1  # gradient accumulation: a process's share of each batch, in this many pieces
 
 
-def learning_rate(step: int, config: TrainConfig) -> float:
-    """Linear warm-up to the peak, then inverse-square-root decay."""
+def learning_rate(step: int, config: TrainConfig, progress: float = 0.0) -> float:
+    """Linear warm-up to the peak, then inverse-square-root decay; over the last `cooldown`
+    share of the run (`progress` runs from 0 to 1, see Trainer.progress), a linear fall to 0.
+
+    Why the fall: the weights wander around a minimum by an amount that scales with the
+    step size, and taking the step size to zero lets them settle at its bottom. The last
+    weights of a run that ends on a limit are then its best, not a noisy sample.
+    """
     step = max(step, 1)
     warmup = max(config.warmup_steps, 1)
-    return config.learning_rate * min(step / warmup, math.sqrt(warmup / step))
+    peak_then_decay = config.learning_rate * min(step / warmup, math.sqrt(warmup / step))
+    if config.cooldown <= 0:
+        return peak_then_decay
+    return peak_then_decay * min(1.0, max(0.0, (1.0 - progress) / config.cooldown))
 
 
 class Diverged(UserError):
@@ -133,6 +145,8 @@ class Trainer(RunState, DevSelection):
         self.ddp: DistributedDataParallel | None = None  # wraps `with_loss` under torchrun (see run)
         self.optimizer = adamw(model.parameters(), learning_rate(1, config), config.weight_decay)
         self.step = 0
+        self.agreed_progress = 0.0  # `progress()` as all processes agreed on it after the last step
+        self.lr = learning_rate(1, config)  # the last step's learning rate
         self.tokens = 0  # real target tokens trained on, all processes together
         self.elapsed_before = 0.0  # seconds spent in earlier runs of this training (resume)
         self.last_dev: dict = {}
@@ -167,6 +181,22 @@ class Trainer(RunState, DevSelection):
         if c.patience is not None and self.evaluations_since_best >= c.patience:
             return f"stopped early: no better dev BLEU in {c.patience} evaluations (best {self.best.get('dev_bleu', 0):.2f} at step {self.best.get('step')})"
         return None
+
+    def progress(self) -> float:
+        """How much of the run is done, from 0 to 1, by whichever limit comes first: the
+        clock of the learning rate's cool-down and of the progress bar.
+
+        --patience cannot be foreseen and does not count; a run without limits stays at 0.
+        """
+        c = self.config
+        shares = [0.0]
+        if c.max_steps:
+            shares.append(self.step / c.max_steps)
+        if c.max_epochs:
+            shares.append(self.stream.epochs_done / c.max_epochs)
+        if c.max_time:  # as limit_reached counts it: with room for the last dev evaluation
+            shares.append((self.elapsed() + self.finishing_seconds) / c.max_time)
+        return min(max(shares), 1.0)
 
     def agreed_limit(self) -> str | None:
         """`limit_reached`, decided once for all processes (their clocks differ a little)."""
@@ -211,10 +241,12 @@ class Trainer(RunState, DevSelection):
         return totals, lr
 
     def set_learning_rate(self) -> float:
-        lr = learning_rate(self.step, self.config)
+        # The agreed progress, not this process's clock: under torchrun every process must
+        # take the same step size, or their copies of the weights drift apart.
+        self.lr = learning_rate(self.step, self.config, self.agreed_progress)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        return lr
+            group["lr"] = self.lr
+        return self.lr
 
     def pieces(self, rows: list[int]) -> list[tuple[list[int], float, bool]]:
         """This process's share of the batch, in `accum_steps` pieces: (rows, weight, last piece?)."""
@@ -276,6 +308,7 @@ class Trainer(RunState, DevSelection):
         if self.step == 0:
             self._record_probes(log)  # before any update: what an untrained model makes of them
         reason = self.agreed_limit()
+        self.agreed_progress = agree_on_progress(self.cluster, self.device, self.progress())
         try:
             batches = self.stream.rows()
             while reason is None:
@@ -286,7 +319,9 @@ class Trainer(RunState, DevSelection):
                 step_seconds = time.monotonic() - started
                 dev_metrics = self._evaluate() if self._dev_due() else None  # before agreeing: patience counts now
                 save_due = time.monotonic() - last_save >= self.config.save_every
-                totals, decision = agree(self.cluster, self.device, totals, Decision(self.limit_reached(), self.stop_requested, save_due))
+                mine = Decision(self.limit_reached(), self.stop_requested, save_due, self.progress())
+                totals, decision = agree(self.cluster, self.device, totals, mine)
+                self.agreed_progress = decision.progress
                 if decision.signal is not None and self.stop_requested is None:
                     self.stop_requested = decision.signal  # another process was interrupted: this one stops with it
                 self.tokens += totals.n_tokens
@@ -309,7 +344,7 @@ class Trainer(RunState, DevSelection):
                     last_save = time.monotonic()
         finally:
             if window.steps:
-                log.write(window.metrics(self, learning_rate(self.step, self.config)))
+                log.write(window.metrics(self, self.lr))
         return reason
 
     def _log_due(self, window: MetricsWindow) -> bool:

@@ -59,14 +59,48 @@ def test_resume_at_the_limit_says_so_and_a_higher_limit_continues(tmp_path, corp
 
 def test_resume_equals_uninterrupted_training(tmp_path, corpus_file):
     straight, split = tmp_path / "straight", tmp_path / "split"
-    assert train(corpus_file, "--out", straight, "--max-steps", "8", "--dropout", "0.1").exit_code == 0
-    assert train(corpus_file, "--out", split, "--max-steps", "4", "--dropout", "0.1").exit_code == 0
+    # No cool-down: with one, the first half ends its own schedule at its own limit. (The
+    # interrupt tests resume runs with a cool-down to the same limit, bit for bit.)
+    assert train(corpus_file, "--out", straight, "--max-steps", "8", "--dropout", "0.1", "--cooldown", "0").exit_code == 0
+    assert train(corpus_file, "--out", split, "--max-steps", "4", "--dropout", "0.1", "--cooldown", "0").exit_code == 0
     assert runner.invoke(app, ["train", "--resume", "--out", str(split), "--max-steps", "8"]).exit_code == 0
     # Compare tensors, not bytes: which name a tied matrix is stored under may vary.
     a, b = load_file(str(straight / "model.safetensors")), load_file(str(split / "model.safetensors"))
     assert a.keys() == b.keys()
     for name in a:
         assert torch.equal(a[name], b[name]), name
+
+
+def logged_learning_rates(out) -> dict[int, float]:
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return {line["step"]: line["lr"] for line in lines if "lr" in line}
+
+
+def test_cooldown_takes_the_learning_rate_linearly_to_zero_over_the_last_share_of_the_steps(tmp_path, corpus_file):
+    out = tmp_path / "model"
+    # --warmup 5 (TINY_MODEL_OPTIONS), then 1/√step; over the last half of 20 steps, a linear fall.
+    result = train(corpus_file, "--out", out, "--max-steps", "20", "--cooldown", "0.5", "--log-every", "1", "--lr", "0.01")
+    assert result.exit_code == 0, result.output
+    rates = logged_learning_rates(out)
+    assert sorted(rates) == list(range(1, 21))
+    for step, lr in rates.items():
+        plain = 0.01 * min(step / 5, math.sqrt(5 / step))
+        done = (step - 1) / 20  # the share of the run done before this step
+        assert lr == pytest.approx(plain * min(1.0, (1 - done) / 0.5), rel=1e-9), step
+    assert rates[10] == pytest.approx(0.01 * math.sqrt(5 / 10))  # untouched before the last half
+    assert rates[20] == pytest.approx(0.01 * math.sqrt(5 / 20) * 0.1)  # one step from the end
+
+
+def test_cooldown_follows_the_clock_when_the_limit_is_time(tmp_path, corpus_file):
+    out = tmp_path / "model"
+    result = train(corpus_file, "--out", out, "--max-time", "8s", "--cooldown", "1", "--log-every", "1", "--lr", "0.01")
+    assert result.exit_code == 0, result.output
+    rates = logged_learning_rates(out)
+    last = max(rates)
+    plain = 0.01 * min(last / 5, math.sqrt(5 / last))
+    # The run ends when 8 s are used up: its last steps take a small share of the plain rate.
+    assert rates[last] < 0.3 * plain, (last, rates[last], plain)
+    assert rates[last] < rates[max(1, last // 2)]
 
 
 def test_resume_refuses_changed_options(trained_model):

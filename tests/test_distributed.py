@@ -35,7 +35,7 @@ pytestmark = pytest.mark.slow
 
 OPTIONS = [
     *TINY_MODEL_OPTIONS, "--dropout", "0", "--precision", "fp32", "--threads", "1", "--save-every", "1h",
-    "--device", "cpu",
+    "--device", "cpu", "--cooldown", "0.5",
 ]
 TOLERANCE = 1e-6
 

@@ -237,8 +237,11 @@ def test_resume_applies_and_reports_allowed_changes(short_run, tmp_path):
     assert record["train"]["learning_rate"] == 0.0005 and record["train"]["batch_tokens"] == 128
     metrics = [json.loads(line) for line in (short_run / "metrics.jsonl").read_text().splitlines()]
     last = [m for m in metrics if "lr" in m][-1]
-    # the schedule with the new peak: 5e-4 · min(step/5, √(5/step)) (warm-up 5 in TINY_MODEL_OPTIONS)
-    assert last["lr"] == pytest.approx(0.0005 * min(last["step"] / 5, math.sqrt(5 / last["step"])))
+    # the schedule with the new peak: 5e-4 · min(step/5, √(5/step)) (warm-up 5 in TINY_MODEL_OPTIONS),
+    # in the default cool-down of the new limit's last 40 %
+    step = last["step"]
+    cooldown = min(1.0, (1 - (step - 1) / 30) / 0.4)
+    assert last["lr"] == pytest.approx(0.0005 * min(step / 5, math.sqrt(5 / step)) * cooldown)
     state = read_training_state(short_run)[0]
     assert state["batch_tokens"] == 128
     # the optimizer's own copy too (restoring its state would bring back the old value)
