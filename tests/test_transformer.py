@@ -129,6 +129,31 @@ def test_dropout_keeps_the_expected_value_and_scales_the_gradient():
     assert dropout(x) is x  # evaluation: the identity
 
 
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
+def test_keep_mask_keeps_each_value_with_probability_1_minus_p_from_both_halves_of_each_random_word(p):
+    from tt.model.transformer import keep_mask
+
+    torch.manual_seed(1)
+    keep = keep_mask(torch.Size([301, 999]), p, torch.device("cpu"))  # an odd count: the last word is half used
+    assert keep.shape == (301, 999) and keep.dtype == torch.bool
+    flat = keep.view(-1).float()
+    # values 0, 2, 4 … come from one half of a word, 1, 3, 5 … from the other: each with its own threshold
+    for half in (flat[0::2], flat[1::2]):
+        assert abs(half.mean().item() - (1 - p)) < 0.005
+    # two values from the same word are independent: both kept with probability (1 − p)²
+    pairs = flat[: flat.numel() // 2 * 2].view(-1, 2)
+    assert abs((pairs[:, 0] * pairs[:, 1]).mean().item() - (1 - p) ** 2) < 0.005
+
+
+def test_dropout_in_bfloat16_keeps_the_dtype_and_the_scale():
+    from tt.model.transformer import Dropout
+
+    torch.manual_seed(0)
+    y = Dropout(0.5)(torch.ones(10_000, dtype=torch.bfloat16))
+    assert y.dtype == torch.bfloat16
+    assert set(y.unique().tolist()) == {0.0, 2.0}
+
+
 def test_the_config_checker_knows_every_activation_the_model_has():
     # tt.model.configs checks config.json against ACTIVATION_NAMES without importing torch
     assert tuple(ACTIVATIONS) == ACTIVATION_NAMES
