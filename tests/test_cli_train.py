@@ -93,12 +93,12 @@ def test_cooldown_takes_the_learning_rate_linearly_to_zero_over_the_last_share_o
 
 def test_cooldown_follows_the_clock_when_the_limit_is_time(tmp_path, corpus_file):
     out = tmp_path / "model"
-    result = train(corpus_file, "--out", out, "--max-time", "8s", "--cooldown", "1", "--log-every", "1", "--lr", "0.01")
+    result = train(corpus_file, "--out", out, "--max-time", "5s", "--cooldown", "1", "--log-every", "1", "--lr", "0.01")
     assert result.exit_code == 0, result.output
     rates = logged_learning_rates(out)
     last = max(rates)
     plain = 0.01 * min(last / 5, math.sqrt(5 / last))
-    # The run ends when 8 s are used up: its last steps take a small share of the plain rate.
+    # The run ends when 5 s are used up: its last steps take a small share of the plain rate.
     assert rates[last] < 0.3 * plain, (last, rates[last], plain)
     assert rates[last] < rates[max(1, last // 2)]
 
