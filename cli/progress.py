@@ -7,14 +7,14 @@ import math
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from tt.model.train import TrainConfig, Trainer
+from tt.model.train import Trainer
 
 
 class TrainingProgress:
     """A `tt.model.train.Reporter`: the bar advances toward whichever limit comes first."""
 
-    def __init__(self, console: Console, config: TrainConfig):
-        self.console, self.config = console, config
+    def __init__(self, console: Console):
+        self.console = console
         self.progress = Progress(
             TextColumn("[bold]step {task.fields[step]:>6}"),
             BarColumn(bar_width=24),

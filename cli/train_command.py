@@ -218,7 +218,7 @@ def _train(
             return
     console.print(starting_message(trainer, cluster))
     try:
-        with TrainingProgress(console, configs.train) as progress, stop_after_step(trainer):
+        with TrainingProgress(console) as progress, stop_after_step(trainer):
             reason = trainer.run(progress)
     except Interrupted as err:  # a second Ctrl-C: out at once, without saving
         kept = f"{out} keeps the checkpoint of step {trainer.saved_step}" if trainer.saved_step is not None else "no checkpoint was written"

@@ -143,10 +143,10 @@ class Trainer(RunState, DevSelection):
         self.model = model.to(self.device)  # in place: the optimizer below holds these same tensors
         self.with_loss = TeacherForcedLoss(self.model, config.label_smoothing, PAD_ID)  # what a step runs forward
         self.ddp: DistributedDataParallel | None = None  # wraps `with_loss` under torchrun (see run)
-        self.optimizer = adamw(model.parameters(), learning_rate(1, config), config.weight_decay)
+        self.lr = learning_rate(1, config)  # the last step's learning rate
+        self.optimizer = adamw(model.parameters(), self.lr, config.weight_decay)
         self.step = 0
         self.agreed_progress = 0.0  # `progress()` as all processes agreed on it after the last step
-        self.lr = learning_rate(1, config)  # the last step's learning rate
         self.tokens = 0  # real target tokens trained on, all processes together
         self.elapsed_before = 0.0  # seconds spent in earlier runs of this training (resume)
         self.last_dev: dict = {}
