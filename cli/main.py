@@ -110,6 +110,8 @@ def train(
     residual: Annotated[Optional[bool], typer.Option("--residual/--no-residual", help="Residual connections around each sub-layer (the default); --no-residual makes each x → LayerNorm(f(x)), an experiment on what they are for.", rich_help_panel=MODEL, show_default=False)] = None,
     vocab_size: Annotated[Optional[int], typer.Option(help="SentencePiece vocabulary size (shrinks if the corpus is small).", rich_help_panel=MODEL)] = None,
     separate_vocab: Annotated[Optional[bool], typer.Option("--separate-vocab", help="One vocabulary per language instead of a joint one (no tied embeddings).", rich_help_panel=MODEL, show_default=False)] = None,
+    src_vocab_size: Annotated[Optional[int], typer.Option(help="With --separate-vocab: the source vocabulary's own size. (default: --vocab-size)", rich_help_panel=MODEL, show_default=False)] = None,
+    tgt_vocab_size: Annotated[Optional[int], typer.Option(help="With --separate-vocab: the target vocabulary's own size, the width of the output layer. (default: --vocab-size)", rich_help_panel=MODEL, show_default=False)] = None,
     batch_tokens: Annotated[Optional[int], typer.Option(help="Tokens per batch, padding included.", rich_help_panel=TRAINING)] = None,
     lr: Annotated[Optional[float], typer.Option(help="Peak learning rate, reached after warm-up.", rich_help_panel=TRAINING)] = None,
     warmup: Annotated[Optional[int], typer.Option(help="Warm-up steps (linear rise, then 1/√step decay).", rich_help_panel=TRAINING)] = None,
@@ -172,6 +174,8 @@ def prepare(
     preset: Annotated[Optional[str], typer.Option(help="The `tt train` preset whose vocabulary size to use. (default: small, whose 4k vocabulary tiny shares)")] = None,
     vocab_size: Annotated[Optional[int], typer.Option(help="SentencePiece vocabulary size (shrinks if the corpus is small).")] = None,
     separate_vocab: Annotated[Optional[bool], typer.Option("--separate-vocab", help="One vocabulary per language instead of a joint one.", show_default=False)] = None,
+    src_vocab_size: Annotated[Optional[int], typer.Option(help="With --separate-vocab: the source vocabulary's own size. (default: --vocab-size)", show_default=False)] = None,
+    tgt_vocab_size: Annotated[Optional[int], typer.Option(help="With --separate-vocab: the target vocabulary's own size. (default: --vocab-size)", show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed of the dev split and the tokenizer (use the same for `tt train`).")] = None,
 ):
     """Clean, split and tokenize a corpus once, into token id files that `tt train` reuses.

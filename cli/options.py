@@ -40,7 +40,9 @@ TRAIN_OPTIONS = {
     "patience": "patience", "dev_bleu_sentences": "dev_bleu_sentences", "average_last": "average_last",
     "device": "device", "accum": "accum_steps", "log_every": "log_every",
 }
-TOKENIZER_OPTIONS = {"vocab_size": "vocab_size", "separate_vocab": "joint"}
+TOKENIZER_OPTIONS = {
+    "vocab_size": "vocab_size", "separate_vocab": "joint", "src_vocab_size": "src_vocab_size", "tgt_vocab_size": "tgt_vocab_size",
+}
 CLEANING_OPTIONS = {"max_chars": "max_chars", "max_ratio": "max_ratio"}
 CORPUS_OPTIONS = ("corpus", "src", "tgt", "format", "src_col", "tgt_col", "dev", "dev_src", "dev_tgt", "dev_size")
 RUN_OPTIONS = ("out", "init_from", "threads", "preset", "probe", "probe_file", "prepared")
@@ -172,7 +174,9 @@ def validate(configs: RunConfigs) -> None:
     t, k = configs.train, configs.tokenizer
     # The model's vocabulary sizes are the tokenizer's (--vocab-size): the shape checker
     # names --vocab-size for a size outside its limits; the lower bound tt needs is below.
-    check_model_config(replace(configs.model, src_vocab_size=k.vocab_size, tgt_vocab_size=k.vocab_size))
+    check_model_config(replace(
+        configs.model, src_vocab_size=k.side_size("src")[0], tgt_vocab_size=k.side_size("tgt")[0], tie_embeddings=k.joint,
+    ))
     check_seed(t.seed)
     check_precision(t.precision)
     check_device(t.device)
@@ -191,6 +195,10 @@ def validate(configs: RunConfigs) -> None:
         (1 <= t.accum_steps <= 1024, "--accum must be between 1 and 1024"),
         (t.log_every >= 1, "--log-every must be at least 1"),
         (k.vocab_size >= 300, "--vocab-size must be at least 300 (256 byte pieces live in it)"),
+        (k.src_vocab_size is None or k.src_vocab_size >= 300, "--src-vocab-size must be at least 300 (256 byte pieces live in it)"),
+        (k.tgt_vocab_size is None or k.tgt_vocab_size >= 300, "--tgt-vocab-size must be at least 300 (256 byte pieces live in it)"),
+        (not k.joint or (k.src_vocab_size, k.tgt_vocab_size) == (None, None),
+         "--src-vocab-size and --tgt-vocab-size size separate vocabularies: add --separate-vocab"),
         (t.dev_every >= 1, "--dev-every must be at least 1"),
         (t.save_every > 0, "--save-every must be positive"),
         (t.patience is None or t.patience >= 1, "--patience must be at least 1"),
@@ -282,8 +290,8 @@ def _differs(name: str, value: Any, recorded: RunConfigs, record: dict) -> bool:
         return value != getattr(recorded.model, MODEL_OPTIONS[name])
     if name in TRAIN_OPTIONS:
         return value != getattr(recorded.train, TRAIN_OPTIONS[name])
-    if name == "vocab_size":
-        return value != recorded.tokenizer.vocab_size
+    if name in ("vocab_size", "src_vocab_size", "tgt_vocab_size"):
+        return value != getattr(recorded.tokenizer, name)
     if name == "separate_vocab":
         return value == recorded.tokenizer.joint
     if name in CLEANING_OPTIONS:

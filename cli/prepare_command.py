@@ -17,6 +17,7 @@ from tt.cli.progress import PreparationProgress
 from tt.data.errors import UserError
 from tt.data.prepare import prepare
 from tt.data.prepared_folder import PreparedCorpus, PrepareRequest
+from tt.data.tokenizer import vocabulary_sizes
 from tt.model.checkpoint import is_model_folder
 
 
@@ -51,5 +52,5 @@ def prepared_line(data: PreparedCorpus) -> str:
     return (
         f"{verb} {data.folder}: {data.train_pairs:,} train pairs, {len(data.dev):,} dev pairs "
         f"({report.read:,} read, {report.read - report.kept:,} dropped by cleaning), "
-        f"vocabulary {data.tokenizer.tgt_vocab_size:,}"
+        f"vocabulary {vocabulary_sizes(data.tokenizer.src_vocab_size, data.tokenizer.tgt_vocab_size)}"
     )

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from tt.cli.durations import format_seconds, signal_name
 from tt.data.prepared_folder import PreparedCorpus
+from tt.data.tokenizer import vocabulary_sizes
 from tt.model.distributed import Cluster
 from tt.model.train import Trainer
 from tt.model.transformer import count_parameters
@@ -67,10 +68,7 @@ def summary_table(data: PreparedCorpus, model, automatic_dev: bool = True) -> Ta
     table.add_row("train pairs", f"{data.train_pairs:,}")
     table.add_row("dev pairs", f"{len(data.dev):,}" if data.dev else "none (corpus under 1,000 pairs)" if automatic_dev else "none")
     report = data.tokenizer_report
-    vocab = f"{report.vocab_size:,}"
-    if report.src_vocab_size != report.vocab_size:
-        vocab = f"{report.src_vocab_size:,} source, {report.vocab_size:,} target"
-    table.add_row("vocabulary", vocab)
+    table.add_row("vocabulary", vocabulary_sizes(report.src_vocab_size, report.vocab_size))
     table.add_row("character coverage", f"{report.character_coverage:.4%}")
     share = report.byte_pieces / max(report.pieces, 1)
     table.add_row("byte-fallback pieces", f"{report.byte_pieces:,} of {report.pieces:,} ({share:.2%})")

@@ -132,9 +132,16 @@ def mismatch(manifest: dict, request: PrepareRequest, key: dict) -> str | None:
     if request.tokenizer is not None:
         if manifest.get("tokenizer_files") != tokenizer_digests(request.tokenizer):
             return "prepared with another tokenizer"
-    elif manifest.get("tokenizer_config") != asdict(request.tokenizer_config):
+    elif made_with(manifest.get("tokenizer_config")) != asdict(request.tokenizer_config):
         return "prepared with other tokenizer options"
     return None
+
+
+def made_with(tokenizer_config: dict | None) -> dict | None:
+    """A manifest's tokenizer options, with the defaults of options added since it was written."""
+    if not isinstance(tokenizer_config, dict):
+        return tokenizer_config
+    return {**asdict(TokenizerConfig()), **tokenizer_config}
 
 
 def tokenizer_digests(tokenizer: Tokenizer) -> dict[str, str]:

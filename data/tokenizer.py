@@ -37,6 +37,15 @@ SEPARATE_FILES = ("tokenizer.src.model", "tokenizer.tgt.model")  # one model per
 class TokenizerConfig:
     vocab_size: int = 4000  # on a 15-minute CPU budget a smaller softmax buys more steps
     joint: bool = True
+    # Separate vocabularies only: one side's own size (None: vocab_size). The target's is the
+    # width of the output layer, the source's only an embedding table.
+    src_vocab_size: int | None = None
+    tgt_vocab_size: int | None = None
+
+    def side_size(self, side: str) -> tuple[int, str]:
+        """The size asked for one side's vocabulary, and the option that asked for it."""
+        size = self.src_vocab_size if side == "src" else self.tgt_vocab_size
+        return (self.vocab_size, "--vocab-size") if self.joint or size is None else (size, f"--{side}-vocab-size")
     sample_sentences: int = 300_000  # large corpora train the tokenizer on a random sample
     character_coverage: float = 0.9995  # CJK scripts have many rare characters: leave them to bytes
 
@@ -202,6 +211,11 @@ def _read(path: Path) -> bytes:
         raise UserError(f"{path}: cannot read ({err.strerror})") from None
 
 
+def vocabulary_sizes(src: int, tgt: int) -> str:
+    """"4,000", or "4,000 source, 1,500 target" for separate vocabularies of two sizes."""
+    return f"{tgt:,}" if src == tgt else f"{src:,} source, {tgt:,} target"
+
+
 def _from_bytes(data: bytes, where: str) -> spm.SentencePieceProcessor:
     try:
         return spm.SentencePieceProcessor(model_proto=data)
@@ -216,23 +230,23 @@ def train_tokenizer(
     rng = random.Random(seed)
     sample = list(pairs) if len(pairs) <= config.sample_sentences else rng.sample(list(pairs), config.sample_sentences)
     if config.joint:
-        model = _train_one([s for s, _ in sample] + [t for _, t in sample], config, seed)
+        model = _train_one([s for s, _ in sample] + [t for _, t in sample], config, config.vocab_size, "--vocab-size", seed)
         tokenizer = Tokenizer(model, model, joint=True)
     else:
         tokenizer = Tokenizer(
-            _train_one([s for s, _ in sample], config, seed),
-            _train_one([t for _, t in sample], config, seed),
+            _train_one([s for s, _ in sample], config, *config.side_size("src"), seed),
+            _train_one([t for _, t in sample], config, *config.side_size("tgt"), seed),
             joint=False,
         )
     return tokenizer, measure(tokenizer, sample[:5000])
 
 
-def _train_one(sentences: list[str], config: TokenizerConfig, seed: int) -> spm.SentencePieceProcessor:
+def _train_one(sentences: list[str], config: TokenizerConfig, asked: int, option: str, seed: int) -> spm.SentencePieceProcessor:
     # Every character needs room: a vocabulary smaller than specials + bytes + the
     # distinct characters cannot be trained, so ask for at least that.
     distinct = len(set("".join(sentences)))
     floor = SPECIAL_PIECES + BYTE_PIECES + min(distinct, 200) + 8
-    vocab_size = max(config.vocab_size, floor)
+    vocab_size = max(asked, floor)
     for _attempt in range(3):
         try:
             return _run_trainer(sentences, config, vocab_size, seed)
@@ -242,8 +256,8 @@ def _train_one(sentences: list[str], config: TokenizerConfig, seed: int) -> spm.
             needed = re.search(r"smaller than required_chars\. \d+ vs (\d+)", str(err))
             if needed:
                 raise UserError(
-                    f"--vocab-size {config.vocab_size} is too small for this corpus: its characters alone need "
-                    f"{int(needed.group(1)):,} pieces; use --vocab-size {int(needed.group(1)) + 100} or more"
+                    f"{option} {asked} is too small for this corpus: its characters alone need "
+                    f"{int(needed.group(1)):,} pieces; use {option} {int(needed.group(1)) + 100} or more"
                 ) from None
             # A tiny corpus cannot fill a large vocabulary; SentencePiece says how much it can.
             match = re.search(r"value <= (\d+)", str(err))

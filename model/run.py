@@ -50,6 +50,8 @@ def new_model(config: ModelConfig, tokenizer: Tokenizer, seed: int) -> Transform
     torch.manual_seed(seed)
     return Transformer(replace(
         config, src_vocab_size=tokenizer.src_vocab_size, tgt_vocab_size=tokenizer.tgt_vocab_size, tie_embeddings=tokenizer.joint,
+        # Separate vocabularies still share one matrix between the target embedding and the output layer.
+        tie_output=not tokenizer.joint,
     ))
 
 

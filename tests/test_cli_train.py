@@ -172,6 +172,28 @@ def test_bad_option_values(tmp_path, corpus_file):
     assert not (tmp_path / "m").exists()
 
 
+def test_side_sizes_need_separate_vocabularies_and_room_for_bytes(tmp_path, corpus_file):
+    assert_one_line_error(train(corpus_file, "--out", tmp_path / "m", "--tgt-vocab-size", "400"), "--tgt-vocab-size", "--separate-vocab")
+    assert_one_line_error(train(corpus_file, "--out", tmp_path / "m", "--separate-vocab", "--src-vocab-size", "299"), "--src-vocab-size", "300")
+    assert not (tmp_path / "m").exists()
+
+
+def test_separate_vocabularies_of_two_sizes_train_and_resume(tmp_path, corpus_file):
+    """The target vocabulary sets the output layer's width, which shares its matrix with the target embedding."""
+    from tt.model.checkpoint import load_model_folder
+
+    out = tmp_path / "m"
+    result = train(corpus_file, "--out", out, "--separate-vocab", "--vocab-size", "500", "--tgt-vocab-size", "320", "--max-steps", "2")
+    assert result.exit_code == 0, result.output
+    model, tokenizer, _ = load_model_folder(out)
+    assert model.config.tgt_vocab_size == tokenizer.tgt_vocab_size <= 320  # 80 pairs support little more
+    assert model.config.src_vocab_size == tokenizer.src_vocab_size
+    assert model.project.weight is model.tgt_embed.weight and model.src_embed.weight is not model.tgt_embed.weight
+    resumed = runner.invoke(app, ["train", "--resume", "--out", str(out), "--max-steps", "3", "--tgt-vocab-size", "320"])
+    assert resumed.exit_code == 0, resumed.output
+    assert read_training_state(out)[0]["step"] == 3
+
+
 def test_jsonl_and_moses_pairs_train(tmp_path):
     pairs = tiny_pairs()[:30]
     jsonl = tmp_path / "c.jsonl"

@@ -251,7 +251,7 @@ def test_resume_applies_and_reports_allowed_changes(short_run, tmp_path):
 
 @pytest.mark.parametrize(
     "option, value",
-    [("--d-model", "32"), ("--layers", "2"), ("--vocab-size", "400"), ("--separate-vocab", None), ("--seed", "9"),
+    [("--d-model", "32"), ("--layers", "2"), ("--vocab-size", "400"), ("--separate-vocab", None), ("--tgt-vocab-size", "400"), ("--seed", "9"),
      ("--max-chars", "50"), ("--src-col", "2"), ("--init-from", "somewhere"), ("--preset", "tiny")],
 )
 def test_resume_refuses_options_that_define_the_run(short_run, option, value):

@@ -412,3 +412,18 @@ def test_offering_in_bulk_picks_what_offering_one_by_one_picks(scores, capacity,
     for size in range(capacity + 1):
         assert in_bulk.pick(size) == one_by_one.pick(size)
         assert in_bulk.takes_everything(size) == one_by_one.takes_everything(size)
+
+
+def test_a_folder_prepared_before_the_side_sizes_existed_is_reused(corpus, tmp_path):
+    """A manifest written before --src-vocab-size and --tgt-vocab-size has no such keys: they were the defaults."""
+    import json
+
+    folder = tmp_path / "prepared"
+    prepare(request_for(corpus), folder)
+    manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    for key in ("src_vocab_size", "tgt_vocab_size"):
+        del manifest["tokenizer_config"][key]
+    (folder / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+    assert prepare(request_for(corpus), folder).reused
+    resized = TokenizerConfig(vocab_size=300, joint=False, tgt_vocab_size=300)
+    assert not prepare(request_for(corpus, tokenizer_config=resized), folder).reused

@@ -15,6 +15,7 @@ from tt.data.tokenizer import (
     Tokenizer,
     TokenizerConfig,
     train_tokenizer,
+    vocabulary_sizes,
 )
 
 CHINESE = ["我", "你", "他", "有", "看", "喜欢", "苹果", "书", "猫", "狗", "茶", "水", "今天", "明天", "学校", "朋友"]
@@ -164,6 +165,27 @@ def test_separate_vocabularies_fit_their_side(separate):
     assert len(tokenizer.encode_tgt("tomorrow")) < len(tokenizer.encode_src("tomorrow"))
 
 
+def test_each_separate_vocabulary_takes_its_own_size():
+    """--tgt-vocab-size sizes the target side alone (the output layer's width); the source keeps --vocab-size."""
+    tokenizer, report = train_tokenizer(small_corpus(), TokenizerConfig(vocab_size=8000, joint=False, tgt_vocab_size=300))
+    both_large, _ = train_tokenizer(small_corpus(), TokenizerConfig(vocab_size=8000, joint=False))
+    assert tokenizer.tgt_vocab_size == report.vocab_size <= 300 < both_large.tgt_vocab_size
+    assert tokenizer.src_vocab_size == both_large.src_vocab_size
+    small_source, _ = train_tokenizer(small_corpus(), TokenizerConfig(vocab_size=8000, joint=False, src_vocab_size=300))
+    assert small_source.src_vocab_size <= 300 and small_source.tgt_vocab_size == both_large.tgt_vocab_size
+
+
+def test_the_sizes_are_shown_as_one_number_or_two():
+    assert vocabulary_sizes(4000, 4000) == "4,000"
+    assert vocabulary_sizes(4000, 1500) == "4,000 source, 1,500 target"
+
+
+def test_joint_vocabularies_ignore_the_side_sizes():
+    assert TokenizerConfig(vocab_size=500, tgt_vocab_size=300).side_size("tgt") == (500, "--vocab-size")
+    assert TokenizerConfig(vocab_size=500, joint=False, tgt_vocab_size=300).side_size("tgt") == (300, "--tgt-vocab-size")
+    assert TokenizerConfig(vocab_size=500, joint=False, tgt_vocab_size=300).side_size("src") == (500, "--vocab-size")
+
+
 def test_load_empty_folder(tmp_path):
     with pytest.raises(UserError, match="tokenizer.model") as err:
         Tokenizer.load(tmp_path)
@@ -201,3 +223,14 @@ def test_a_vocabulary_too_small_for_the_characters_says_how_large_in_tt_terms():
     with pytest.raises(UserError, match=r"--vocab-size 300 is too small for this corpus: .* use --vocab-size \d+ or more$") as caught:
         train_tokenizer(pairs, TokenizerConfig(vocab_size=300))
     assert "character_coverage" not in str(caught.value)
+
+
+def test_a_side_too_small_for_its_characters_names_its_own_option():
+    import random
+
+    rng = random.Random(0)
+    characters = [chr(0x4E00 + i) for i in range(1200)]
+    pairs = [("".join(rng.choice(characters) for _ in range(12)), "a sentence") for _ in range(3000)]
+    config = TokenizerConfig(vocab_size=8000, joint=False, src_vocab_size=300)
+    with pytest.raises(UserError, match=r"^--src-vocab-size 300 is too small for this corpus: .* use --src-vocab-size \d+ or more$"):
+        train_tokenizer(pairs, config)
