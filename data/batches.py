@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from itertools import chain
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -41,11 +42,13 @@ class Batch:
 
 
 def pad(rows: Sequence[Sequence[int]], length: int | None = None, pad_id: int = PAD_ID) -> torch.Tensor:
-    length = length or max(len(row) for row in rows)
-    out = torch.full((len(rows), length), pad_id, dtype=torch.long)
-    for i, row in enumerate(rows):
-        out[i, : len(row)] = torch.as_tensor(np.asarray(row, dtype=np.int64))
-    return out
+    lengths = np.fromiter((len(row) for row in rows), dtype=np.int64, count=len(rows))
+    length = length or int(lengths.max())
+    out = np.full((len(rows), length), pad_id, dtype=np.int64)
+    # One assignment for the whole batch, not one tensor copy per sentence (~500 a step):
+    # the mask's True cells, read row by row, are exactly where the ids go in order.
+    out[np.arange(length) < lengths[:, None]] = np.fromiter(chain.from_iterable(rows), dtype=np.int64, count=int(lengths.sum()))
+    return torch.from_numpy(out)
 
 
 def make_batch(
