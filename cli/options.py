@@ -175,7 +175,8 @@ def validate(configs: RunConfigs) -> None:
     # The model's vocabulary sizes are the tokenizer's (--vocab-size): the shape checker
     # names --vocab-size for a size outside its limits; the lower bound tt needs is below.
     check_model_config(replace(
-        configs.model, src_vocab_size=k.side_size("src")[0], tgt_vocab_size=k.side_size("tgt")[0], tie_embeddings=k.joint,
+        configs.model, src_vocab_size=k.src_vocab_size or k.vocab_size, tgt_vocab_size=k.tgt_vocab_size or k.vocab_size,
+        tie_embeddings=False,  # tt ties them where the tokenizer turns out joint, whose sizes are equal
     ))
     check_seed(t.seed)
     check_precision(t.precision)
@@ -197,8 +198,8 @@ def validate(configs: RunConfigs) -> None:
         (k.vocab_size >= 300, "--vocab-size must be at least 300 (256 byte pieces live in it)"),
         (k.src_vocab_size is None or k.src_vocab_size >= 300, "--src-vocab-size must be at least 300 (256 byte pieces live in it)"),
         (k.tgt_vocab_size is None or k.tgt_vocab_size >= 300, "--tgt-vocab-size must be at least 300 (256 byte pieces live in it)"),
-        (not k.joint or (k.src_vocab_size, k.tgt_vocab_size) == (None, None),
-         "--src-vocab-size and --tgt-vocab-size size separate vocabularies: add --separate-vocab"),
+        (k.joint is not True or (k.src_vocab_size, k.tgt_vocab_size) == (None, None),
+         "--src-vocab-size and --tgt-vocab-size size separate vocabularies, not a --joint-vocab"),
         (t.dev_every >= 1, "--dev-every must be at least 1"),
         (t.save_every > 0, "--save-every must be positive"),
         (t.patience is None or t.patience >= 1, "--patience must be at least 1"),
@@ -292,8 +293,8 @@ def _differs(name: str, value: Any, recorded: RunConfigs, record: dict) -> bool:
         return value != getattr(recorded.train, TRAIN_OPTIONS[name])
     if name in ("vocab_size", "src_vocab_size", "tgt_vocab_size"):
         return value != getattr(recorded.tokenizer, name)
-    if name == "separate_vocab":
-        return value == recorded.tokenizer.joint
+    if name == "separate_vocab":  # a run that let tt choose holds no choice to compare with
+        return recorded.tokenizer.joint is None or value == recorded.tokenizer.joint
     if name in CLEANING_OPTIONS:
         return value != getattr(recorded.cleaning, CLEANING_OPTIONS[name])
     if name == "dev_size":

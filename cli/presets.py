@@ -22,7 +22,9 @@ def demo_configs() -> RunConfigs:
         model=ModelConfig(d_model=128, n_heads=4, d_ff=512, n_layers=2, dropout=0.1),
         # No cool-down: the demo memorizes a few hundred pairs, and what it prints was measured without one.
         train=TrainConfig(batch_tokens=1024, learning_rate=2e-3, warmup_steps=100, cooldown=0.0, max_steps=700, max_time=150.0, save_every=600.0),
-        tokenizer=TokenizerConfig(vocab_size=1000),
+        # One joint vocabulary (tt would choose two for Chinese and English): what the demo
+        # prints was measured with one.
+        tokenizer=TokenizerConfig(vocab_size=1000, joint=True),
         cleaning=CleaningConfig(),
     )
 

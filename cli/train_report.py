@@ -68,6 +68,9 @@ def summary_table(data: PreparedCorpus, model, automatic_dev: bool = True) -> Ta
     table.add_row("train pairs", f"{data.train_pairs:,}")
     table.add_row("dev pairs", f"{len(data.dev):,}" if data.dev else "none (corpus under 1,000 pairs)" if automatic_dev else "none")
     report = data.tokenizer_report
+    if report.shared_characters is not None:  # tt chose joint or separate from the text
+        choice = "one joint vocabulary" if data.tokenizer.joint else "one vocabulary per language"
+        table.add_row("characters in common", f"{report.shared_characters:.0%}: {choice}")
     table.add_row("vocabulary", vocabulary_sizes(report.src_vocab_size, report.vocab_size))
     table.add_row("character coverage", f"{report.character_coverage:.4%}")
     share = report.byte_pieces / max(report.pieces, 1)

@@ -3,7 +3,8 @@
 A unigram SentencePiece model is trained in-process on the cleaned corpus. Byte fallback
 is on, so a character never seen in training is spelled as its UTF-8 bytes (`<0xE4>`...)
 instead of collapsing to `<unk>`. By default one joint vocabulary serves both languages
-(which lets the model tie its embeddings); `separate=True` trains one per side.
+(which lets the model tie its embeddings) where the two languages share their characters,
+and one per language where they do not (`tt.data.vocabularies` decides, and says why).
 
 In a model folder the tokenizer is `tokenizer.model` (joint) or `tokenizer.src.model` and
 `tokenizer.tgt.model` (separate). Published Hugging Face Marian models number their pieces
@@ -17,7 +18,7 @@ import os
 import random
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -26,26 +27,23 @@ import sentencepiece as spm
 from tt.data.atomic import write_atomic
 from tt.data.errors import UserError
 
-PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+from tt.data.vocabularies import BYTE_PIECES, SPECIAL_PIECES, plan_vocabularies
+
+PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3  # SPECIAL_PIECES of them
 _CONTROL_TO_SPACE = {c: " " for c in [*range(0x20), 0x7F, 0x85, 0x2028, 0x2029]}
-BYTE_PIECES = 256  # with byte fallback every byte value owns a piece
-SPECIAL_PIECES = 4
 SEPARATE_FILES = ("tokenizer.src.model", "tokenizer.tgt.model")  # one model per language; a joint one is tokenizer.model
 
 
 @dataclass
 class TokenizerConfig:
     vocab_size: int = 4000  # on a 15-minute CPU budget a smaller softmax buys more steps
-    joint: bool = True
-    # Separate vocabularies only: one side's own size (None: vocab_size). The target's is the
-    # width of the output layer, the source's only an embedding table.
+    # True: one vocabulary for both languages; False: one each; None: joint where the two
+    # share their characters, one each where they do not (tt.data.vocabularies says why).
+    joint: bool | None = None
+    # One side's own size, for separate vocabularies (None: vocab_size, or tt's choice). The
+    # target's is the width of the output layer; the source's is only an embedding table.
     src_vocab_size: int | None = None
     tgt_vocab_size: int | None = None
-
-    def side_size(self, side: str) -> tuple[int, str]:
-        """The size asked for one side's vocabulary, and the option that asked for it."""
-        size = self.src_vocab_size if side == "src" else self.tgt_vocab_size
-        return (self.vocab_size, "--vocab-size") if self.joint or size is None else (size, f"--{side}-vocab-size")
     sample_sentences: int = 300_000  # large corpora train the tokenizer on a random sample
     character_coverage: float = 0.9995  # CJK scripts have many rare characters: leave them to bytes
 
@@ -57,6 +55,7 @@ class TokenizerReport:
     character_coverage: float  # share of character occurrences spelled without byte fallback
     byte_pieces: int  # pieces that fell back to bytes, in the sample
     pieces: int  # all pieces in the sample
+    shared_characters: float | None = None  # what tt measured to choose joint or separate (None: not its choice)
 
 
 class Tokenizer:
@@ -229,16 +228,19 @@ def train_tokenizer(
     """Train on (a sample of) the cleaned pairs; the vocabulary shrinks to what the text supports."""
     rng = random.Random(seed)
     sample = list(pairs) if len(pairs) <= config.sample_sentences else rng.sample(list(pairs), config.sample_sentences)
-    if config.joint:
-        model = _train_one([s for s, _ in sample] + [t for _, t in sample], config, config.vocab_size, "--vocab-size", seed)
+    plan = plan_vocabularies(
+        sample, config.vocab_size, config.joint, config.src_vocab_size, config.tgt_vocab_size, config.character_coverage,
+    )
+    if plan.joint:
+        model = _train_one([s for s, _ in sample] + [t for _, t in sample], config, plan.tgt_size, plan.tgt_option, seed)
         tokenizer = Tokenizer(model, model, joint=True)
     else:
         tokenizer = Tokenizer(
-            _train_one([s for s, _ in sample], config, *config.side_size("src"), seed),
-            _train_one([t for _, t in sample], config, *config.side_size("tgt"), seed),
+            _train_one([s for s, _ in sample], config, plan.src_size, plan.src_option, seed),
+            _train_one([t for _, t in sample], config, plan.tgt_size, plan.tgt_option, seed),
             joint=False,
         )
-    return tokenizer, measure(tokenizer, sample[:5000])
+    return tokenizer, replace(measure(tokenizer, sample[:5000]), shared_characters=plan.shared)
 
 
 def _train_one(sentences: list[str], config: TokenizerConfig, asked: int, option: str, seed: int) -> spm.SentencePieceProcessor:

@@ -47,9 +47,11 @@ def corpus_file(tmp_path) -> Path:
     return write_tsv(tmp_path / "corpus.tsv", tiny_pairs())
 
 
+# One joint vocabulary, as most tests were written for (tt would choose two for these
+# Chinese–English pairs; tests/test_vocabularies.py and the --separate-vocab tests cover that).
 TINY_MODEL_OPTIONS = [
     "--d-model", "16", "--heads", "2", "--layers", "1", "--ff", "32",
-    "--vocab-size", "300", "--batch-tokens", "256", "--warmup", "5", "--seed", "3",
+    "--vocab-size", "300", "--joint-vocab", "--batch-tokens", "256", "--warmup", "5", "--seed", "3",
 ]
 
 

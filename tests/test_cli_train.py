@@ -172,10 +172,23 @@ def test_bad_option_values(tmp_path, corpus_file):
     assert not (tmp_path / "m").exists()
 
 
+def train_letting_tt_choose_the_vocabularies(*args):
+    options = [option for option in TINY_MODEL_OPTIONS if option != "--joint-vocab"]
+    return runner.invoke(app, ["train", *map(str, args), *options])
+
+
 def test_side_sizes_need_separate_vocabularies_and_room_for_bytes(tmp_path, corpus_file):
-    assert_one_line_error(train(corpus_file, "--out", tmp_path / "m", "--tgt-vocab-size", "400"), "--tgt-vocab-size", "--separate-vocab")
-    assert_one_line_error(train(corpus_file, "--out", tmp_path / "m", "--separate-vocab", "--src-vocab-size", "299"), "--src-vocab-size", "300")
+    assert_one_line_error(train(corpus_file, "--out", tmp_path / "m", "--tgt-vocab-size", "400"), "--tgt-vocab-size", "--joint-vocab")
+    too_small = train_letting_tt_choose_the_vocabularies(corpus_file, "--out", tmp_path / "m", "--separate-vocab", "--src-vocab-size", "299")
+    assert_one_line_error(too_small, "--src-vocab-size", "300")
     assert not (tmp_path / "m").exists()
+
+
+def test_chinese_english_pairs_get_one_vocabulary_per_language_and_the_summary_says_why(tmp_path, corpus_file):
+    result = train_letting_tt_choose_the_vocabularies(corpus_file, "--out", tmp_path / "m", "--max-steps", "1")
+    assert result.exit_code == 0, result.output
+    assert "characters in common" in result.stderr and "one vocabulary per language" in result.stderr
+    assert (tmp_path / "m" / "tokenizer.tgt.model").exists() and not (tmp_path / "m" / "tokenizer.model").exists()
 
 
 def test_separate_vocabularies_of_two_sizes_train_and_resume(tmp_path, corpus_file):
@@ -183,7 +196,7 @@ def test_separate_vocabularies_of_two_sizes_train_and_resume(tmp_path, corpus_fi
     from tt.model.checkpoint import load_model_folder
 
     out = tmp_path / "m"
-    result = train(corpus_file, "--out", out, "--separate-vocab", "--vocab-size", "500", "--tgt-vocab-size", "320", "--max-steps", "2")
+    result = train_letting_tt_choose_the_vocabularies(corpus_file, "--out", out, "--vocab-size", "500", "--tgt-vocab-size", "320", "--max-steps", "2")
     assert result.exit_code == 0, result.output
     model, tokenizer, _ = load_model_folder(out)
     assert model.config.tgt_vocab_size == tokenizer.tgt_vocab_size <= 320  # 80 pairs support little more

@@ -254,7 +254,7 @@ def test_a_model_without_residual_connections_is_refused(tmp_path, tiny_config):
     from dataclasses import replace
 
     pairs = tiny_pairs()
-    tokenizer, _ = train_tokenizer(pairs, TokenizerConfig(vocab_size=300))
+    tokenizer, _ = train_tokenizer(pairs, TokenizerConfig(vocab_size=300, joint=True))
     config = replace(tiny_config, src_vocab_size=tokenizer.src_vocab_size, tgt_vocab_size=tokenizer.tgt_vocab_size, residual=False)
     save_model_folder(tmp_path / "m", Transformer(config).eval(), tokenizer, {})
     with pytest.raises(UserError, match="no-residual"):

@@ -139,7 +139,8 @@ def test_overwrite_replaces_every_file_of_the_old_run(tmp_path, corpus_file):
     out = tmp_path / "model"
     assert train(corpus_file, "--out", out, "--max-steps", "4").exit_code == 0
     assert (out / "tokenizer.model").exists()
-    result = train(corpus_file, "--out", out, "--max-steps", "2", "--overwrite", "--separate-vocab", "--log-every", "1")
+    separate = [option for option in TINY_MODEL_OPTIONS if option != "--joint-vocab"] + ["--separate-vocab"]
+    result = runner.invoke(app, ["train", str(corpus_file), "--out", str(out), "--max-steps", "2", "--overwrite", "--log-every", "1", *separate])
     assert result.exit_code == 0, result.output
     names = {p.name for p in out.iterdir()}
     assert "tokenizer.model" not in names  # the joint vocabulary of the old run would shadow the new pair

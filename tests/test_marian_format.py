@@ -80,7 +80,7 @@ def test_weights_to_marian_and_back_give_the_same_model(tiny_config, options):
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return train_tokenizer(tiny_pairs(), TokenizerConfig(vocab_size=300))[0]
+    return train_tokenizer(tiny_pairs(), TokenizerConfig(vocab_size=300, joint=True))[0]
 
 
 def test_exported_sentencepiece_files_normalize_as_tt_does(tokenizer):

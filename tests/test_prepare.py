@@ -41,7 +41,7 @@ def numbered_pairs(n: int) -> list[tuple[str, str]]:
 def request_for(corpus, **changes) -> PrepareRequest:
     values = dict(
         train=CorpusSpec(path=str(corpus)), dev=None, cleaning=CleaningConfig(),
-        tokenizer_config=TokenizerConfig(vocab_size=300), seed=3, dev_size=None,
+        tokenizer_config=TokenizerConfig(vocab_size=300, joint=True), seed=3, dev_size=None,
     )
     return PrepareRequest(**{**values, **changes})
 
@@ -310,11 +310,11 @@ def test_uint16_ids_and_lengths_on_disk(corpus, tmp_path):
 def test_tt_prepare_then_train_reuses_it(tmp_path):
     corpus = write_tsv(tmp_path / "corpus.tsv", tiny_pairs())
     folder = tmp_path / "data"
-    first = runner.invoke(app, ["prepare", str(corpus), "--out", str(folder), "--vocab-size", "300", "--seed", "3"])
+    first = runner.invoke(app, ["prepare", str(corpus), "--out", str(folder), "--vocab-size", "300", "--joint-vocab", "--seed", "3"])
     assert first.exit_code == 0, first.output
     assert f"prepared {folder}: 80 train pairs" in first.stderr
     times = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
-    again = runner.invoke(app, ["prepare", str(corpus), "--out", str(folder), "--vocab-size", "300", "--seed", "3"])
+    again = runner.invoke(app, ["prepare", str(corpus), "--out", str(folder), "--vocab-size", "300", "--joint-vocab", "--seed", "3"])
     assert again.exit_code == 0 and "reusing" in again.stderr
     out = tmp_path / "model"
     trained = runner.invoke(app, ["train", str(corpus), "--prepared", str(folder), "--out", str(out), "--max-steps", "2", *TINY_MODEL_OPTIONS])

