@@ -112,7 +112,7 @@ def run_bench(data_dir: Path | None, seconds: float, report: Callable[[str], Non
     train_pairs, dev_pairs, source = corpus_for_bench(data_dir)
     results["data"] = source
     report("tokenizer (8k joint)")
-    tokenizer, _ = train_tokenizer(train_pairs, TokenizerConfig(vocab_size=REFERENCE_VOCAB))
+    tokenizer, _ = train_tokenizer(train_pairs, TokenizerConfig(vocab_size=REFERENCE_VOCAB, joint=True))
     src_ids = [tokenizer.encode_src(s) for s, _ in train_pairs]
     tgt_ids = [tokenizer.encode_tgt(t) for _, t in train_pairs]
     src_per_tgt = sum(map(len, src_ids)) / sum(map(len, tgt_ids))
