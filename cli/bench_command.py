@@ -14,6 +14,7 @@ themselves are in `tt.model.speed`):
 from __future__ import annotations
 
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -81,11 +82,21 @@ def child_peak_rss_mb(arguments: list[str], cwd: str) -> tuple[float | None, flo
     return (int(peaks[-1]) / 1024 if peaks else None), seconds
 
 
-def _wall(command: list[str], cwd: str, stdin: str | None = None) -> float:
+def _wall(arguments: list[str], cwd: str, stdin: str | None = None) -> float:
     """Wall time of the installed `tt` command itself, the way a user starts it."""
     started = time.perf_counter()
-    _run_child(command, command[1:], cwd, stdin)
+    _run_child([*tt_command(), *arguments], arguments, cwd, stdin)
     return time.perf_counter() - started
+
+
+def tt_command() -> list[str]:
+    """The `tt` script beside this Python, else the one on PATH, else `python -m tt.cli` (an
+    install without scripts, such as `pip install --target`)."""
+    beside = Path(sys.executable).parent / "tt"
+    if beside.exists():
+        return [str(beside)]
+    found = shutil.which("tt")
+    return [found] if found else [sys.executable, "-m", "tt.cli"]
 
 
 def _run_child(command: list[str], arguments: list[str], cwd: str, stdin: str | None = None) -> subprocess.CompletedProcess:
@@ -176,10 +187,9 @@ def run_bench(data_dir: Path | None, seconds: float, report: Callable[[str], Non
         corpus.write_text("".join(f"{s}\t{t}\n" for s, t in train_pairs[:3000]), encoding="utf-8")
         results["train_peak_rss_mb"], _ = child_peak_rss_mb(["train", str(corpus), "--out", "m", "--max-steps", "30"], folder)
         results["translate_peak_rss_mb"], results["startup_translate_s"] = child_peak_rss_mb(["translate", "--model", "m", train_pairs[0][0]], folder)
-        tt = str(Path(sys.executable).parent / "tt")
-        results["startup_help_s"] = _wall([tt, "--help"], folder)
+        results["startup_help_s"] = _wall(["--help"], folder)
         # The same sentence on stdin takes the PyTorch path (an argument takes the NumPy quick path)
-        results["startup_translate_torch_s"] = _wall([tt, "translate", "--model", "m"], folder, stdin=train_pairs[0][0] + "\n")
+        results["startup_translate_torch_s"] = _wall(["translate", "--model", "m"], folder, stdin=train_pairs[0][0] + "\n")
     return results
 
 

@@ -58,8 +58,19 @@ def test_a_failing_child_is_one_user_error_with_its_last_line(monkeypatch, tmp_p
     monkeypatch.setattr(bench_command.subprocess, "run", failed)
     with pytest.raises(UserError, match=r"`tt train c.tsv` exited with 1: error: --out m: disk full$"):
         child_peak_rss_mb(["train", "c.tsv"], str(tmp_path))
-    with pytest.raises(UserError, match="exited with 1: error: --out m: disk full$"):
-        bench_command._wall(["tt", "--help"], str(tmp_path))
+    with pytest.raises(UserError, match="`tt --help` exited with 1: error: --out m: disk full$"):
+        bench_command._wall(["--help"], str(tmp_path))
+
+
+def test_start_up_is_timed_without_a_tt_script_beside_python(monkeypatch, tmp_path):
+    """An install without scripts (pip install --target) still times `python -m tt.cli`."""
+    import tt.cli.bench_command as bench_command
+
+    monkeypatch.setattr(bench_command.sys, "executable", str(tmp_path / "python"))  # no tt beside it
+    monkeypatch.setattr(bench_command.shutil, "which", lambda name: None)
+    assert bench_command.tt_command() == [str(tmp_path / "python"), "-m", "tt.cli"]
+    monkeypatch.setattr(bench_command.shutil, "which", lambda name: "/somewhere/bin/tt")
+    assert bench_command.tt_command() == ["/somewhere/bin/tt"]
 
 
 def test_the_matmul_row_names_the_size_measured():

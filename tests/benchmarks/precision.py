@@ -26,7 +26,7 @@ from tt.data.corpus import CorpusSpec, read_pairs
 from tt.data.tokenizer import train_tokenizer
 from tt.model.evaluate import DevSet, evaluate_loss
 from tt.model.train import Trainer
-from tt.model.transformer import Transformer
+from tt.model.run import new_model
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "tatoeba-cmn-eng"
 
@@ -46,11 +46,9 @@ def main() -> None:
     src = [tokenizer.encode_src(s) for s, _ in train]
     tgt = [tokenizer.encode_tgt(t) for _, t in train]
     dev_set = DevSet([tokenizer.encode_src(s) for s, _ in dev], [tokenizer.encode_tgt(t) for _, t in dev])
-    model_config = replace(configs.model, src_vocab_size=tokenizer.src_vocab_size, tgt_vocab_size=tokenizer.tgt_vocab_size)
     curves, seconds = {}, {}
     for precision in ("fp32", "bf16"):
-        torch.manual_seed(configs.train.seed)
-        model = Transformer(model_config)
+        model = new_model(configs.model, tokenizer, configs.train.seed)  # as tt train builds it: sizes and tying from the tokenizer
         train_config = replace(configs.train, precision=precision, device="cpu")
         stream = BatchStream(src, tgt, train_config.batch_tokens, train_config.seed)
         with tempfile.TemporaryDirectory() as folder:

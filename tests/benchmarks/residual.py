@@ -53,7 +53,7 @@ def main() -> None:
             command = [
                 sys.executable, "-m", "tt.cli", "train", str(train), "--src-col", "2", "--tgt-col", "1", "--dev", str(dev),
                 "--out", str(folder), "--overwrite", "--layers", str(layers), "--d-model", "32", "--heads", "2", "--ff", "64",
-                "--vocab-size", "2000", "--batch-tokens", "512", "--warmup", "50", "--lr", "2e-3", "--dropout", "0.1",
+                "--vocab-size", "2000", "--joint-vocab", "--batch-tokens", "512", "--warmup", "50", "--lr", "2e-3", "--dropout", "0.1",
                 "--max-steps", str(args.steps), "--dev-every", str(args.steps), "--dev-bleu-sentences", "0",
                 "--log-every", "10", "--seed", "1", "--threads", "1", "--precision", "fp32", "--residual" if residual else "--no-residual",
             ]
