@@ -45,46 +45,50 @@ def plan_vocabularies(
     """Joint or separate (`joint`, else the text decides), and the size asked for each side."""
     if joint:
         return VocabularyPlan(True, vocab_size, vocab_size, "--vocab-size", "--vocab-size")
-    shared = None
+    shared, own = None, (vocab_size, vocab_size)
     if joint is None and src_vocab_size is None and tgt_vocab_size is None:
-        shared = shared_characters(sample[:MEASURED_PAIRS])
+        src_counts, tgt_counts = character_counts(sample[:MEASURED_PAIRS])  # counted once, read twice below
+        shared = shared_characters(src_counts, tgt_counts)
         if shared >= SHARED_SCRIPT:
             return VocabularyPlan(True, vocab_size, vocab_size, "--vocab-size", "--vocab-size", shared)
-    own = own_sizes(sample[:MEASURED_PAIRS], vocab_size, coverage) if shared is not None else (vocab_size, vocab_size)
+        own = own_sizes(src_counts, tgt_counts, vocab_size, coverage)
     src, src_option = (src_vocab_size, "--src-vocab-size") if src_vocab_size else (own[0], "--vocab-size")
     tgt, tgt_option = (tgt_vocab_size, "--tgt-vocab-size") if tgt_vocab_size else (own[1], "--vocab-size")
     return VocabularyPlan(False, src, tgt, src_option, tgt_option, shared)
 
 
-def character_shares(sentences: Sequence[str]) -> dict[str, float]:
+def character_counts(sample: Sequence[tuple[str, str]]) -> tuple[Counter, Counter]:
+    """How often each character occurs on the source side, and on the target side."""
+    return Counter("".join(s for s, _ in sample)), Counter("".join(t for _, t in sample))
+
+
+def character_shares(counts: Counter) -> dict[str, float]:
     """Each character's share of all characters, spaces left out (some scripts write none)."""
-    counts = Counter("".join(sentences).replace(" ", ""))
-    total = sum(counts.values()) or 1
-    return {character: n / total for character, n in counts.items()}
+    total = sum(n for character, n in counts.items() if character != " ") or 1
+    return {character: n / total for character, n in counts.items() if character != " "}
 
 
-def shared_characters(sample: Sequence[tuple[str, str]]) -> float:
+def shared_characters(src_counts: Counter, tgt_counts: Counter) -> float:
     """Σ_c min(p_src(c), p_tgt(c)): 1 for two sides written with the same characters in the
     same proportions, 0 for two scripts with nothing in common. English and German: about
     0.8; Chinese and English: punctuation and digits, a few per cent."""
-    src = character_shares([s for s, _ in sample])
-    tgt = character_shares([t for _, t in sample])
+    src, tgt = character_shares(src_counts), character_shares(tgt_counts)
     return sum(min(share, tgt[c]) for c, share in src.items() if c in tgt)
 
 
-def needed_characters(sentences: Sequence[str], coverage: float) -> int:
+def needed_characters(counts: Counter, coverage: float) -> int:
     """The distinct characters SentencePiece keeps as pieces at this character coverage (the
     most frequent ones, until they cover that share of the text; the rest are spelled in bytes)."""
-    counts = sorted(Counter("".join(sentences)).values(), reverse=True)
-    total, covered = sum(counts), 0
-    for kept, n in enumerate(counts, start=1):
+    frequencies = sorted(counts.values(), reverse=True)
+    total, covered = sum(frequencies), 0
+    for kept, n in enumerate(frequencies, start=1):
         covered += n
         if covered >= coverage * total:
             return kept
-    return len(counts)
+    return len(frequencies)
 
 
-def own_sizes(sample: Sequence[tuple[str, str]], vocab_size: int, coverage: float) -> tuple[int, int]:
+def own_sizes(src_counts: Counter, tgt_counts: Counter, vocab_size: int, coverage: float) -> tuple[int, int]:
     """Each side's characters, plus the joint vocabulary's whole room for longer pieces.
 
     A joint vocabulary of V pieces holds the specials, the bytes, the characters of both
@@ -92,9 +96,8 @@ def own_sizes(sample: Sequence[tuple[str, str]], vocab_size: int, coverage: floa
     characters and gets all R for itself (at least a quarter of V, where the characters
     alone would fill a joint vocabulary).
     """
-    src, tgt = [s for s, _ in sample], [t for _, t in sample]
-    src_chars, tgt_chars = needed_characters(src, coverage), needed_characters(tgt, coverage)
-    both = needed_characters(src + tgt, coverage)
+    src_chars, tgt_chars = needed_characters(src_counts, coverage), needed_characters(tgt_counts, coverage)
+    both = needed_characters(src_counts + tgt_counts, coverage)
     room = max(vocab_size - SPECIAL_PIECES - BYTE_PIECES - both, vocab_size // 4)
     fixed = SPECIAL_PIECES + BYTE_PIECES
     return min(vocab_size, fixed + src_chars + room), min(vocab_size, fixed + tgt_chars + room)

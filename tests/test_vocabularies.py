@@ -4,12 +4,14 @@ one per language where they do not, and the sizes each side gets."""
 from __future__ import annotations
 
 import random
+from collections import Counter
 
 from tt.data.tokenizer import TokenizerConfig, train_tokenizer
 from tt.data.vocabularies import (
     BYTE_PIECES,
     SHARED_SCRIPT,
     SPECIAL_PIECES,
+    character_counts,
     needed_characters,
     own_sizes,
     plan_vocabularies,
@@ -21,19 +23,19 @@ CHINESE_ENGLISH = [("我有三本书。", "I have three books."), ("火车站在
 
 
 def test_languages_in_one_script_share_most_characters_and_in_two_scripts_almost_none():
-    assert shared_characters(GERMAN_ENGLISH) > 0.7
-    assert shared_characters(CHINESE_ENGLISH) < 0.05
-    assert shared_characters([("abc", "abc")]) == 1.0
-    assert shared_characters([("ab", "cd")]) == 0.0
+    assert shared_characters(*character_counts(GERMAN_ENGLISH)) > 0.7
+    assert shared_characters(*character_counts(CHINESE_ENGLISH)) < 0.05
+    assert shared_characters(*character_counts([("abc", "abc")])) == 1.0
+    assert shared_characters(*character_counts([("ab", "cd")])) == 0.0
 
 
 def test_spaces_do_not_count_as_shared():
     """Chinese writes no spaces; English text is a sixth spaces, which must not look like a shared script."""
-    assert shared_characters([("我有书", "a b c d e")]) == 0.0
+    assert shared_characters(*character_counts([("我有书", "a b c d e")])) == 0.0
 
 
 def test_needed_characters_are_the_most_frequent_ones_up_to_the_coverage():
-    text = ["a" * 90 + "b" * 9 + "c"]
+    text = Counter("a" * 90 + "b" * 9 + "c")
     assert needed_characters(text, 0.9) == 1
     assert needed_characters(text, 0.99) == 2
     assert needed_characters(text, 1.0) == 3
@@ -44,7 +46,7 @@ def test_tt_chooses_joint_for_one_script_and_separate_for_two():
     assert joint.joint and joint.src_size == joint.tgt_size == 4000 and joint.shared >= SHARED_SCRIPT
     separate = plan_vocabularies(CHINESE_ENGLISH, 4000, None, None, None, 0.9995)
     assert not separate.joint and separate.shared < SHARED_SCRIPT
-    assert (separate.src_size, separate.tgt_size) == own_sizes(CHINESE_ENGLISH, 4000, 0.9995)
+    assert (separate.src_size, separate.tgt_size) == own_sizes(*character_counts(CHINESE_ENGLISH), 4000, 0.9995)
 
 
 def test_a_choice_made_by_the_user_stands():
@@ -60,15 +62,16 @@ def test_each_side_keeps_its_characters_and_the_joint_room_for_longer_pieces():
     rng = random.Random(0)
     characters = [chr(0x4E00 + i) for i in range(500)]
     pairs = [("".join(rng.choice(characters) for _ in range(20)), "the cat sat on a mat") for _ in range(2000)]
-    src_chars = needed_characters([s for s, _ in pairs], 1.0)
-    tgt_chars = needed_characters([t for _, t in pairs], 1.0)
+    src_counts, tgt_counts = character_counts(pairs)
+    src_chars = needed_characters(src_counts, 1.0)
+    tgt_chars = needed_characters(tgt_counts, 1.0)
     room = 2000 - SPECIAL_PIECES - BYTE_PIECES - src_chars - tgt_chars
-    assert own_sizes(pairs, 2000, 1.0) == (
+    assert own_sizes(src_counts, tgt_counts, 2000, 1.0) == (
         SPECIAL_PIECES + BYTE_PIECES + src_chars + room, SPECIAL_PIECES + BYTE_PIECES + tgt_chars + room,
     )
     # Characters that would fill a joint vocabulary still leave each side a quarter of it for longer pieces.
-    assert own_sizes(pairs, 800, 1.0)[1] == SPECIAL_PIECES + BYTE_PIECES + tgt_chars + 200
-    assert own_sizes(pairs, 800, 1.0)[0] == 800  # never above --vocab-size
+    assert own_sizes(src_counts, tgt_counts, 800, 1.0)[1] == SPECIAL_PIECES + BYTE_PIECES + tgt_chars + 200
+    assert own_sizes(src_counts, tgt_counts, 800, 1.0)[0] == 800  # never above --vocab-size
 
 
 def test_the_default_tokenizer_of_a_chinese_english_corpus_is_two_vocabularies():
