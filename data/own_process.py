@@ -26,7 +26,7 @@ import traceback
 from typing import Any, Callable
 
 from tt.data.errors import UserError
-from tt.data.parallel_clean import _context, _main_script_hidden
+from tt.data.worker_processes import main_script_hidden, start_context
 
 STOP_SECONDS = 10  # how long a preparing process told to stop may take before it is killed
 
@@ -38,10 +38,10 @@ def run_apart(function: Callable[..., Any], args: tuple, progress: Any) -> None:
     are picklable. A UserError there is raised here with the same line; any other failure
     as a RuntimeError carrying its traceback.
     """
-    context = _context()
+    context = start_context()
     ours, theirs = context.Pipe()
     process = context.Process(target=_run, args=(function, args, theirs), name="tt prepare")
-    with _main_script_hidden():
+    with main_script_hidden():
         process.start()
     theirs.close()  # only the new process holds that end now: its death closes the pipe
     try:

@@ -14,20 +14,15 @@ a bad line returns what it read before it and the message, and the main process 
 message once the lines before it are counted, so the first error in file order wins.
 
 Small corpora stay on one core: starting the workers costs more than it saves below
-`PARALLEL_MIN_BYTES`. Workers are started by a fork server (a fresh interpreter that
-imports this module, then forks a worker per core): forking the main process itself would
-copy torch's threads and locks mid-flight, and the workers never import torch.
+`PARALLEL_MIN_BYTES`. The workers, and how a pass stops them, are `tt.data.worker_processes`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import os
-import signal
-import sys
-from collections import deque
 from dataclasses import dataclass
+from functools import partial
 from itertools import islice, zip_longest
 from typing import Iterator
 
@@ -37,11 +32,11 @@ from tt.data.corpus import (
     tsv_fields,
 )
 from tt.data.errors import UserError
+from tt.data.worker_processes import answers_in_order
 
 PARALLEL_MIN_BYTES = 16 << 20  # smaller corpora are cleaned in this process (measured: below ~10 MB
 # the workers' start, ~0.45 s, costs more than they save; tests lower it)
 BLOCK_BYTES = 1 << 20  # raw lines per worker task: ~20,000 short pairs
-IN_FLIGHT_PER_WORKER = 2  # blocks sent ahead of the one awaited: keeps workers busy, memory flat
 
 
 def clean_corpus(
@@ -98,23 +93,11 @@ class Layout:
 def screened_in_parallel(
     spec: CorpusSpec, config: CleaningConfig, score_key: bytes | None, workers: int
 ) -> Iterator[Screened]:
-    """Rules 1-3 on `workers` processes, the runs yielded in corpus order; the pool ends with the iterator."""
-    layout = layout_of(spec)
-    context = _context()
-    with _main_script_hidden():
-        pool = context.Pool(workers, initializer=_start_worker, initargs=(layout, config, score_key))
-    try:
-        pending: deque = deque()
-        for block in blocks(spec):
-            pending.append(pool.apply_async(_screen_block, (block,)))
-            if len(pending) > workers * IN_FLIGHT_PER_WORKER:
-                yield from arrived(*pending.popleft().get())
-        while pending:
-            yield from arrived(*pending.popleft().get())
-    finally:
-        # Also on an error, a closed iterator or Ctrl-C: no worker outlives the pass.
-        pool.terminate()
-        pool.join()
+    """Rules 1-3 on `workers` processes, the runs yielded in corpus order; the workers end with the iterator."""
+    screen_here = partial(screen_block, layout_of(spec), config, score_key)
+    with contextlib.closing(answers_in_order(blocks(spec), screen_here, workers)) as answers:
+        for run, error in answers:
+            yield from arrived(run, error)
 
 
 def arrived(run: Screened, error: str | None) -> Iterator[Screened]:
@@ -156,52 +139,7 @@ def blocks(spec: CorpusSpec) -> Iterator[tuple[int, bytes, bytes]]:
             first += len(src_lines)
 
 
-def _context():
-    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-    context = multiprocessing.get_context(method)
-    if method == "forkserver":
-        # The fork server imports this module once (numpy and tt.data, not torch), so
-        # each worker starts as a fork of it in milliseconds. No effect once it runs.
-        context.set_forkserver_preload([__name__])
-    return context
-
-
-@contextlib.contextmanager
-def _main_script_hidden() -> Iterator[None]:
-    """Keep new workers from running the `tt` script (and so importing torch) again.
-
-    A child started by spawn or a fork server re-runs the parent's __main__ when that was
-    a file (the `tt` console script imports the whole CLI); one started with `python -m`
-    is left alone. Without `__file__`, multiprocessing leaves the script alone too.
-    """
-    main = sys.modules["__main__"]
-    path = getattr(main, "__file__", None)
-    if path is None or getattr(main, "__spec__", None) is not None:
-        yield
-        return
-    del main.__file__
-    try:
-        yield
-    finally:
-        main.__file__ = path
-
-
-# ---- a worker process
-
-_worker: tuple[Layout, CleaningConfig, bytes | None] | None = None
-
-
-def _start_worker(layout: Layout, config: CleaningConfig, score_key: bytes | None) -> None:
-    global _worker
-    # Ctrl-C reaches every process of the terminal: the main process stops the pool, so a
-    # worker must not die on its own with a traceback of its own.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _worker = (layout, config, score_key)
-
-
-def _screen_block(block: tuple[int, bytes, bytes]) -> tuple[Screened, str | None]:
-    assert _worker is not None, "the pool's initializer sets _worker"
-    return screen_block(*_worker, block)
+# ---- what a worker process does
 
 
 def screen_block(

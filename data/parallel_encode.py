@@ -8,14 +8,13 @@
 SentencePiece's own threads encode a batch in parallel, but splitting the lines and turning
 its lists of ids into arrays are Python work on one core, nearly half of preparation's
 second pass. Here each block is done whole by one worker, so all of it runs on every core.
-Small corpora stay in this process (the pool's start costs more than it saves), through the
+Small corpora stay in this process (starting the workers costs more than it saves), through the
 same `encode_block`, so either way the shards hold the same bytes.
 """
 
 from __future__ import annotations
 
-import signal
-from collections import deque
+import contextlib
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
@@ -24,12 +23,11 @@ from typing import Iterator
 import numpy as np
 import sentencepiece as spm
 
-from tt.data.parallel_clean import _context, _main_script_hidden
 from tt.data.tokenizer import EOS_ID, Tokenizer
+from tt.data.worker_processes import answers_in_order
 
 PARALLEL_MIN_BYTES = 16 << 20  # smaller cleaned files are encoded in this process (as for cleaning)
 BLOCK_BYTES = 1 << 21  # cleaned text per task: ~40,000 short pairs
-IN_FLIGHT_PER_WORKER = 2  # blocks sent ahead of the one awaited: keeps workers busy, memory flat
 
 
 @dataclass
@@ -72,20 +70,8 @@ def encoded_blocks(cleaned: Path, encoding: Encoding, workers: int) -> Iterator[
         for block in text_blocks(cleaned):
             yield encode_block(models, block, threads=max(workers, 1))
         return
-    context = _context()
-    with _main_script_hidden():
-        pool = context.Pool(workers, initializer=_start_worker, initargs=(encoding,))
-    try:
-        pending: deque = deque()
-        for block in text_blocks(cleaned):
-            pending.append(pool.apply_async(_encode_in_worker, (block,)))
-            if len(pending) > workers * IN_FLIGHT_PER_WORKER:
-                yield pending.popleft().get()
-        while pending:
-            yield pending.popleft().get()
-    finally:
-        pool.terminate()  # also on an error or Ctrl-C: no worker outlives the pass
-        pool.join()
+    with contextlib.closing(answers_in_order(text_blocks(cleaned), _Models(encoding), workers)) as answers:
+        yield from answers
 
 
 def text_blocks(cleaned: Path) -> Iterator[bytes]:
@@ -96,10 +82,18 @@ def text_blocks(cleaned: Path) -> Iterator[bytes]:
 
 
 class _Models:
+    """The SentencePiece models of an Encoding; called on a block, it encodes it (a worker's task)."""
+
     def __init__(self, encoding: Encoding):
         self.encoding = encoding
         self.src = spm.SentencePieceProcessor(model_proto=encoding.src_model)
         self.tgt = self.src if encoding.tgt_model == encoding.src_model else spm.SentencePieceProcessor(model_proto=encoding.tgt_model)
+
+    def __call__(self, block: bytes) -> EncodedBlock:
+        return encode_block(self, block)
+
+    def __reduce__(self):
+        return _Models, (self.encoding,)  # crosses to a worker as its Encoding; the models are built there
 
 
 def encode_block(models: _Models, block: bytes, threads: int = 1) -> EncodedBlock:
@@ -123,19 +117,3 @@ def flatten(rows: list[list[int]], dtype: np.dtype, lengths_dtype: np.dtype) -> 
     body[np.cumsum(lengths) - 1] = False  # where each row's </s> goes
     flat[body] = np.fromiter(chain.from_iterable(rows), dtype=dtype, count=len(flat) - len(rows))
     return flat, lengths.astype(lengths_dtype)
-
-
-# ---- a worker process
-
-_models: _Models | None = None
-
-
-def _start_worker(encoding: Encoding) -> None:
-    global _models
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the main process stops the pool
-    _models = _Models(encoding)
-
-
-def _encode_in_worker(block: bytes) -> EncodedBlock:
-    assert _models is not None, "the pool's initializer sets _models"
-    return encode_block(_models, block)

@@ -38,8 +38,8 @@ def test_workers_write_the_shards_one_process_writes(tmp_path, small_blocks, mon
         tokenizer_config=TokenizerConfig(vocab_size=300), seed=2, dev_size=None,
     )
     pools = []
-    real_context = parallel_encode._context
-    monkeypatch.setattr(parallel_encode, "_context", lambda: pools.append(1) or real_context())
+    real_workers = parallel_encode.answers_in_order
+    monkeypatch.setattr(parallel_encode, "answers_in_order", lambda *args: pools.append(1) or real_workers(*args))
     manifests = {}
     for workers in (1, 2):
         monkeypatch.setattr(preparing, "usable_cores", lambda workers=workers: workers)
