@@ -117,6 +117,7 @@ def train(
     warmup: Annotated[Optional[int], typer.Option(help="Warm-up steps (linear rise, then 1/√step decay).", rich_help_panel=TRAINING)] = None,
     cooldown: Annotated[Optional[float], typer.Option(help="Share of the run, by its first limit (--max-time, --max-steps, --max-epochs), at the end of which the learning rate falls linearly to 0; 0 turns it off.", rich_help_panel=TRAINING)] = None,
     label_smoothing: Annotated[Optional[float], typer.Option(help="ε: target mass spread over the vocabulary.", rich_help_panel=TRAINING)] = None,
+    subword_alpha: Annotated[Optional[float], typer.Option(help="Subword regularization: each batch's sentences spelled in pieces sampled from the tokenizer, a spelling x with probability ∝ P(x)^α; smaller α is more varied, 0 turns it off (the likeliest spelling, as translation uses). (default: 0)", rich_help_panel=TRAINING, show_default=False)] = None,
     precision: Annotated[Optional[str], typer.Option(help="auto (bf16 where the CPU or GPU does it fast), bf16 or fp32. Weights stay float32.", rich_help_panel=TRAINING)] = None,
     device: Annotated[Optional[str], typer.Option(help="auto (CUDA when present), cpu or cuda.", rich_help_panel=TRAINING)] = None,
     accum: Annotated[Optional[int], typer.Option(help="Gradient accumulation: cut each batch in N pieces, one update per batch (less memory; under torchrun, per process).", rich_help_panel=TRAINING)] = None,

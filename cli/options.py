@@ -34,7 +34,7 @@ MODEL_OPTIONS = {
 }
 TRAIN_OPTIONS = {
     "batch_tokens": "batch_tokens", "lr": "learning_rate", "warmup": "warmup_steps", "cooldown": "cooldown",
-    "label_smoothing": "label_smoothing", "weight_decay": "weight_decay", "clip_norm": "clip_norm",
+    "label_smoothing": "label_smoothing", "subword_alpha": "subword_alpha", "weight_decay": "weight_decay", "clip_norm": "clip_norm",
     "max_steps": "max_steps", "max_epochs": "max_epochs", "max_time": "max_time",
     "dev_every": "dev_every", "save_every": "save_every", "seed": "seed", "precision": "precision",
     "patience": "patience", "dev_bleu_sentences": "dev_bleu_sentences", "average_last": "average_last",
@@ -183,6 +183,7 @@ def validate(configs: RunConfigs) -> None:
     check_device(t.device)
     checks = [
         (0 <= t.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
+        (0 <= t.subword_alpha <= 1, "--subword-alpha must be between 0 (off) and 1"),
         (0 < t.learning_rate < math.inf, "--lr must be a positive number"),
         (0 <= t.weight_decay < math.inf, "--weight-decay must be a number, 0 or more"),
         (configs.cleaning.max_chars >= 1, "--max-chars must be at least 1"),
@@ -253,7 +254,7 @@ def record_of(configs: RunConfigs) -> dict[str, Any]:
 # effect (and are reported). Everything else describes the model, its vocabulary or its
 # data; a value different from the recorded one is refused rather than silently ignored.
 RESUMABLE_OPTIONS = LIMIT_OPTIONS + (
-    "lr", "warmup", "cooldown", "batch_tokens", "label_smoothing", "clip_norm", "weight_decay", "precision",
+    "lr", "warmup", "cooldown", "batch_tokens", "label_smoothing", "subword_alpha", "clip_norm", "weight_decay", "precision",
     "dev_bleu_sentences", "average_last", "device", "accum", "log_every", "probe", "probe_file", "prepared",
 )
 _SPEC_FIELDS = {  # corpus option → (record section, CorpusSpec field)

@@ -176,15 +176,19 @@ class BatchStream:
     """Endless epochs of batches over an encoded corpus, resumable at (epoch, position).
 
     `src_ids`/`tgt_ids`: row i is pair i's token ids, as lists or as `tt.data.shards`
-    token arrays on disk; both give the same batches in the same order.
+    token arrays on disk; both give the same batches in the same order. With a `sampler`
+    (`tt.data.subword_sampling`), each batch's rows are spelled anew as it is handed out;
+    batches are still planned from the usual spellings' lengths.
     """
 
-    def __init__(self, src_ids, tgt_ids, batch_tokens: int, seed: int):
+    def __init__(self, src_ids, tgt_ids, batch_tokens: int, seed: int, sampler=None):
         self.src_ids, self.tgt_ids = src_ids, tgt_ids
         self.src_lengths, self.tgt_lengths = lengths_of(src_ids), lengths_of(tgt_ids)
         self.batch_tokens, self.seed = batch_tokens, seed
         self.epoch, self.position = 0, 0  # the next batch to hand out
         self._plan: Plan | None = None
+        self.sampler = sampler
+        self._spelled: dict[int, tuple[list[int], list[int]]] = {}  # the current batch's rows, as sampled
 
     def __len__(self) -> int:
         return len(self.src_lengths)
@@ -220,12 +224,26 @@ class BatchStream:
                 self.epoch, self.position, self._plan = self.epoch + 1, 0, None
                 continue
             indices = plan[self.position]
+            if self.sampler is not None:  # the whole batch at once: every process spells it alike
+                spelled = self.sampler(*self._stored(indices), self.epoch, self.position)
+                self._spelled = dict(zip(indices, zip(*spelled)))
             self.position += 1
             yield indices
 
     def batch(self, indices: Sequence[int]) -> Batch:
-        return make_batch([self.src_ids[i] for i in indices], [self.tgt_ids[i] for i in indices])
+        """Some or all of the rows of the batch last handed out (any rows without a sampler)."""
+        return make_batch(*self._rows(indices))
 
     def target_tokens(self, indices: Sequence[int]) -> int:
         """Real target tokens (</s> included) of these sentences."""
+        if self.sampler is not None:
+            return sum(len(tgt) for tgt in self._rows(indices)[1])
         return int(self.tgt_lengths[list(indices)].sum())
+
+    def _stored(self, indices: Sequence[int]) -> tuple[list, list]:
+        return [self.src_ids[i] for i in indices], [self.tgt_ids[i] for i in indices]
+
+    def _rows(self, indices: Sequence[int]) -> tuple[list, list]:
+        if self.sampler is None:
+            return self._stored(indices)
+        return [self._spelled[i][0] for i in indices], [self._spelled[i][1] for i in indices]

@@ -91,6 +91,8 @@ def _training(record: dict, metrics: list[dict]) -> str:
     time = f"{seconds / 60:.1f} minutes" if seconds is not None else "time not recorded"
     train = record.get("train") if isinstance(record.get("train"), dict) else {}
     settings = ", ".join(f"{key} {train[key]}" for key in ("batch_tokens", "learning_rate", "label_smoothing") if key in train)
+    if train.get("subword_alpha"):  # sampled spellings while training (tt.data.subword_sampling)
+        settings += f", subword sampling alpha {train['subword_alpha']}"
     return f"{steps} in {time}" + (f" ({settings})." if settings else ".")
 
 

@@ -19,6 +19,7 @@ from tt.data.corpus import CorpusSpec
 from tt.data.errors import UserError
 from tt.data.prepare import Progress, prepare
 from tt.data.prepared_folder import PreparedCorpus, PrepareRequest, open_prepared
+from tt.data.subword_sampling import SubwordSampler
 from tt.data.tokenizer import Tokenizer
 from tt.model.device import resolve_device
 from tt.model.distributed import Cluster, broadcast_bytes
@@ -77,7 +78,8 @@ def build_trainer(
 ) -> Trainer:
     """The trainer of `model` on `data`: pairs longer than the model's positions are left out."""
     limit = model.config.max_positions - 1
-    stream = BatchStream(*data.within(limit), config.batch_tokens, config.seed)
+    sampler = SubwordSampler(data.tokenizer, config.subword_alpha, config.seed, limit) if config.subword_alpha else None
+    stream = BatchStream(*data.within(limit), config.batch_tokens, config.seed, sampler)
     dev = DevSet(*data.dev_ids(limit)) if data.dev else None
     probes = ProbeSet([Probe(*pair) for pair in probe_pairs], data.tokenizer, model.config.max_positions)
     return Trainer(

@@ -1,9 +1,11 @@
 """Quality at a fixed budget: train on Tatoeba zh→en for a wall-clock budget, then score dev.
 
-    python tests/benchmarks/quality.py [--minutes 15] [--out runs/q] [--en-zh] [-- extra tt train options]
+    python tests/benchmarks/quality.py [--minutes 15] [--out runs/q] [--en-zh] [--train FILE] [-- extra tt train options]
 
 --en-zh trains the other direction, English → Chinese, which tt's defaults were never tuned
 on (BLEU then uses sacrebleu's zh tokenization, as `tt eval` picks it for Chinese references).
+--train trains on another file with the same columns (a subset, say, to see how a smaller
+corpus fares); the dev split stays the same.
 
 Trains with the defaults a user gets from `tt train corpus.tsv --max-time 15m` (plus any
 extra options after `--`), then runs `tt eval` on the dev split, greedy and beam 5, and
@@ -28,13 +30,14 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=15.0)
     parser.add_argument("--out", type=Path, default=Path("runs/quality"))
     parser.add_argument("--en-zh", action="store_true", help="English → Chinese instead of Chinese → English")
+    parser.add_argument("--train", type=Path, default=DATA / "train.tsv", help="the training file (default: the train split)")
     parser.add_argument("extra", nargs="*", help="more `tt train` options, after --")
     args = parser.parse_args()
     if not (DATA / "train.tsv").exists():
         sys.exit(f"no shared data at {DATA}: nothing to measure")
     columns = ["--src-col", "1", "--tgt-col", "2"] if args.en_zh else ["--src-col", "2", "--tgt-col", "1"]
     train = [
-        *TT, "train", str(DATA / "train.tsv"), *columns, "--dev", str(DATA / "dev.tsv"),
+        *TT, "train", str(args.train), *columns, "--dev", str(DATA / "dev.tsv"),
         "--out", str(args.out), "--overwrite", "--max-time", f"{args.minutes * 60:.0f}s", *args.extra,
     ]
     print("$", " ".join(train[2:]), flush=True)
