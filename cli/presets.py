@@ -33,8 +33,9 @@ PRESETS = {
     # a few minutes on a laptop, or a corpus of a few thousand pairs. Measured on Tatoeba
     # zh→en, 5 minutes on 2 cores without bf16 units: 15.9 dev BLEU where "small" had 1.4.
     # The vocabulary stays at 4k: 2k pieces cannot even spell that corpus's 2,571 characters.
+    # Width 192 (not 128): side by side on one core each, 15 minutes, 27.7 whole-dev BLEU against 25.6.
     "tiny": lambda: RunConfigs(
-        ModelConfig(d_model=128, n_heads=4, d_ff=512, n_layers=2), TrainConfig(learning_rate=2e-3),
+        ModelConfig(d_model=192, n_heads=4, d_ff=768, n_layers=2), TrainConfig(learning_rate=2e-3),
         TokenizerConfig(), CleaningConfig(),
     ),
     # the default: the best dev BLEU we measured for 15 CPU-minutes on 26k pairs

@@ -167,8 +167,8 @@ def test_config_file_with_unknown_option(tmp_path, corpus_file):
 
 def test_bad_option_values(tmp_path, corpus_file):
     assert_one_line_error(train(corpus_file, "--out", tmp_path / "m", "--max-time", "soon"), "--max-time")
-    result = runner.invoke(app, ["train", str(corpus_file), "--out", str(tmp_path / "m"), "--heads", "3"])
-    assert_one_line_error(result, "--heads")  # 256 is not divisible by 3
+    result = runner.invoke(app, ["train", str(corpus_file), "--out", str(tmp_path / "m"), "--heads", "5"])
+    assert_one_line_error(result, "--heads")  # neither 192 (tiny) nor 256 (small) is divisible by 5
     assert not (tmp_path / "m").exists()
 
 
