@@ -58,8 +58,8 @@ def default_preset(device: str | None, precision: str | None) -> str:
     """The preset a run gets without --preset: `tiny` where it trains on a CPU in float32,
     else `small`.
 
-    Without bfloat16 units a CPU makes about 80 updates a minute of `small` against 250 of
-    `tiny`; measured side by side on Tatoeba zh→en (2 cores, float32), tiny is far ahead at
+    Without bfloat16 units a CPU makes about 80 updates a minute of `small` against 200 of
+    `tiny` (d 192); measured side by side on Tatoeba zh→en (2 cores, float32), tiny is far ahead at
     5 minutes and still ahead at 15. With bfloat16 (AVX-512 BF16, AMX, recent GPUs), or on
     any GPU, `small` was the better model at 15 minutes.
     """
