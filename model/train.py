@@ -40,6 +40,7 @@ from tt.data.errors import UserError
 from tt.data.tokenizer import PAD_ID, Tokenizer
 from tt.model.agreement import Decision, agree, agree_on_limit, agree_on_progress
 from tt.model.checkpoint import METRICS, PENDING_METRICS
+from tt.model.allocator import keep_freed_memory
 from tt.model.device import autocast, resolve_device, resolve_precision
 from tt.model.distributed import Cluster, seed_random_numbers, shares
 from tt.model.evaluate import DevSet
@@ -142,6 +143,7 @@ class Trainer(RunState, DevSelection):
         self.command_start = command_start
         self.cluster = cluster or Cluster()
         self.device = resolve_device(config.device)
+        keep_freed_memory()  # each step reuses the last step's pages (tt.model.allocator)
         self.precision = resolve_precision(config.precision, self.device)
         self.model = model.to(self.device)  # in place: the optimizer below holds these same tensors
         self.with_loss = TeacherForcedLoss(self.model, config.label_smoothing, PAD_ID)  # what a step runs forward

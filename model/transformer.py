@@ -242,14 +242,19 @@ class Transformer(nn.Module):
         """Decoding: the newest tokens through the decoder, earlier ones from the cache."""
         return self.decode(tgt_in, cache.memory, cache.allowed, cache)
 
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The output head up to the softmax: final norm → Linear → logits (batch, len, tgt_vocab)."""
+        return self.project(self.final_norm(x))
+
     def log_probs(self, x: torch.Tensor) -> torch.Tensor:
-        """The output head: final norm → Linear → logits → log-softmax (the only softmax over words).
+        """The output head: final norm → Linear → logits → log-softmax (the softmax over words).
 
         Logits are cast to float32 first: under bfloat16 autocast a softmax over 8,000
         words would lose the small probabilities that the loss and the tables care about.
+        Training's loss takes the logits instead and applies the same log-softmax itself
+        (`tt.model.loss.SmoothedKL`), so that it can write the gradient out.
         """
-        logits = self.project(self.final_norm(x)).float()
-        return logits.log_softmax(dim=-1)  # (batch, len, tgt_vocab); probs = .exp()
+        return self.logits(x).float().log_softmax(dim=-1)  # (batch, len, tgt_vocab); probs = .exp()
 
     def forward(self, src: torch.Tensor, src_pad_mask: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
         """Teacher forcing: log-probabilities of every next target token, all positions at once."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -73,3 +75,12 @@ def test_translate_on_cpu_with_auto_precision_matches_the_default_tokens(trained
     auto = runner.invoke(app, ["translate", "--model", str(trained_model), "--device", "auto", "--precision", "fp32", "我有三本书。"])
     assert plain.exit_code == 0 and auto.exit_code == 0
     assert plain.stdout == auto.stdout
+
+
+def test_training_keeps_freed_memory_where_glibc_allows():
+    """mallopt accepts both thresholds on glibc (Linux); elsewhere the call does nothing."""
+    import platform
+
+    from tt.model.allocator import keep_freed_memory
+
+    assert keep_freed_memory() is (sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc")

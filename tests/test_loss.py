@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from tt.model.loss import (
-    TeacherForcedLoss, dense_loss, label_smoothed_loss, loss_in_chunks, smoothed_target_entropy, smoothed_targets,
+    TeacherForcedLoss, dense_loss, label_smoothed_loss, label_smoothed_loss_from_logits, loss_in_chunks,
+    smoothed_target_entropy, smoothed_targets,
 )
 
 PAD = 0
@@ -91,13 +92,55 @@ def test_loss_in_chunks_gives_the_sums_and_gradients_of_the_whole():
         lambda: label_smoothed_loss(head(hidden).log_softmax(-1), target, 0.1, PAD)
     )
     chunked, chunked_hidden_grad, chunked_weight_grad = loss_and_grad(
-        lambda: loss_in_chunks(lambda h: head(h).log_softmax(-1), hidden, target, 0.1, PAD, rows=3)  # 3 + 3 + 3 + 1
+        lambda: loss_in_chunks(head, hidden, target, 0.1, PAD, rows=3)  # logits in, 3 + 3 + 3 + 1 positions
     )
     assert chunked.n_tokens == whole.n_tokens == 8
     for name in ("kl", "cross_entropy", "entropy", "nll"):
         torch.testing.assert_close(getattr(chunked, name), getattr(whole, name))
     torch.testing.assert_close(chunked_hidden_grad, whole_hidden_grad)
     torch.testing.assert_close(chunked_weight_grad, whole_weight_grad)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.3])
+def test_written_out_gradient_is_autograds(smoothing):
+    """SmoothedKL's backward (p − q) gives what autograd finds through the log-softmax, for
+    every output's gradient: Σ KL and Σ H(q, p) weigh p − q, Σ −ln p(y) weighs p − onehot(y)."""
+    torch.manual_seed(0)
+    logits = torch.randn(7, 11, dtype=torch.float64, requires_grad=True)
+    target = torch.tensor([3, 0, 5, 10, 1, 0, 7])  # two padding positions
+    weights = {"kl": 0.7, "cross_entropy": -1.3, "nll": 2.1}  # any mix of the three sums
+
+    def loss_and_grad(parts_of):
+        logits.grad = None
+        parts = parts_of()
+        sum(w * getattr(parts, name) for name, w in weights.items()).backward()
+        return parts, logits.grad.clone()
+
+    expected, expected_grad = loss_and_grad(lambda: label_smoothed_loss(logits.log_softmax(-1), target, smoothing, PAD))
+    written, written_grad = loss_and_grad(lambda: label_smoothed_loss_from_logits(logits, target, smoothing, PAD))
+    for name in ("kl", "cross_entropy", "entropy", "nll"):
+        torch.testing.assert_close(getattr(written, name).double(), getattr(expected, name).double())
+    assert written.n_tokens == expected.n_tokens == 5
+    torch.testing.assert_close(written_grad, expected_grad)
+    assert written_grad[target == PAD].abs().sum() == 0  # padding learns nothing
+    # The KL gradient is p − q on its own: each real row sums to 0 (p and q both sum to 1).
+    logits.grad = None
+    label_smoothed_loss_from_logits(logits, target, smoothing, PAD).kl.backward()
+    torch.testing.assert_close(logits.grad.sum(-1), torch.zeros(7, dtype=torch.float64))
+    assert (logits.grad[1:2] == 0).all() and logits.grad[0].abs().sum() > 0
+
+
+def test_written_out_gradient_keeps_the_logits_dtype():
+    """bfloat16 logits (autocast) get a bfloat16 gradient; the loss itself is float32."""
+    torch.manual_seed(0)
+    logits = torch.randn(4, 9).bfloat16().requires_grad_()
+    parts = label_smoothed_loss_from_logits(logits, torch.tensor([1, 2, 3, 4]), 0.1, PAD)
+    assert parts.kl.dtype == torch.float32
+    parts.kl.backward()
+    assert logits.grad.dtype == torch.bfloat16
+    reference = logits.detach().float().requires_grad_()
+    label_smoothed_loss(reference.log_softmax(-1), torch.tensor([1, 2, 3, 4]), 0.1, PAD).kl.backward()
+    torch.testing.assert_close(logits.grad.float(), reference.grad, atol=1e-2, rtol=1e-2)
 
 
 def test_teacher_forced_loss_counts_only_real_targets(tiny_config):
