@@ -132,7 +132,7 @@ def run_bench(data_dir: Path | None, seconds: float, report: Callable[[str], Non
     }
     from tt.cli.presets import default_preset, preset_configs
 
-    results["default_preset"] = default_preset(device_name, None)
+    results["default_preset"] = default_preset(device_name)
     default = preset_configs(results["default_preset"])
     report(f"tokenizer ({default.tokenizer.vocab_size:,}, the default)")
     default_tokenizer, _ = train_tokenizer(train_pairs, default.tokenizer)

@@ -54,15 +54,14 @@ CPU_PRESET = "tiny"
 PRESET_REASON = {CPU_PRESET: "on a CPU", DEFAULT_PRESET: "on a GPU"}
 
 
-def default_preset(device: str | None, precision: str | None) -> str:
+def default_preset(device: str | None) -> str:
     """The preset a run gets without --preset: `tiny` where it trains on a CPU, else `small`.
 
     Without bfloat16 units a CPU makes about 80 updates a minute of `small` against 200 of
     `tiny` (d 192); measured side by side on Tatoeba zh→en (2 cores, float32), tiny is far
     ahead at 5 minutes and still ahead at 15. With bfloat16 units (AMX) the same holds: 15
     minutes on 2 cores gave tiny 31.9 whole-dev BLEU (5,323 updates) against small's 30.2
-    (3,169). A GPU has the room for `small`. `precision` is the run's --precision; it no
-    longer changes the choice on a CPU, and stays a parameter so callers need not know that.
+    (3,169). A GPU has the room for `small`.
     """
     from tt.model.device import resolve_device
 

@@ -122,7 +122,7 @@ def _start(
     preset = options.get("preset")
     chosen_by_default = not demo and preset is None
     if chosen_by_default:
-        preset = default_preset(options.get("device"), options.get("precision"))
+        preset = default_preset(options.get("device"))
     base = demo_configs() if demo else preset_configs(preset)
     configs = build_configs(options, base)
     # A malformed --probe fails here, before any work; one longer than the model's positions

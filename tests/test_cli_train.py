@@ -314,18 +314,18 @@ def test_an_empty_dev_set_gives_its_reason_only_where_tt_chose_it(tmp_path, corp
     assert dev_row(False).strip("│ ").split() == ["dev", "pairs", "│", "none"]  # --dev-size 0: the user's choice, no reason to give
 
 
-def test_the_default_preset_follows_where_and_how_training_runs(tmp_path, corpus_file, monkeypatch):
+def test_the_default_preset_follows_where_training_runs(tmp_path, corpus_file, monkeypatch):
     from tt.cli import presets
     import tt.model.device as device
 
-    assert presets.default_preset("cpu", "fp32") == "tiny"
-    assert presets.default_preset("cpu", "bf16") == "tiny"  # measured: tiny wins on AMX too
-    monkeypatch.setattr(device, "cpu_bf16_supported", lambda: True)  # a CPU with AMX or AVX-512 BF16
-    assert presets.default_preset("cpu", None) == "tiny"
+    monkeypatch.setattr(device, "cpu_bf16_supported", lambda: False)  # a CPU without bfloat16 units
+    assert presets.default_preset("cpu") == "tiny"
+    monkeypatch.setattr(device, "cpu_bf16_supported", lambda: True)  # one with AMX: measured, tiny wins there too
+    assert presets.default_preset("cpu") == "tiny"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU, as "auto" would find it
-    assert presets.default_preset(None, None) == "small"
+    assert presets.default_preset(None) == "small"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert presets.default_preset(None, None) == "tiny"
+    assert presets.default_preset(None) == "tiny"
     # A run without --preset records the one it got, and says so; tiny's learning rate shows it was used
     out = tmp_path / "m"
     result = runner.invoke(app, ["train", str(corpus_file), "--out", str(out), "--max-steps", "1", "--device", "cpu", "--precision", "fp32",
