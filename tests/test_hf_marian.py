@@ -132,7 +132,9 @@ def test_log_probs_match_transformers(marian):
         theirs = hf_model(**batch, decoder_input_ids=decoder_in).logits.log_softmax(-1)
         ours = model(batch.input_ids, batch.input_ids == model.config.pad_id, decoder_in)
     assert ours.shape == theirs.shape
-    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+    # Log-probabilities near −8 in float32: the two sums of the same terms, taken in another
+    # order, differ by ~1e-5 on some CPUs (seen on a Zen 4); a real mismatch is 1e-2 or more.
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
 
 
 def test_greedy_and_beam_match_generate(marian):
