@@ -115,7 +115,8 @@ def info_view(folder: Path) -> Group:
     best = section(record, "best")
     bleu, best_step = number(best.get("dev_bleu")), best.get("step")
     if bleu is not None and is_count(best_step):
-        config.add_row("best checkpoint", f"dev BLEU {bleu:.2f} at step {best_step}")
+        landed = ", where the cool-down landed" if "landed" in best else ""
+        config.add_row("kept checkpoint", f"dev BLEU {bleu:.2f} at step {best_step}{landed}")
     params = Table(title="parameters", title_justify="left", show_header=False)
     params.add_column()
     params.add_column(justify="right")

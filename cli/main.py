@@ -114,7 +114,8 @@ def train(
     tgt_vocab_size: Annotated[Optional[int], typer.Option(help="Separate vocabularies: the target's own size, the width of the output layer. (default: as --src-vocab-size)", rich_help_panel=MODEL, show_default=False)] = None,
     batch_tokens: Annotated[Optional[int], typer.Option(help="Tokens per batch, padding included.", rich_help_panel=TRAINING)] = None,
     lr: Annotated[Optional[float], typer.Option(help="Peak learning rate, reached after warm-up.", rich_help_panel=TRAINING)] = None,
-    warmup: Annotated[Optional[int], typer.Option(help="Warm-up steps (linear rise, then 1/√step decay).", rich_help_panel=TRAINING)] = None,
+    warmup: Annotated[Optional[int], typer.Option(help="Warm-up steps (a linear rise to --lr).", rich_help_panel=TRAINING)] = None,
+    decay: Annotated[Optional[str], typer.Option(help="After warm-up: rsqrt (1/√step decay, the paper's) or constant (the peak held until the cool-down). (default: rsqrt)", rich_help_panel=TRAINING, show_default=False)] = None,
     cooldown: Annotated[Optional[float], typer.Option(help="Share of the run, by its first limit (--max-time, --max-steps, --max-epochs), at the end of which the learning rate falls linearly to 0; 0 turns it off.", rich_help_panel=TRAINING)] = None,
     label_smoothing: Annotated[Optional[float], typer.Option(help="ε: target mass spread over the vocabulary.", rich_help_panel=TRAINING)] = None,
     subword_alpha: Annotated[Optional[float], typer.Option(help="Subword regularization: each batch's sentences spelled in pieces sampled from the tokenizer, a spelling x with probability ∝ P(x)^α; smaller α is more varied, 0 turns it off (the likeliest spelling, as translation uses). (default: 0)", rich_help_panel=TRAINING, show_default=False)] = None,
@@ -133,7 +134,7 @@ def train(
     save_every: Annotated[Optional[str], typer.Option(help="Time between checkpoints: 2m, 30s. (default: 2m)", rich_help_panel=LIMITS)] = None,
     patience: Annotated[Optional[int], typer.Option(help="Stop after this many dev evaluations without a better dev BLEU. (default: never)", rich_help_panel=LIMITS)] = None,
     average_last: Annotated[Optional[int], typer.Option(help="At the end, also try the mean of the weights at the last N dev evaluations; kept if its dev BLEU is higher.", rich_help_panel=LIMITS)] = None,
-    dev_bleu_sentences: Annotated[Optional[int], typer.Option(help="Dev sentences translated for BLEU at each evaluation; the best-BLEU weights become model.safetensors (0: dev loss only, keep the latest). (default: 500)", rich_help_panel=LIMITS)] = None,
+    dev_bleu_sentences: Annotated[Optional[int], typer.Option(help="Dev sentences translated for BLEU at each evaluation; the best-BLEU weights become model.safetensors, or, once the cool-down has run its course, the last ones unless an earlier evaluation beat them on BLEU and dev loss both (0: dev loss only, keep the latest). (default: 500)", rich_help_panel=LIMITS)] = None,
 ):
     """Train a tokenizer and a Transformer on a parallel corpus (or, with no corpus, the demo).
 

@@ -24,7 +24,7 @@ from tt.data.tokenizer import TokenizerConfig
 from tt.model.configs import check_model_config, check_seed, has_type
 from tt.model.decode_config import check_device, check_precision
 from tt.cli.durations import parse_duration
-from tt.model.train import TrainConfig
+from tt.model.train import DECAYS, TrainConfig
 from tt.model.transformer import ModelConfig
 
 # option name (as typed, dashes → underscores) → (config section, field)
@@ -33,7 +33,7 @@ MODEL_OPTIONS = {
     "dropout": "dropout", "pre_norm": "pre_norm", "residual": "residual",
 }
 TRAIN_OPTIONS = {
-    "batch_tokens": "batch_tokens", "lr": "learning_rate", "warmup": "warmup_steps", "cooldown": "cooldown",
+    "batch_tokens": "batch_tokens", "lr": "learning_rate", "warmup": "warmup_steps", "decay": "decay", "cooldown": "cooldown",
     "label_smoothing": "label_smoothing", "subword_alpha": "subword_alpha", "weight_decay": "weight_decay", "clip_norm": "clip_norm",
     "max_steps": "max_steps", "max_epochs": "max_epochs", "max_time": "max_time",
     "dev_every": "dev_every", "save_every": "save_every", "seed": "seed", "precision": "precision",
@@ -191,6 +191,7 @@ def validate(configs: RunConfigs) -> None:
         (t.batch_tokens >= 16, "--batch-tokens must be at least 16"),
         (t.warmup_steps >= 0, "--warmup must not be negative"),
         (0 <= t.cooldown <= 1, "--cooldown must be between 0 and 1 (a share of the run)"),
+        (t.decay in DECAYS, f"--decay must be one of {', '.join(DECAYS)}"),
         (t.max_steps is None or t.max_steps >= 0, "--max-steps must not be negative"),
         (t.max_epochs is None or 0 < t.max_epochs < math.inf, "--max-epochs must be a positive number"),
         (t.max_time is None or t.max_time > 0, "--max-time must be positive"),
@@ -254,7 +255,7 @@ def record_of(configs: RunConfigs) -> dict[str, Any]:
 # effect (and are reported). Everything else describes the model, its vocabulary or its
 # data; a value different from the recorded one is refused rather than silently ignored.
 RESUMABLE_OPTIONS = LIMIT_OPTIONS + (
-    "lr", "warmup", "cooldown", "batch_tokens", "label_smoothing", "subword_alpha", "clip_norm", "weight_decay", "precision",
+    "lr", "warmup", "decay", "cooldown", "batch_tokens", "label_smoothing", "subword_alpha", "clip_norm", "weight_decay", "precision",
     "dev_bleu_sentences", "average_last", "device", "accum", "log_every", "probe", "probe_file", "prepared",
 )
 _SPEC_FIELDS = {  # corpus option → (record section, CorpusSpec field)

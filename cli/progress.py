@@ -63,6 +63,11 @@ class TrainingProgress:
             self.progress.console.print(
                 f"mean of the weights at the last {metrics['averaged_last']} evaluations: dev BLEU {metrics['dev_bleu_averaged']:.2f}"
             )
+        if metrics.get("kept") == "landed":
+            self.progress.console.print(
+                f"kept the last weights, where the cool-down landed, over step {metrics['passed_over_step']}'s"
+                f" (dev BLEU {metrics['passed_over_dev_bleu']:.2f} there, but a higher dev loss)"
+            )
         if "tokens_per_s" in metrics:
             self.speed = f"{metrics['tokens_per_s']:,.0f}"
         if "dev_loss" in metrics:

@@ -79,7 +79,7 @@ def logged_learning_rates(out) -> dict[int, float]:
 def test_cooldown_takes_the_learning_rate_linearly_to_zero_over_the_last_share_of_the_steps(tmp_path, corpus_file):
     out = tmp_path / "model"
     # --warmup 5 (TINY_MODEL_OPTIONS), then 1/√step; over the last half of 20 steps, a linear fall.
-    result = train(corpus_file, "--out", out, "--max-steps", "20", "--cooldown", "0.5", "--log-every", "1", "--lr", "0.01")
+    result = train(corpus_file, "--out", out, "--max-steps", "20", "--decay", "rsqrt", "--cooldown", "0.5", "--log-every", "1", "--lr", "0.01")
     assert result.exit_code == 0, result.output
     rates = logged_learning_rates(out)
     assert sorted(rates) == list(range(1, 21))
@@ -89,6 +89,24 @@ def test_cooldown_takes_the_learning_rate_linearly_to_zero_over_the_last_share_o
         assert lr == pytest.approx(plain * min(1.0, (1 - done) / 0.5), rel=1e-9), step
     assert rates[10] == pytest.approx(0.01 * math.sqrt(5 / 10))  # untouched before the last half
     assert rates[20] == pytest.approx(0.01 * math.sqrt(5 / 20) * 0.1)  # one step from the end
+
+
+def test_constant_decay_holds_the_peak_from_warm_up_to_the_cool_down(tmp_path, corpus_file):
+    out = tmp_path / "model"
+    # --warmup 5 (TINY_MODEL_OPTIONS), then 0.01 held; over the last half of 20 steps, a linear fall.
+    result = train(corpus_file, "--out", out, "--max-steps", "20", "--decay", "constant", "--cooldown", "0.5", "--log-every", "1", "--lr", "0.01")
+    assert result.exit_code == 0, result.output
+    rates = logged_learning_rates(out)
+    assert [rates[step] for step in range(1, 6)] == pytest.approx([0.002, 0.004, 0.006, 0.008, 0.01])
+    assert [rates[step] for step in range(5, 12)] == pytest.approx([0.01] * 7)  # held, where rsqrt would fall
+    for step in range(12, 21):
+        assert rates[step] == pytest.approx(0.01 * (1 - (step - 1) / 20) / 0.5), step
+    assert json.loads((out / "config.json").read_text())["train"]["decay"] == "constant"
+
+
+def test_an_unknown_decay_is_refused_in_one_line(tmp_path, corpus_file):
+    result = train(corpus_file, "--out", tmp_path / "model", "--max-steps", "2", "--decay", "cosine")
+    assert_one_line_error(result, "--decay")
 
 
 def test_cooldown_follows_the_clock_when_the_limit_is_time(tmp_path, corpus_file):
@@ -259,6 +277,39 @@ def test_best_checkpoint_and_early_stopping(tmp_path, split_corpus):
     assert any(not torch.equal(best[name], latest[f"model.{name}"]) for name in best if f"model.{name}" in latest)
     bleu_lines = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines() if "dev_bleu" in l]
     assert [line["step"] for line in bleu_lines] == [3, 6, 9]
+
+
+def test_a_finished_cool_down_keeps_the_last_weights(tmp_path, split_corpus):
+    corpus, dev = split_corpus
+    out = tmp_path / "m"
+    # A few steps score BLEU 0 at every evaluation, so the BLEU rule alone keeps the first
+    # (step 2). The cool-down runs its course over the 8 steps: the last weights are kept.
+    result = train(corpus, "--dev", dev, "--out", out, "--max-steps", "8", "--dev-every", "2", "--cooldown", "0.5")
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "config.json").read_text())
+    assert record["best"]["step"] == 8 and record["best"]["landed"]["step"] == 2, record["best"]
+    kept = load_file(str(out / "model.safetensors"))
+    latest = load_file(str(out / "train_state.safetensors"))
+    assert all(torch.equal(kept[name], latest[f"model.{name}"]) for name in kept if f"model.{name}" in latest)
+    assert "where the cool-down landed" in " ".join(result.stderr.split())
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [line["passed_over_step"] for line in lines if line.get("kept") == "landed"] == [2]
+
+    # Without a cool-down there is nothing to land: the first best BLEU stays.
+    plain = tmp_path / "plain"
+    result = train(corpus, "--dev", dev, "--out", plain, "--max-steps", "8", "--dev-every", "2", "--cooldown", "0")
+    assert result.exit_code == 0, result.output
+    assert json.loads((plain / "config.json").read_text())["best"]["step"] == 2
+
+
+def test_an_earlier_checkpoint_stays_only_when_better_on_bleu_and_loss_both():
+    from tt.model.selection import earlier_is_better
+
+    last = {"dev_bleu": 30.0, "dev_loss": 1.70}
+    assert earlier_is_better({"dev_bleu": 31.0, "dev_loss": 1.65}, last)  # over-fitting: both worse now
+    assert not earlier_is_better({"dev_bleu": 31.0, "dev_loss": 1.75}, last)  # a lucky BLEU draw
+    assert not earlier_is_better({"dev_bleu": 29.0, "dev_loss": 1.65}, last)
+    assert not earlier_is_better({"dev_bleu": 31.0}, last)  # recorded before dev loss was kept
 
 
 def test_init_from_starts_with_the_given_weights(trained_model, tmp_path, corpus_file):
