@@ -34,8 +34,10 @@ PRESETS = {
     # zh→en, 5 minutes on 2 cores without bf16 units: 15.9 dev BLEU where "small" had 1.4.
     # The vocabulary stays at 4k: 2k pieces cannot even spell that corpus's 2,571 characters.
     # Width 192 (not 128): side by side on one core each, 15 minutes, 27.7 whole-dev BLEU against 25.6.
+    # The learning rate held at its peak until the cool-down (decay "constant"): side by side
+    # on 2 cores (bfloat16, Zen 4), 15 minutes, 32.8 whole-dev BLEU against 31.5 for 1/√step.
     "tiny": lambda: RunConfigs(
-        ModelConfig(d_model=192, n_heads=4, d_ff=768, n_layers=2), TrainConfig(learning_rate=2e-3),
+        ModelConfig(d_model=192, n_heads=4, d_ff=768, n_layers=2), TrainConfig(learning_rate=2e-3, decay="constant"),
         TokenizerConfig(), CleaningConfig(),
     ),
     # the default on a GPU; on a CPU, with or without bfloat16 units, "tiny" learned more in 15 minutes

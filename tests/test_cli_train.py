@@ -336,7 +336,7 @@ def test_presets_set_sizes_and_options_still_win(tmp_path, corpus_file):
     result = runner.invoke(app, ["train", str(corpus_file), "--out", str(out), "--preset", "tiny", "--layers", "1", "--max-steps", "1", "--d-model", "32", "--heads", "2", "--ff", "64"])
     assert result.exit_code == 0, result.output
     record = json.loads((out / "config.json").read_text())
-    assert record["train"]["learning_rate"] == 2e-3  # from the preset
+    assert record["train"]["learning_rate"] == 2e-3 and record["train"]["decay"] == "constant"  # from the preset
     assert record["model"]["n_layers"] == 1  # the option wins
     bad = runner.invoke(app, ["train", str(corpus_file), "--out", str(tmp_path / "x"), "--preset", "huge"])
     assert_one_line_error(bad, "--preset", "tiny")
