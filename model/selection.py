@@ -68,8 +68,9 @@ class DevSelection:
         bottom of their valley (`tt.model.train.learning_rate`): they are what the run was
         steering for. Dev BLEU on 500 sentences moves by about a point between nearby
         evaluations by chance alone, so the highest of several late ones is often a lucky
-        draw; measured on Tatoeba zh→en (README, "Keeping the landed weights"), the last
-        weights scored higher on the whole dev split than the best-BLEU ones in every run.
+        draw; measured on Tatoeba zh→en (README, "Zen 4: the learning rate held, and the
+        landed weights kept"), the last weights scored higher on the whole dev split than the
+        best-BLEU ones in all five runs.
         An earlier checkpoint that is better on both counts is a real sign of over-fitting,
         and it stays.
         """

@@ -89,8 +89,8 @@ class TrainConfig:
 
 def learning_rate(step: int, config: TrainConfig, progress: float = 0.0) -> float:
     """Linear warm-up to the peak, then inverse-square-root decay (or, with decay "constant",
-    the peak held); over the last `cooldown`
-    share of the run (`progress` runs from 0 to 1, see Trainer.progress), a linear fall to 0.
+    the peak held); over the last `cooldown` share of the run (`progress` runs from 0 to 1,
+    see Trainer.progress), a linear fall to 0.
 
     Why the fall: the weights wander around a minimum by an amount that scales with the
     step size, and taking the step size to zero lets them settle at its bottom. The last
