@@ -49,9 +49,8 @@ class DevSelection:
             bleu = dev_bleu(self.model, self.tokenizer, self.dev, self.config.dev_bleu_sentences)
             self.last_dev["dev_bleu"] = bleu
             if not self.best or bleu > self.best["dev_bleu"]:
-                self.best = {"step": self.step, "dev_bleu": bleu, "dev_loss": self.last_dev["dev_loss"], "bleu_tokenize": self._bleu_tokenize()}
                 self.evaluations_since_best = 0
-                self._checkpoint_written(save_model_folder(self.folder, self.model, self.tokenizer, self.record()))
+                self._keep_current_weights()
             else:
                 self.evaluations_since_best += 1
             if self.config.average_last > 1:
@@ -81,11 +80,16 @@ class DevSelection:
         if earlier_is_better(self.best, self.last_dev):
             return
         passed_over = {"step": self.best["step"], "dev_bleu": self.best["dev_bleu"]}
+        self._keep_current_weights(landed=passed_over)
+        log.write({"step": self.step, "kept": "landed", "passed_over_step": passed_over["step"], "passed_over_dev_bleu": passed_over["dev_bleu"]})
+
+    def _keep_current_weights(self, **why) -> None:
+        """The weights now become model.safetensors, recorded as `best` with the scores of the
+        evaluation just made (and `why`, where it was not the best BLEU)."""
         self.best = {
             "step": self.step, "dev_bleu": self.last_dev["dev_bleu"], "dev_loss": self.last_dev["dev_loss"],
-            "landed": passed_over, "bleu_tokenize": self._bleu_tokenize(),
+            **why, "bleu_tokenize": self._bleu_tokenize(),
         }
-        log.write({"step": self.step, "kept": "landed", "passed_over_step": passed_over["step"], "passed_over_dev_bleu": passed_over["dev_bleu"]})
         self._checkpoint_written(save_model_folder(self.folder, self.model, self.tokenizer, self.record()))
 
     def _try_average(self, log: MetricsLog) -> None:
