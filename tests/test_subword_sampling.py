@@ -59,11 +59,17 @@ def test_the_same_epoch_and_batch_give_the_same_spelling_whatever_ran_between(to
 def test_a_sample_longer_than_the_model_takes_keeps_the_usual_spelling(tokenizer):
     src, tgt = encoded(tokenizer, [("我有三本书。", sentence) for sentence in ENGLISH])
     longest = max(map(len, tgt))
-    sampler = SubwordSampler(tokenizer, alpha=0.01, seed=1, max_length=longest)  # α this small: long spellings
+    # The same seed draws the same spellings; only the limit differs. α this small: long spellings.
+    unlimited = SubwordSampler(tokenizer, alpha=0.01, seed=1, max_length=10_000)
+    limited = SubwordSampler(tokenizer, alpha=0.01, seed=1, max_length=longest)
+    too_long = 0
     for batch in range(5):
-        _, new_tgt = sampler(src, tgt, 0, batch)
-        assert all(len(new) <= longest for new in new_tgt)
-        assert all(new == old for new, old in zip(new_tgt, tgt) if len(new) == longest)
+        _, drawn = unlimited(src, tgt, 0, batch)
+        _, new_tgt = limited(src, tgt, 0, batch)
+        for new, sample, old in zip(new_tgt, drawn, tgt):
+            assert new == (sample if len(sample) <= longest else old)
+            too_long += len(sample) > longest
+    assert too_long > 0  # the rule was put to the test
 
 
 def test_a_stream_with_a_sampler_counts_the_sampled_targets_and_resumes_exactly(tokenizer):
