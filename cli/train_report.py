@@ -38,15 +38,14 @@ def stopped_message(trainer: Trainer, out: Path) -> str:
 def done_message(trainer: Trainer, reason: str, out: Path) -> str:
     last = trainer.last_dev
     dev_text = f", dev loss {last['dev_loss']:.3f} (perplexity {last['dev_ppl']:.2f})" if last else ""
-    if trainer.best:
+    if trainer.best and "landed" in trainer.best:  # never an average: that record is written anew
+        dev_text += (
+            f"; model.safetensors holds the last weights, where the cool-down landed (dev BLEU {trainer.best['dev_bleu']:.2f};"
+            f" step {trainer.best['landed']['step']} scored {trainer.best['landed']['dev_bleu']:.2f} with a higher dev loss)"
+        )
+    elif trainer.best:
         averaged = f" (mean of the last {trainer.best['averaged_last']} evaluations)" if "averaged_last" in trainer.best else ""
-        if "landed" in trainer.best:
-            dev_text += (
-                f"; model.safetensors holds the last weights, where the cool-down landed (dev BLEU {trainer.best['dev_bleu']:.2f}{averaged};"
-                f" step {trainer.best['landed']['step']} scored {trainer.best['landed']['dev_bleu']:.2f} with a higher dev loss)"
-            )
-        else:
-            dev_text += f"; model.safetensors holds the best dev BLEU, {trainer.best['dev_bleu']:.2f} at step {trainer.best['step']}{averaged}"
+        dev_text += f"; model.safetensors holds the best dev BLEU, {trainer.best['dev_bleu']:.2f} at step {trainer.best['step']}{averaged}"
     return (
         f"[green]done:[/] {reason} at step {trainer.step} after {format_seconds(round(trainer.elapsed()))}"
         f"{dev_text}; saved to {out}/\n"
