@@ -196,6 +196,18 @@ def prepare(
     stderr.print(prepared_line(run_prepare(options, out, stderr)))
 
 
+# Every command that reads a model takes it the same way (resolved by `model_folder` below).
+ModelFolder = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--model", "-m",
+        help="A tt model folder, a Hugging Face Marian folder, or a model id (org/name) already in the local "
+        "Hugging Face cache. (default: $TT_MODEL, else ./tt-model)",
+        show_default=False,
+    ),
+]
+
+
 def model_folder(model: Optional[Path]) -> Path:
     """--model, else $TT_MODEL, else ./tt-model; a model id (org/name) is found in the Hugging Face cache."""
     from tt.model.folders import resolve_model
@@ -207,7 +219,7 @@ def model_folder(model: Optional[Path]) -> Path:
 @user_errors
 def translate(
     texts: Annotated[Optional[list[str]], typer.Argument(help="Sentences to translate, one per argument. None: read stdin (or prompt).", show_default=False)] = None,
-    model: Annotated[Optional[Path], typer.Option(help="Model folder. (default: $TT_MODEL, else ./tt-model)", show_default=False)] = None,
+    model: ModelFolder = None,
     file: Annotated[Optional[Path], typer.Option(help="Translate this file, one sentence per line.")] = None,
     output: Annotated[Optional[Path], typer.Option(help="Write translations here (atomically) instead of stdout.")] = None,
     probs: Annotated[bool, typer.Option("--probs", help="Show a table per sentence: each step's token, probability, entropy and top-k.")] = False,
@@ -330,7 +342,7 @@ def decoding_precision(precision: str, device: str) -> str:
 @user_errors
 def evaluate(
     test: Annotated[Optional[Path], typer.Argument(help="Test set (.tsv or .jsonl) with references.", show_default=False)] = None,
-    model: Annotated[Optional[Path], typer.Option(help="Model folder. (default: $TT_MODEL, else ./tt-model)", show_default=False)] = None,
+    model: ModelFolder = None,
     src: Annotated[Optional[Path], typer.Option(help="Source side of a pair of aligned plain-text files.")] = None,
     tgt: Annotated[Optional[Path], typer.Option(help="Reference side of a pair of aligned plain-text files.")] = None,
     format: Annotated[Optional[str], typer.Option(help="tsv, jsonl or text (default: from the extension).")] = None,
@@ -423,7 +435,7 @@ def bench(
 def score(
     src: Annotated[Optional[str], typer.Option(help="Source sentence (with --ref).", show_default=False)] = None,
     ref: Annotated[Optional[str], typer.Option(help="Reference translation of --src, to score.", show_default=False)] = None,
-    model: Annotated[Optional[Path], typer.Option(help="Model folder. (default: $TT_MODEL, else ./tt-model)", show_default=False)] = None,
+    model: ModelFolder = None,
     file: Annotated[Optional[Path], typer.Option(help="Pairs to score (.tsv or .jsonl), read as `tt train` reads a corpus.", show_default=False)] = None,
     src_file: Annotated[Optional[Path], typer.Option(help="Source side of a pair of aligned plain-text files.", show_default=False)] = None,
     ref_file: Annotated[Optional[Path], typer.Option(help="Reference side of a pair of aligned plain-text files.", show_default=False)] = None,
@@ -456,7 +468,7 @@ def score(
 @user_errors
 def tokenize(
     texts: Annotated[list[str], typer.Argument(help="Text to split into pieces, one table per argument.", show_default=False)],
-    model: Annotated[Optional[Path], typer.Option(help="Model folder. (default: $TT_MODEL, else ./tt-model)", show_default=False)] = None,
+    model: ModelFolder = None,
     side: Annotated[str, typer.Option(help="src: the encoder's tokenizer; tgt: the decoder's (the same one when joint).")] = "src",
     json_lines: Annotated[bool, typer.Option("--json", help="JSON Lines, one per text, instead of tables.")] = False,
 ):
@@ -488,7 +500,7 @@ def explain(
     ref: Annotated[str, typer.Option(help="Its reference translation.")],
     position: Annotated[int, typer.Option(help="Target position to explain, from 1 (the reference's pieces, </s> last).")] = 1,
     smoothing: Annotated[Optional[float], typer.Option(help="Label smoothing ε (default: the model's training value).", show_default=False)] = None,
-    model: Annotated[Optional[Path], typer.Option(help="Model folder (default: $TT_MODEL, else ./tt-model).", show_default=False)] = None,
+    model: ModelFolder = None,
 ):
     """The loss and the residual stream at one position, with every number shown.
 
@@ -514,7 +526,7 @@ def explain(
 @user_errors
 def info(
     runs: Annotated[Optional[list[Path]], typer.Argument(help="Model folders; two or more are compared, their curves overlaid.", show_default=False)] = None,
-    model: Annotated[Optional[Path], typer.Option(help="Model folder (default: $TT_MODEL, else ./tt-model).", show_default=False)] = None,
+    model: ModelFolder = None,
 ):
     """What a model folder holds: config, parameters, training data, loss and gradient curves, probe sentences.
 
@@ -534,7 +546,7 @@ def info(
 @user_errors
 def export(
     out: Annotated[Path, typer.Argument(help="Folder to write.", show_default=False)],
-    model: Annotated[Optional[Path], typer.Option(help="Model folder. (default: $TT_MODEL, else ./tt-model)", show_default=False)] = None,
+    model: ModelFolder = None,
     format: Annotated[str, typer.Option(help="hf: a Hugging Face MarianMT folder (transformers, pipeline); ct2: a CTranslate2 model.")] = "hf",
     quantization: Annotated[str, typer.Option(help="ct2 only: float32, int8, int8_float32 or bfloat16.")] = "float32",
     src_lang: Annotated[Optional[str], typer.Option(help="Source language code for the model card (default: from train.xx files, else unknown).", show_default=False)] = None,

@@ -114,6 +114,20 @@ def test_model_from_environment(trained_model):
     assert result.stdout.splitlines() == expected_translations(trained_model, ["我有三本书。"])
 
 
+def test_every_command_that_reads_a_model_takes_the_short_option(trained_model, tmp_path):
+    short = runner.invoke(app, ["translate", "-m", str(trained_model), "我有三本书。"])
+    assert short.exit_code == 0, short.output
+    assert short.stdout.splitlines() == expected_translations(trained_model, ["我有三本书。"])
+    # The others: -m names the model, so a missing folder is the model's error, not an unknown option.
+    test = tmp_path / "test.tsv"
+    test.write_text("你\tyou\n", encoding="utf-8")
+    for command in (["eval", str(test)], ["score", "--src", "你", "--ref", "you"], ["tokenize", "你"],
+                    ["explain", "--src", "你", "--ref", "you"], ["info"], ["export", str(tmp_path / "out")]):
+        result = runner.invoke(app, [*command, "-m", str(tmp_path / "none")])
+        assert result.exit_code == 1, (command, result.output)
+        assert "no such model folder" in result.stderr, (command, result.stderr)
+
+
 def test_missing_model_is_one_line(tmp_path):
     result = translate(tmp_path / "none", "你好")
     assert result.exit_code == 1
