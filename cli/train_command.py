@@ -119,6 +119,8 @@ def _start(
     demo = train_spec is None
     if demo and dev_spec is not None:
         raise UserError("--dev needs a training corpus too (without one, tt trains the built-in demo)")
+    if demo and options.get("prepared"):
+        raise UserError("--prepared needs the corpus it was prepared from, given as to `tt prepare` (without one, tt trains the built-in demo)")
     preset = options.get("preset")
     chosen_by_default = not demo and preset is None
     if chosen_by_default:
@@ -165,6 +167,7 @@ def _start(
         "probes": [[p.source, p.reference] for p in probes],
         **record_of(configs),
         "summary": summary_record(data, model),
+        "data_key": data.made_from,  # the sources' bytes (SHA-256) and layout: --resume refuses others
     }
     _train(model, data, configs, out, record, command_start, console, None, cluster)
 
@@ -252,12 +255,23 @@ def _resume(out: Path, options: dict[str, Any], command_start: float, console: C
         train_spec = CorpusSpec(path=str(demo_file)) if record.get("demo") else config_from_dict(CorpusSpec, record.get("corpus"), f"{where}: corpus")
         dev_spec = config_from_dict(CorpusSpec, record["dev"], f"{where}: dev") if record.get("dev") else None
         request = PrepareRequest(
-            train_spec, dev_spec, configs.cleaning, configs.tokenizer, configs.train.seed, record.get("dev_size"), tokenizer
+            train_spec, dev_spec, configs.cleaning, configs.tokenizer, configs.train.seed, record.get("dev_size"), tokenizer,
+            same_data_as=recorded_data_key(record, where),
         )
         data = _prepare(request, prepared_folder(options, out), cluster, configs.train.device, console)
     check_same_corpus(data, (record.get("summary") or {}).get("train_pairs"), train_spec)
     model.train()
     _train(model, data, configs, out, record, command_start, console, changes, cluster)
+
+
+def recorded_data_key(record: dict, where: str) -> dict | None:
+    """The sources' bytes a run started from; None for a run recorded before tt kept them."""
+    key = record.get("data_key")
+    if key is None:
+        return None  # check_same_corpus still compares the number of usable pairs
+    if not isinstance(key, dict) or not {"train", "dev"} <= key.keys():
+        raise UserError(f"{where}: data_key is not a record of the training data")
+    return key
 
 
 def _demo_path():

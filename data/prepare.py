@@ -44,7 +44,7 @@ from tt.data.parallel_clean import clean_corpus, usable_cores
 from tt.data.own_process import run_apart
 from tt.data.parallel_encode import encoded_blocks, encoding_for
 from tt.data.prepared_folder import (
-    DEV_FILE, FORMAT, LOCK, MANIFEST, VERSION, PreparedCorpus, PrepareRequest, open_if_valid, request_key, tokenizer_digests,
+    DEV_FILE, FORMAT, LOCK, MANIFEST, VERSION, PreparedCorpus, PrepareRequest, changed_data, open_if_valid, request_key, tokenizer_digests,
 )
 from tt.data.shards import TokenWriter, file_digest, id_dtype, length_dtype
 from tt.data.tokenizer import Tokenizer, measure, train_tokenizer
@@ -70,6 +70,10 @@ def prepare(request: PrepareRequest, folder: Path, progress: Progress | None = N
     if request.dev is not None:
         check_spec(request.dev)
     key = request_key(request)
+    if request.same_data_as is not None:  # --resume: checked before the folder is touched
+        changed = changed_data(request.same_data_as, key, "this run started")
+        if changed is not None:
+            raise UserError(f"{request.train.describe()}: {changed}; --resume needs the data the run started with")
     found = open_if_valid(folder, request, key, verify=True)
     if isinstance(found, PreparedCorpus):
         return found

@@ -41,6 +41,9 @@ class PrepareRequest:
     seed: int
     dev_size: int | None = None  # pairs held out when no dev set is given; None: automatic
     tokenizer: Tokenizer | None = None  # encode with this one (--resume, --init-from) instead of training one
+    # --resume: the sources' bytes the run started from (`data_key` of its first preparation);
+    # other bytes are refused before the folder is touched, not prepared again.
+    same_data_as: dict | None = None
 
 
 @dataclass
@@ -53,6 +56,7 @@ class PreparedCorpus:
     report: CleaningReport
     tokenizer_report: TokenizerReport
     reused: bool = False
+    made_from: dict | None = None  # the manifest's record of the sources' bytes and layout (`data_key`)
 
     @property
     def train_pairs(self) -> int:
@@ -112,14 +116,34 @@ def request_key(request: PrepareRequest) -> dict:
         raise UserError(f"{err.filename}: cannot read ({err.strerror})") from None
 
 
+def data_key(key: dict) -> dict:
+    """The part of a request's key that is the data itself: the sources' layout and bytes."""
+    return {"train": key["train"], "dev": key["dev"]}
+
+
+def changed_data(made: dict, key: dict, when: str) -> str | None:
+    """How the sources now differ from `made` (a `data_key` recorded when `when`), or None."""
+    for side, what in (("train", "corpus"), ("dev", "dev set")):
+        then, now = made.get(side), key[side]
+        if then == now:
+            continue
+        if then is None or now is None:
+            return f"a {what} is {'given now but was not' if then is None else 'not given now but was'} when {when}"
+        layout = lambda spec: {k: v for k, v in spec.items() if k != "files"} if isinstance(spec, dict) else spec
+        if layout(then) != layout(now) and isinstance(then, dict):
+            read = lambda spec: f"{spec.get('layout')}, format {spec.get('format') or 'from the extension'}, columns {spec.get('src_col')} and {spec.get('tgt_col')}"
+            return f"the {what} is read otherwise than when {when} ({read(now)} now; {read(then)} then)"
+        return f"the {what} changed since {when}"
+    return None
+
+
 def mismatch(manifest: dict, request: PrepareRequest, key: dict) -> str | None:
     if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
         return "prepared by another version of tt"
     made = manifest.get("request") or {}
-    if made.get("train") != key["train"]:
-        return "the corpus changed since it was prepared"
-    if made.get("dev") != key["dev"]:
-        return "the dev set changed since it was prepared"
+    changed = changed_data({"train": made.get("train"), "dev": made.get("dev")}, key, "it was prepared")
+    if changed is not None:
+        return changed
     if made.get("cleaning") != key["cleaning"]:
         return "prepared with other cleaning options"
     if made.get("seed") != key["seed"]:
@@ -174,4 +198,4 @@ def open_if_valid(folder: Path, request: PrepareRequest, key: dict, verify: bool
         tokenizer_report = TokenizerReport(**manifest["tokenizer_report"])
     except (KeyError, TypeError, ValueError, UserError) as err:
         return f"{MANIFEST} does not describe the files ({err})"
-    return PreparedCorpus(folder, tokenizer, src, tgt, dev, report, tokenizer_report, reused=True)
+    return PreparedCorpus(folder, tokenizer, src, tgt, dev, report, tokenizer_report, reused=True, made_from=data_key(manifest["request"]))

@@ -283,9 +283,35 @@ def test_resume_accepts_the_same_corpus_and_refuses_a_changed_one(short_run, cor
     assert "--resume cannot change --corpus" in one_error_line(
         runner.invoke(app, ["train", str(other), "--resume", "--out", str(short_run), "--max-steps", "8"])
     )
-    write_tsv(corpus_file, tiny_pairs()[:50])  # the recorded file itself, edited since
+    before = contents(short_run)
+    pairs = tiny_pairs()
+    pairs[40] = ("我有一只猫。", "I have a cat.")  # the recorded file edited in place: as many pairs as before
+    write_tsv(corpus_file, pairs)
+    line = one_error_line(runner.invoke(app, ["train", "--resume", "--out", str(short_run), "--max-steps", "8"]))
+    assert "the corpus changed since this run started; --resume needs the data the run started with" in line
+    assert contents(short_run) == before  # refused before its prepared data was touched
+    write_tsv(corpus_file, tiny_pairs()[:50])
+    line = one_error_line(runner.invoke(app, ["train", "--resume", "--out", str(short_run), "--max-steps", "8"]))
+    assert "the corpus changed since this run started" in line
+    assert contents(short_run) == before
+
+
+def test_resume_of_a_run_recorded_before_data_keys_still_counts_its_pairs(short_run, corpus_file):
+    config = json.loads((short_run / "config.json").read_text())
+    del config["data_key"]  # as runs of earlier versions were recorded
+    (short_run / "config.json").write_text(json.dumps(config))
+    write_tsv(corpus_file, tiny_pairs()[:50])
     line = one_error_line(runner.invoke(app, ["train", "--resume", "--out", str(short_run), "--max-steps", "8"]))
     assert "the corpus changed since this run started (50 usable pairs now, 80 then)" in line
+
+
+def test_resume_refuses_a_dev_set_that_changed(tmp_path, corpus_file):
+    dev = write_tsv(tmp_path / "dev.tsv", [("你好", "Hello"), ("谢谢", "Thanks")])
+    out = tmp_path / "model"
+    assert train(corpus_file, "--dev", dev, "--out", out, "--max-steps", "3").exit_code == 0
+    write_tsv(dev, [("你好", "Hi"), ("谢谢", "Thanks")])
+    line = one_error_line(runner.invoke(app, ["train", "--resume", "--out", str(out), "--max-steps", "5"]))
+    assert "the dev set changed since this run started" in line
 
 
 # ---- the same sentence, whatever its neighbours

@@ -198,6 +198,25 @@ def test_a_changed_corpus_or_option_is_not_reused(corpus, tmp_path):
     write_tsv(corpus, numbered_pairs(1100))
     changed = prepare(request_for(corpus, cleaning=CleaningConfig(max_chars=30)), folder, notes)
     assert not changed.reused and "corpus changed" in notes.notes[-1]
+    swapped = prepare(request_for(corpus, train=CorpusSpec(path=str(corpus), src_col=2, tgt_col=1), cleaning=CleaningConfig(max_chars=30)), folder, notes)
+    assert not swapped.reused
+    assert notes.notes[-1].endswith(
+        "the corpus is read otherwise than when it was prepared (one file, format from the extension, columns 2 and 1 now; "
+        "one file, format from the extension, columns 1 and 2 then); preparing again"
+    )
+
+
+def test_a_resumed_request_refuses_other_bytes_before_touching_the_folder(corpus, tmp_path):
+    folder = tmp_path / "prepared"
+    made = prepare(request_for(corpus), folder)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert prepare(request_for(corpus, same_data_as=made.made_from), folder).reused
+    pairs = numbered_pairs(1200)
+    pairs[7] = ("我有猫", "I have a cat")
+    write_tsv(corpus, pairs)
+    with pytest.raises(UserError, match="the corpus changed since this run started; --resume needs the data the run started with$"):
+        prepare(request_for(corpus, same_data_as=made.made_from), folder)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
 
 
 
@@ -322,6 +341,20 @@ def test_tt_prepare_then_train_reuses_it(tmp_path):
     assert f"reusing the prepared data in {folder}" in trained.stderr
     assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == times
     assert not (out / "prepared").exists()
+
+
+def test_train_with_prepared_data_but_no_corpus_is_refused_and_leaves_the_folder_alone(tmp_path):
+    corpus = write_tsv(tmp_path / "corpus.tsv", tiny_pairs())
+    folder = tmp_path / "data"
+    assert runner.invoke(app, ["prepare", str(corpus), "--out", str(folder), "--vocab-size", "300"]).exit_code == 0
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    result = runner.invoke(app, ["train", "--prepared", str(folder), "--out", str(tmp_path / "model"), "--max-steps", "2"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stderr.strip() == (
+        "error: --prepared needs the corpus it was prepared from, given as to `tt prepare` (without one, tt trains the built-in demo)"
+    )
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert not (tmp_path / "model").exists()
 
 
 def test_tt_prepare_bad_input_is_one_line(tmp_path):
