@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from tt.data.atomic import write_atomic
 from tt.data.errors import UserError
 
 
@@ -105,14 +106,16 @@ class MetricsLog:
     another (--overwrite) writes aside, to `pending`, until its first checkpoint exists.
     """
 
-    def __init__(self, path: Path, reporter: Reporter, write: bool = True, pending: Path | None = None):
+    def __init__(
+        self, path: Path, reporter: Reporter, write: bool = True, pending: Path | None = None, resumed_at: int | None = None,
+    ):
         self.path, self.reporter = path, reporter
         if not write:
             self.file = io.StringIO()
         elif pending is not None:
             self.file = open(pending, "w", encoding="utf-8")
         else:
-            self.file = open_metrics(path)
+            self.file = open_metrics(path, resumed_at)
 
     def __enter__(self) -> "MetricsLog":
         return self
@@ -131,8 +134,14 @@ class MetricsLog:
         self.reporter.log(metrics)
 
 
-def open_metrics(path: Path):
-    """metrics.jsonl for appending, on a fresh line (a killed run may have left half of one)."""
+def open_metrics(path: Path, resumed_at: int | None = None):
+    """metrics.jsonl for appending, on a fresh line (a killed run may have left half of one).
+
+    `resumed_at`: the step a resumed run restarts from. A run killed without saving (kill -9,
+    a power cut) logged steps after its last checkpoint; they are dropped, since the resumed
+    run logs those steps again, and curves must not step back in time."""
+    if resumed_at is not None:
+        drop_lines_after(path, resumed_at)
     handle = open(path, "a+b")
     try:
         handle.seek(0, io.SEEK_END)
@@ -143,3 +152,25 @@ def open_metrics(path: Path):
     finally:
         handle.close()
     return open(path, "a", encoding="utf-8")
+
+
+def drop_lines_after(path: Path, step: int) -> None:
+    """Rewrite metrics.jsonl (atomically) without its lines of steps after `step`, if it has any."""
+    try:
+        lines = path.read_bytes().splitlines(keepends=True)
+    except FileNotFoundError:
+        return
+    kept = [line for line in lines if not _logged_after(line, step)]
+    if len(kept) != len(lines):
+        try:
+            write_atomic(path, b"".join(kept))
+        except OSError as err:
+            raise UserError(f"{path}: cannot write ({err.strerror or err})") from None
+
+
+def _logged_after(line: bytes, step: int) -> bool:
+    try:
+        logged = json.loads(line).get("step")
+    except (ValueError, AttributeError):
+        return False  # not a metrics line (tt info skips those): left as it is
+    return isinstance(logged, int) and logged > step

@@ -170,6 +170,7 @@ class Trainer(RunState, DevSelection):
         self.saved_step: int | None = None  # the step of the last checkpoint written
         # A new run keeps its metrics aside and leaves an older run's files in the folder
         # (--overwrite) until its own first checkpoint exists: see retire_previous_run.
+        self.new_run = new_run
         self.replacing = new_run and self.cluster.is_main
         self.restored_rng: dict[str, torch.Tensor] | None = None
         # Set from a signal handler (Ctrl-C, SIGTERM), at any moment: a request.
@@ -295,7 +296,8 @@ class Trainer(RunState, DevSelection):
         main = self.cluster.is_main
         pending = self.folder / PENDING_METRICS if self.replacing else None
         try:
-            with MetricsLog(self.folder / METRICS, reporter if main else Silent(), main, pending) as log:
+            resumed_at = None if self.new_run else self.step
+            with MetricsLog(self.folder / METRICS, reporter if main else Silent(), main, pending, resumed_at) as log:
                 reason = self._loop(log)
                 self._record_probes(log)  # the last step's: it describes the weights saved below
                 if self.stop_signal is None:  # interrupted: straight out, the user is waiting

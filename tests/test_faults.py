@@ -296,6 +296,21 @@ def test_resume_accepts_the_same_corpus_and_refuses_a_changed_one(short_run, cor
     assert contents(short_run) == before
 
 
+def test_resume_after_a_kill_drops_the_lines_logged_after_the_checkpoint(short_run):
+    metrics = short_run / "metrics.jsonl"
+    logged = [json.loads(line) for line in metrics.read_text().splitlines()]
+    # What a run killed with no checkpoint after step 4 leaves: steps 5 and 6 logged, half a line of step 7.
+    lost = [{**logged[-1], "step": 5}, {**logged[-1], "step": 6}]
+    with open(metrics, "a") as handle:
+        handle.write("".join(json.dumps(line) + "\n" for line in lost) + '{"step": 7, "lo')
+    result = runner.invoke(app, ["train", "--resume", "--out", str(short_run), "--max-steps", "8", "--log-every", "1"])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in metrics.read_text().splitlines() if line.startswith('{"') and line.endswith("}")]
+    train_steps = [line["step"] for line in lines if "loss" in line]
+    assert train_steps == sorted(set(train_steps)) and train_steps[-4:] == [5, 6, 7, 8], train_steps
+    assert '{"step": 7, "lo' in metrics.read_text()  # a broken line is not ours to judge: tt info skips it
+
+
 def test_resume_of_a_run_recorded_before_data_keys_still_counts_its_pairs(short_run, corpus_file):
     config = json.loads((short_run / "config.json").read_text())
     del config["data_key"]  # as runs of earlier versions were recorded
