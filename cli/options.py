@@ -38,14 +38,14 @@ TRAIN_OPTIONS = {
     "max_steps": "max_steps", "max_epochs": "max_epochs", "max_time": "max_time",
     "dev_every": "dev_every", "save_every": "save_every", "seed": "seed", "precision": "precision",
     "patience": "patience", "dev_bleu_sentences": "dev_bleu_sentences", "average_last": "average_last",
-    "device": "device", "accum": "accum_steps", "log_every": "log_every",
+    "device": "device", "accum": "accum_steps", "log_every": "log_every", "threads": "threads",
 }
 TOKENIZER_OPTIONS = {
     "vocab_size": "vocab_size", "separate_vocab": "joint", "src_vocab_size": "src_vocab_size", "tgt_vocab_size": "tgt_vocab_size",
 }
 CLEANING_OPTIONS = {"max_chars": "max_chars", "max_ratio": "max_ratio"}
 CORPUS_OPTIONS = ("corpus", "src", "tgt", "format", "src_col", "tgt_col", "dev", "dev_src", "dev_tgt", "dev_size")
-RUN_OPTIONS = ("out", "init_from", "threads", "preset", "probe", "probe_file", "prepared")
+RUN_OPTIONS = ("out", "init_from", "preset", "probe", "probe_file", "prepared")
 ALL_OPTIONS = (
     set(MODEL_OPTIONS) | set(TRAIN_OPTIONS) | set(TOKENIZER_OPTIONS) | set(CLEANING_OPTIONS)
     | set(CORPUS_OPTIONS) | set(RUN_OPTIONS)
@@ -196,6 +196,7 @@ def validate(configs: RunConfigs) -> None:
         (t.max_epochs is None or 0 < t.max_epochs < math.inf, "--max-epochs must be a positive number"),
         (t.max_time is None or t.max_time > 0, "--max-time must be positive"),
         (1 <= t.accum_steps <= 1024, "--accum must be between 1 and 1024"),
+        (t.threads is None or 1 <= t.threads <= 1024, "--threads must be between 1 and 1024"),
         (t.log_every >= 1, "--log-every must be at least 1"),
         (k.vocab_size >= 300, "--vocab-size must be at least 300 (256 byte pieces live in it)"),
         (k.src_vocab_size is None or k.src_vocab_size >= 300, "--src-vocab-size must be at least 300 (256 byte pieces live in it)"),

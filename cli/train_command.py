@@ -50,10 +50,6 @@ def run_train(options: dict[str, Any], resume: bool, overwrite: bool, console: C
     if resume and overwrite:
         raise UserError("--resume continues the run in --out and --overwrite replaces it: choose one")
     check_dev_size(options)
-    if options.get("threads") is not None:
-        if not 1 <= options["threads"] <= 1024:
-            raise UserError("--threads must be between 1 and 1024")
-        torch.set_num_threads(options["threads"])
     out = Path(options.get("out") or "tt-model")
     check_writable(out)
     if options.get("prepared"):
@@ -207,6 +203,9 @@ def _train(
     """`resume_notes`: None for a new run; on --resume, what the changed options changed."""
     def save_record() -> dict:
         return {**record, **record_of(configs), "step": trainer.step}
+
+    if configs.train.threads is not None:  # else torch's choice
+        torch.set_num_threads(configs.train.threads)
 
     trainer = build_trainer(
         model, data, configs.train, out, save_record, command_start, cluster,

@@ -16,8 +16,12 @@ from tt.model.train import Trainer
 from tt.model.transformer import count_parameters
 
 
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
 def starting_message(trainer: Trainer, cluster: Cluster) -> str:
-    where = f"{trainer.device.type}, {torch.get_num_threads()} threads" if trainer.device.type == "cpu" else str(trainer.device)
+    where = f"{trainer.device.type}, {plural(torch.get_num_threads(), 'thread')}" if trainer.device.type == "cpu" else str(trainer.device)
     if cluster.distributed:
         where = f"{cluster.world_size} processes × {where}"
     config = trainer.config

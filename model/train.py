@@ -85,6 +85,9 @@ class TrainConfig:
     precision: str = "auto"  # auto (bf16 where the hardware does it fast) | bf16 | fp32
     device: str = "auto"  # auto (CUDA when present) | cpu | cuda
     accum_steps: int = 1  # gradient accumulation: a process's share of each batch, in this many pieces
+    # CPU threads for torch; None: torch's choice. Recorded because sums split over another
+    # number of threads round differently: --resume reuses it to stay bit-for-bit.
+    threads: int | None = None
 
 
 def learning_rate(step: int, config: TrainConfig, progress: float = 0.0) -> float:

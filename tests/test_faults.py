@@ -296,6 +296,25 @@ def test_resume_accepts_the_same_corpus_and_refuses_a_changed_one(short_run, cor
     assert contents(short_run) == before
 
 
+def test_resume_reuses_the_recorded_thread_count_and_reports_a_change(tmp_path, corpus_file):
+    out = tmp_path / "model"
+    threads = torch.get_num_threads()
+    try:
+        assert train(corpus_file, "--out", out, "--max-steps", "2", "--threads", "1").exit_code == 0
+        assert json.loads((out / "config.json").read_text())["train"]["threads"] == 1
+        torch.set_num_threads(2)  # what torch would choose by itself on a 2-core machine
+        same = runner.invoke(app, ["train", "--resume", "--out", str(out), "--max-steps", "3"])
+        assert same.exit_code == 0, same.output
+        assert "cpu, 1 thread\n" in same.stderr and "changed: --max-steps 2 → 3\n" in same.stderr
+        assert torch.get_num_threads() == 1
+        other = runner.invoke(app, ["train", "--resume", "--out", str(out), "--max-steps", "4", "--threads", "2"])
+        assert other.exit_code == 0, other.output
+        assert "changed: --max-steps 3 → 4; --threads 1 → 2" in other.stderr, other.stderr
+        assert json.loads((out / "config.json").read_text())["train"]["threads"] == 2
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_resume_after_a_kill_drops_the_lines_logged_after_the_checkpoint(short_run):
     metrics = short_run / "metrics.jsonl"
     logged = [json.loads(line) for line in metrics.read_text().splitlines()]
