@@ -31,6 +31,8 @@ class Sampler:
         self.generator = torch.Generator()
         if self.seed is not None:
             self.generator.manual_seed(self.seed)
+        else:  # a new generator starts from one fixed seed: without this, every run drew the same
+            self.generator.seed()  # a seed from the operating system's randomness
 
     def __call__(self, log_probs: torch.Tensor) -> torch.Tensor:
         scores = log_probs.float() / max(self.temperature, 1e-6)

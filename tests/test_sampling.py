@@ -33,6 +33,12 @@ def test_low_temperature_approaches_greedy_and_frequencies_follow_p():
     assert counts[3] / 4000 == pytest.approx(0.05, abs=0.02)
 
 
+def test_without_a_seed_each_sampler_draws_anew():
+    flat = torch.zeros(1, 1000)  # 1,000 equally likely tokens: 30 equal draws by chance has p = 10⁻⁹⁰
+    assert draws(Sampler(), flat, n=30) != draws(Sampler(), flat, n=30)
+    assert draws(Sampler(seed=4), flat, n=30) == draws(Sampler(seed=4), flat, n=30)
+
+
 def test_seeded_samples_repeat_and_scores_are_the_models(tiny_config):
     torch.manual_seed(2)
     model = Transformer(tiny_config).eval()
