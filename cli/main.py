@@ -220,7 +220,7 @@ def model_folder(model: Optional[Path]) -> Path:
 def translate(
     texts: Annotated[Optional[list[str]], typer.Argument(help="Sentences to translate, one per argument. None: read stdin (or prompt).", show_default=False)] = None,
     model: ModelFolder = None,
-    file: Annotated[Optional[Path], typer.Option(help="Translate this file, one sentence per line.")] = None,
+    file: Annotated[Optional[Path], typer.Option(help="Translate this file, one sentence per line (- : stdin).")] = None,
     output: Annotated[Optional[Path], typer.Option(help="Write translations here (atomically) instead of stdout.")] = None,
     probs: Annotated[bool, typer.Option("--probs", help="Show a table per sentence: each step's token, probability, entropy and top-k.")] = False,
     top_k: Annotated[int, typer.Option(help="Alternatives shown per step with --probs or --json.")] = 5,
@@ -238,11 +238,11 @@ def translate(
     prefix: Annotated[Optional[str], typer.Option(help="Force the output to start with this text, then continue greedily (or sampling).")] = None,
     step: Annotated[bool, typer.Option("--step", help="Decode by hand: at each step pick one of the top-k tokens (Enter = the top one).")] = False,
     sample: Annotated[bool, typer.Option("--sample", help="Draw each token at random from the model's distribution instead of the argmax.")] = False,
-    temperature: Annotated[float, typer.Option(help="Sampling: below 1 sharpens the distribution, above 1 flattens it.")] = 1.0,
-    top_k_sampling: Annotated[Optional[int], typer.Option(help="Sampling: draw only among the k most probable tokens.", show_default=False)] = None,
-    top_p: Annotated[Optional[float], typer.Option(help="Sampling: draw only among the most probable tokens whose mass reaches p (nucleus).", show_default=False)] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Sampling: a seed makes the draws repeatable.", show_default=False)] = None,
-    n: Annotated[int, typer.Option("--n", help="Sampling: outputs per input, as lines of INPUT_INDEX<TAB>LOG_PROB<TAB>TEXT.")] = 1,
+    temperature: Annotated[float, typer.Option(help="Sampling (another value than 1 turns it on): below 1 sharpens the distribution, above 1 flattens it.")] = 1.0,
+    top_k_sampling: Annotated[Optional[int], typer.Option(help="Sampling (turns it on): draw only among the k most probable tokens. (default: no cut)", show_default=False)] = None,
+    top_p: Annotated[Optional[float], typer.Option(help="Sampling (turns it on): draw only among the most probable tokens whose mass reaches p (nucleus). (default: no cut)", show_default=False)] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Sampling (turns it on): a seed makes the draws repeatable for the same input. (default: new draws each run)", show_default=False)] = None,
+    n: Annotated[int, typer.Option("--n", help="Sampling (more than 1 turns it on): outputs per input, as lines of INPUT_INDEX<TAB>LOG_PROB<TAB>TEXT.")] = 1,
 ):
     """Translate sentences with a trained model.
 
@@ -270,14 +270,17 @@ def translate(
         raise UserError("--top-k must be at least 1")
     if texts and file:
         raise UserError("give sentences as arguments or --file, not both")
-    sampling = sample or n > 1 or top_k_sampling is not None or top_p is not None
+    if texts == ["-"] or (file is not None and str(file) == "-"):  # the usual name for stdin
+        texts, file = None, None
+    # Any sampling option turns sampling on: a --temperature or --seed silently ignored by greedy would mislead.
+    sampling = sample or n > 1 or top_k_sampling is not None or top_p is not None or temperature != 1.0 or seed is not None
     if sampling and (beam > 1 or n_best > 1):
-        raise UserError("choose sampling (--sample, --n) or beam search (--beam, --n-best), not both")
+        raise UserError("choose sampling (--sample, --n, --temperature, --top-k-sampling, --top-p, --seed) or beam search (--beam, --n-best), not both")
     if step:
         others = {
             "--file": file, "--output": output, "--json": json_lines, "--probs": probs, "--lens": lens,
             "--attention": show_attention, "--beam": beam > 1, "--n-best": n_best > 1, "--prefix": prefix is not None,
-            "--sample/--n/--top-p": sampling,
+            "--sample/--n/--temperature/--top-k-sampling/--top-p/--seed": sampling,
         }
         if any(others.values()):
             names = ", ".join(name for name, given in others.items() if given)

@@ -15,6 +15,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from tt.data.errors import UserError
 from tt.data.normalize import normalize
 from tt.model.decode import DecodeConfig, encode_sources, greedy_decode, max_output_length, never_chosen
 from tt.model.device import model_device
@@ -48,13 +49,24 @@ def step_through(translator: Translator, text: str, k: int, ask: Callable[[str],
         for rank, (value, token_id) in enumerate(zip(values, ids), start=1):
             table.add_row(str(rank), tokenizer.tgt_piece(int(token_id)), f"{math.exp(float(value)):.4f}")
         console.print(table)
-        answer = ask(f"pick 1–{k} (Enter = 1): ").strip()
-        pick = int(answer) - 1 if answer.isdigit() and 1 <= int(answer) <= k else 0
+        pick = _pick(ask, k, console)
         token = int(ids[pick])
         chosen.append(token)
         total += float(values[pick])
     greedy = greedy_decode(model, [src_ids])[0].log_prob
     return tokenizer.decode_tgt(chosen), total, greedy
+
+
+def _pick(ask: Callable[[str], str], k: int, console: Console) -> int:
+    """The index of the chosen candidate: Enter (or the input's end) is the first; anything
+    but a number from 1 to k is asked again."""
+    while True:
+        answer = ask(f"pick 1–{k} (Enter = 1): ").strip()
+        if not answer:
+            return 0
+        if answer.isdigit() and 1 <= int(answer) <= k:
+            return int(answer) - 1
+        console.print(f"[yellow]{answer!r} is not one of 1–{k}[/]")
 
 
 def run_step(folder, texts, k: int, console: Console, device: str = "cpu") -> None:
@@ -69,6 +81,8 @@ def run_step(folder, texts, k: int, console: Console, device: str = "cpu") -> No
             return ""
 
     sentences = list(texts or []) or [ask("sentence: ")]
+    if not any(text.strip() for text in sentences):
+        raise UserError("--step: no sentence to decode")
     for text in sentences:
         translation, chosen, greedy = step_through(translator, text, k, ask, console)
         print(translation)

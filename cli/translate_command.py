@@ -39,7 +39,7 @@ def run_translate(
     from tt.model.translator import Translator
 
     if output is not None:
-        check_output(output)
+        check_output(output, reading=file)
     if file is not None:
         lines: Iterable[str] = input_lines(open_binary(file), str(file))
     elif texts:

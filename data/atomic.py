@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 from pathlib import Path
 from typing import Iterator, TextIO
 
@@ -25,15 +26,25 @@ from tt.data.errors import UserError
 
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path to write `path`'s new contents to; committed when the block ends."""
+    """Yield a temporary path to write `path`'s new contents to; committed when the block ends.
+
+    A symbolic link stays a link: the file it points to is the one replaced. A file that is
+    not a regular one (/dev/null, /dev/stdout, a named pipe) has nothing to replace and is
+    written directly: renaming over it would put a plain file in the device's place."""
     path = Path(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
+    if path.exists() and not path.is_file():
+        try:
+            yield path
+        except OSError as err:
+            raise UserError(f"{path}: cannot write ({err.strerror or err})") from None
+        return
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         yield temporary
         _sync_file(temporary)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # the usual permissions, as a plain open() would give
+        os.chmod(temporary, _permissions(path))
         os.replace(temporary, path)
         _sync_folder(path.parent)
     except OSError as err:
@@ -43,11 +54,25 @@ def atomic_path(path: Path) -> Iterator[Path]:
             temporary.unlink(missing_ok=True)
 
 
-def check_output(path: Path) -> None:
-    """Refuse an --output path that cannot be written before the work, not after it."""
+def _permissions(path: Path) -> int:
+    """The file's own permissions when it exists (a private file stays private), else the usual
+    ones, as a plain open() would give."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def check_output(path: Path, reading: Path | None = None) -> None:
+    """Refuse an --output path that cannot be written before the work, not after it; or that is
+    the file being read (`reading`), whose text would be lost."""
     path = Path(path)
     if path.is_dir():
         raise UserError(f"--output {path}: is a folder")
+    if reading is not None and path.exists() and reading.exists() and os.path.samefile(path, reading):
+        raise UserError(f"--output {path}: is the file being translated (--file {reading}); its text would be lost")
     folder = path.parent
     if not folder.is_dir():
         raise UserError(f"--output {path}: no folder {folder} to write it in")

@@ -2,6 +2,9 @@
 
 import json
 import math
+import os
+import stat
+from concurrent.futures import ThreadPoolExecutor
 import subprocess
 from pathlib import Path
 import sys
@@ -50,6 +53,45 @@ def test_file_to_output(trained_model, tmp_path):
     assert result.stdout == ""
     assert target.read_text(encoding="utf-8").splitlines() == expected_translations(trained_model, ["我有三本书。", "你有两只猫吗？"])
     assert [p.name for p in tmp_path.iterdir() if ".tmp" in p.name] == []
+
+
+def test_a_dash_reads_stdin(trained_model):
+    expected = expected_translations(trained_model, ["我有三本书。", "你有两只猫吗？"])
+    for args in (["-"], ["--file", "-"]):
+        result = translate(trained_model, *args, input="我有三本书。\n你有两只猫吗？\n")
+        assert result.exit_code == 0, result.output
+        assert result.stdout.splitlines() == expected
+
+
+def test_output_onto_the_file_being_translated_is_refused(trained_model, tmp_path):
+    source = tmp_path / "in.zh"
+    source.write_text("我有三本书。\n", encoding="utf-8")
+    link = tmp_path / "link.zh"
+    link.symlink_to(source)
+    for output in (source, link):
+        result = translate(trained_model, "--file", source, "--output", output)
+        assert result.exit_code == 1 and "is the file being translated" in result.stderr
+    assert source.read_text(encoding="utf-8") == "我有三本书。\n"
+
+
+def test_output_writes_through_a_link_keeps_permissions_and_writes_into_devices(trained_model, tmp_path):
+    expected = "\n".join(expected_translations(trained_model, ["我有三本书。"])) + "\n"
+    target, link = tmp_path / "target.en", tmp_path / "link.en"
+    target.write_text("old\n")
+    target.chmod(0o600)
+    link.symlink_to(target)
+    assert translate(trained_model, "--output", link, "我有三本书。", "--precision", "bf16").exit_code == 0
+    assert link.is_symlink() and target.read_text(encoding="utf-8") == expected
+    assert target.stat().st_mode & 0o777 == 0o600
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with ThreadPoolExecutor(1) as pool:  # a named pipe: whoever reads it gets the translation
+        read = pool.submit(lambda: open(fifo, encoding="utf-8").read())
+        assert translate(trained_model, "--output", fifo, "我有三本书。", "--precision", "bf16").exit_code == 0
+        assert read.result(timeout=60) == expected
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    assert translate(trained_model, "--output", os.devnull, "我有三本书。").exit_code == 0
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
 
 
 def test_invalid_utf8_is_replaced_with_a_warning_and_keeps_one_line_per_line(trained_model, tmp_path):

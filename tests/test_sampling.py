@@ -105,6 +105,55 @@ def test_cli_step_mode_picks_and_compares(trained_model):
     assert "(+0.000)" in result.stderr
 
 
+def test_step_mode_asks_again_after_an_answer_that_is_no_choice(trained_model):
+    from rich.console import Console
+
+    from tt.cli.step_command import step_through
+    from tt.model.translator import Translator
+
+    translator = Translator(trained_model)
+    answers, asked = iter(["x", "9", "0", "2"]), []
+
+    def ask(prompt):
+        asked.append(prompt)
+        return next(answers, "")
+
+    console = Console(record=True, width=200)
+    translation, chosen, greedy = step_through(translator, "我有三本书。", 3, ask, console)
+    assert asked[:4] == ["pick 1–3 (Enter = 1): "] * 4  # three refusals, then the first step's pick
+    shown = console.export_text()
+    assert "'x' is not one of 1–3" in shown and "'9' is not one of 1–3" in shown and "'0' is not one of 1–3" in shown
+    assert chosen < greedy  # the second candidate at step 1, never the first by default
+
+
+def test_step_mode_with_no_sentence_is_an_error(trained_model):
+    from typer.testing import CliRunner
+
+    from tt.cli.main import app
+
+    result = CliRunner().invoke(app, ["translate", "--model", str(trained_model), "--step"], input="")
+    assert result.exit_code == 1 and result.stderr.strip().endswith("error: --step: no sentence to decode")
+    assert result.stdout == ""
+
+
+def test_temperature_or_seed_alone_turns_sampling_on(trained_model):
+    from typer.testing import CliRunner
+
+    from tt.cli.main import app
+
+    def run(*args):
+        result = CliRunner().invoke(app, ["translate", "--model", str(trained_model), *args, "我有三本书。", "你有两只猫吗？"])
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    greedy = run()
+    hot = [run("--temperature", "50", "--seed", str(seed)) for seed in range(3)]
+    assert all(output != greedy for output in hot)  # at T = 50 the draws are close to uniform
+    assert run("--seed", "5") == run("--seed", "5") == run("--sample", "--seed", "5")
+    refused = CliRunner().invoke(app, ["translate", "--model", str(trained_model), "--temperature", "2", "--beam", "3", "好"])
+    assert refused.exit_code == 1 and "choose sampling" in refused.stderr
+
+
 def test_step_mode_enter_never_picks_what_greedy_never_picks(trained_model):
     from rich.console import Console
 
