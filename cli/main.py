@@ -35,8 +35,12 @@ def user_errors(command):
 
     @functools.wraps(command)  # typer reads the wrapped signature
     def run(*args, **kwargs):
+        from tt.cli.interrupts import interrupt_immediately
+
         try:
-            return command(*args, **kwargs)
+            # SIGTERM as Ctrl-C: the command unwinds (a half-written --output is removed) instead of dying.
+            with interrupt_immediately():
+                return command(*args, **kwargs)
         except UserError as err:
             stderr.print(f"[red]error:[/] {escape(str(err))}")
             raise typer.Exit(code=1)

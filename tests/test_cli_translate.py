@@ -3,11 +3,13 @@
 import json
 import math
 import os
+import signal
 import stat
 from concurrent.futures import ThreadPoolExecutor
 import subprocess
 from pathlib import Path
 import sys
+import time
 
 from typer.testing import CliRunner
 
@@ -183,3 +185,20 @@ def test_help_runs_as_a_command_and_a_module():
         done = subprocess.run(command, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
         assert "train" in done.stdout and "translate" in done.stdout
+
+
+def test_sigterm_during_translate_to_a_file_keeps_the_old_file_and_leaves_no_temporary(trained_model, tmp_path):
+    source, output = tmp_path / "in.zh", tmp_path / "out.en"
+    source.write_text("我有三本书。你有两只猫吗？\n" * 50_000, encoding="utf-8")
+    output.write_text("the previous translations\n")
+    command = [sys.executable, "-m", "tt.cli", "translate", "--model", str(trained_model), "--file", str(source), "--output", str(output)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    while not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]:  # translating into the temporary file
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143 and "Traceback" not in stderr, stderr
+    assert output.read_text() == "the previous translations\n"
+    assert not [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name]
