@@ -522,11 +522,21 @@ def explain(
     from tt.cli.explain_command import explain as run_explain, explanation_view
     from tt.model.folders import open_model
 
-    network, tokenizer, record = open_model(model_folder(model))
-    epsilon = smoothing if smoothing is not None else float((record.get("train") or {}).get("label_smoothing", 0.1))
+    folder = model_folder(model)
+    network, tokenizer, record = open_model(folder)
+    epsilon = smoothing if smoothing is not None else trained_smoothing(record, folder)
     if not 0 <= epsilon < 1:
         raise UserError("--smoothing must be in [0, 1)")
     Console().print(explanation_view(run_explain(network, tokenizer, src, ref, position, epsilon)))
+
+
+def trained_smoothing(record: dict, folder: Path) -> float:
+    """The label smoothing the model was trained with (config.json), 0.1 where none is recorded."""
+    train = record.get("train", {})
+    value = train.get("label_smoothing", 0.1) if isinstance(train, dict) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise UserError(f"{folder / 'config.json'}: train.label_smoothing is not a number in [0, 1); give --smoothing")
+    return float(value)
 
 
 @app.command()

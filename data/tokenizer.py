@@ -141,6 +141,8 @@ class Tokenizer:
         for layout in layouts if names is None else [tuple(names)]:
             if layout in layouts and all((folder / name).exists() for name in layout):
                 return cls.from_files({name: _read(folder / name) for name in layout}, folder)
+        if folder.exists() and not folder.is_dir():
+            raise UserError(f"{folder}: not a folder (--model takes the folder `tt train` wrote)")
         raise UserError(f"{folder}: no tokenizer.model in the model folder")
 
 
@@ -216,6 +218,8 @@ def vocabulary_sizes(src: int, tgt: int) -> str:
 
 
 def _from_bytes(data: bytes, where: str) -> spm.SentencePieceProcessor:
+    if not data:  # SentencePiece loads nothing without complaint, then fails (and logs) at first use
+        raise UserError(f"{where}: an empty file, not a SentencePiece model")
     try:
         return spm.SentencePieceProcessor(model_proto=data)
     except (RuntimeError, OSError) as err:

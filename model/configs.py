@@ -28,7 +28,7 @@ def config_from_dict(cls: type[Config], values: dict, where: str) -> Config:
         if key not in known:
             raise UserError(f"{where}: unknown key {key!r}")
         if not has_type(value, hints[key]):
-            raise UserError(f"{where}: {key} = {json.dumps(value)[:40]} is not a {_type_name(hints[key])}")
+            raise UserError(f"{where}: {key} = {json.dumps(value)[:40]} is not {_type_name(hints[key])}")
     return cls(**values)
 
 
@@ -41,8 +41,13 @@ def has_type(value: Any, hint: Any) -> bool:
     return isinstance(value, tuple(t for t in allowed if isinstance(t, type)))
 
 
+TYPE_NAMES = {"int": "a whole number", "float": "a number", "str": "a string", "bool": "true or false", "NoneType": "null"}
+
+
 def _type_name(hint: Any) -> str:
-    return " or ".join(getattr(t, "__name__", str(t)).replace("NoneType", "null") for t in (typing.get_args(hint) or (hint,)))
+    """`int | None` → "a whole number or null", as a message to a person says it."""
+    names = (getattr(t, "__name__", str(t)) for t in (typing.get_args(hint) or (hint,)))
+    return " or ".join(TYPE_NAMES.get(name, f"a {name}") for name in names)
 
 
 # Hard limits on a model's shape, for the command line and for a config.json from a
@@ -82,7 +87,8 @@ def check_model_config(config: ModelConfig, where: str | None = None) -> None:
     if config.d_model % 2:
         raise UserError(f"{name('d_model')} = {config.d_model} must be an even number")
     if config.d_model % config.n_heads:
-        raise UserError(f"{name('d_model')} = {config.d_model} is not divisible by {name('n_heads')} = {config.n_heads}")
+        heads = f"n_heads = {config.n_heads}" if where else f"{name('n_heads')} {config.n_heads}"
+        raise UserError(f"{name('d_model')} = {config.d_model} is not divisible by {heads}")
     if not 0 <= config.dropout < 1:
         raise UserError(f"{name('dropout')} must be in [0, 1)")
     if config.tie_embeddings and config.src_vocab_size != config.tgt_vocab_size:

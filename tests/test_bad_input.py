@@ -275,6 +275,8 @@ DAMAGES = {
     "config-layers-not-a-number": (set_model_key("n_layers", "three"), ["{model}/config.json", "n_layers"]),
     "config-unknown-key": (set_model_key("colour", "blue"), ["{model}/config.json", "colour"]),
     "no-tokenizer": (lambda folder: (folder / "tokenizer.model").unlink(), ["{model}", "tokenizer.model"]),
+    "tokenizer-empty": (lambda folder: (folder / "tokenizer.model").write_bytes(b""), ["{model}/tokenizer.model", "empty"]),
+    "config-heads-7": (set_model_key("n_heads", 7), ["{model}/config.json: model: d_model = ", "is not divisible by n_heads = 7"]),
     "tokenizer-garbage": (
         lambda folder: (folder / "tokenizer.model").write_bytes(b"\x00garbage\xff" * 50), ["{model}/tokenizer.model"],
     ),
@@ -286,6 +288,7 @@ COMMANDS = {
     "translate": ["translate", "--model", "{model}", "--output", "{tmp}/out.txt", "我有三本书。"],
     "score": ["score", "--model", "{model}", "--src", "我有三本书。", "--ref", "I have three books."],
     "eval": ["eval", "{tmp}/test.tsv", "--model", "{model}", "--output", "{tmp}/out.txt"],
+    "explain": ["explain", "--model", "{model}", "--src", "我有三本书。", "--ref", "I have three books."],
 }
 
 
@@ -304,6 +307,36 @@ def test_damaged_model_is_refused(command, damage, trained_model, tmp_path, monk
     fragments = [f.format(model=model) if isinstance(f, str) else f for f in fragments]
     assert_refused(result, before, tmp_path, fragments)
     assert not (tmp_path / "out.txt").exists()
+
+
+@pytest.mark.parametrize("train, fragment", [
+    ("x", "train.label_smoothing is not a number in [0, 1)"),
+    ({"label_smoothing": "abc"}, "train.label_smoothing is not a number in [0, 1)"),
+    ({"label_smoothing": 5}, "train.label_smoothing is not a number in [0, 1)"),
+])
+def test_explain_names_a_damaged_training_record(train, fragment, trained_model, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(trained_model, model)
+    rewrite_json(model / "config.json", lambda record: record.__setitem__("train", train))
+    before = snapshot(tmp_path)
+    result = runner.invoke(app, ["explain", "--model", str(model), "--src", "我有三本书。", "--ref", "I have three books."])
+    assert_refused(result, before, tmp_path, [f"{model}/config.json", fragment, "--smoothing"])
+    given = runner.invoke(app, ["explain", "--model", str(model), "--src", "我有三本书。", "--ref", "I have three books.", "--smoothing", "0.1"])
+    assert given.exit_code == 0, given.output  # the option stands in for the damaged record
+
+
+@pytest.mark.parametrize("damage", ["empty", "a-file"])
+def test_tokenize_refuses_an_empty_tokenizer_or_a_file_as_the_model(damage, trained_model, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(trained_model, model)
+    if damage == "empty":
+        (model / "tokenizer.model").write_bytes(b"")
+        expected = [f"{model}/tokenizer.model", "empty file"]
+    else:
+        model = model / "config.json"
+        expected = [f"{model}: not a folder"]
+    before = snapshot(tmp_path)
+    assert_refused(runner.invoke(app, ["tokenize", "--model", str(model), "你好"]), before, tmp_path, expected)
 
 
 # ---- options out of range, with a working model: refused before any work
