@@ -564,11 +564,11 @@ def info(
 def export(
     out: Annotated[Path, typer.Argument(help="Folder to write.", show_default=False)],
     model: ModelFolder = None,
-    format: Annotated[str, typer.Option(help="hf: a Hugging Face MarianMT folder (transformers, pipeline); ct2: a CTranslate2 model.")] = "hf",
+    format: Annotated[str, typer.Option(help="hf: a Hugging Face MarianMT folder (transformers); ct2: a CTranslate2 model.")] = "hf",
     quantization: Annotated[str, typer.Option(help="ct2 only: float32, int8, int8_float32 or bfloat16.")] = "float32",
     src_lang: Annotated[Optional[str], typer.Option(help="Source language code for the model card (default: from train.xx files, else unknown).", show_default=False)] = None,
     tgt_lang: Annotated[Optional[str], typer.Option(help="Target language code for the model card.", show_default=False)] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists (only once the new folder is complete).")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it holds an earlier export (only once the new folder is complete); any other folder is kept.")] = False,
 ):
     """Write the model in a format other tools serve: Hugging Face transformers or CTranslate2.
 
@@ -576,7 +576,9 @@ def export(
 
       tt export zh-en-hf --model zh-en
 
-      python -c 'from transformers import pipeline; print(pipeline("translation", model="zh-en-hf")("你好世界!"))'
+      tt translate --model zh-en-hf "你好世界!"      # the same translation, read back
+
+      tt export zh-en-hf --model zh-en --src-lang zh --tgt-lang en --overwrite
 
       tt export zh-en-ct2 --model zh-en --format ct2 --quantization int8
     """

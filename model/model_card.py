@@ -23,6 +23,17 @@ def guess_languages(record: dict) -> tuple[str | None, str | None]:
     return (codes[0], codes[1]) if all(codes) else (None, None)
 
 
+LANGUAGE_CODE = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*")  # zh, en, zh-Hant, pt_BR: BCP 47's shape
+
+
+def check_language_code(code: str | None, option: str) -> None:
+    """A code goes into the card's YAML header as it is: nothing but a language tag may."""
+    from tt.data.errors import UserError
+
+    if code is not None and not LANGUAGE_CODE.fullmatch(code):
+        raise UserError(f"{option} {code!r}: not a language code (such as zh, en, zh-Hant)")
+
+
 def _language_suffix(path) -> str | None:
     match = re.fullmatch(r"[a-z]{2,3}", Path(path).suffix[1:]) if isinstance(path, str) else None
     return match.group() if match else None
@@ -33,8 +44,8 @@ def model_card(name: str, model: Transformer, record: dict, metrics: list[dict],
     pair = f"{src}→{tgt}" if src and tgt else "translation"
     config = model.config
     lines = ["---"]
-    if src and tgt:
-        lines += ["language:", f"- {src}", f"- {tgt}"]
+    if src or tgt:
+        lines += ["language:", *(f"- {code}" for code in (src, tgt) if code)]
     lines += ["library_name: transformers", "pipeline_tag: translation", "tags:", "- translation", "- marian", "- tt", "---", ""]
     lines += [f"# {name}: a small {pair} model trained with tt", ""]
     lines += [
@@ -50,17 +61,26 @@ def model_card(name: str, model: Transformer, record: dict, metrics: list[dict],
         "## Evaluation", "", *_evaluation(record), "",
         "## How to use", "",
         "```python",
-        "from transformers import pipeline",
+        "from transformers import MarianMTModel, MarianTokenizer",
         "",
-        f'translate = pipeline("translation", model="{name}")',
-        'print(translate("...")[0]["translation_text"])',
+        f'tokenizer, model = MarianTokenizer.from_pretrained("{name}"), MarianMTModel.from_pretrained("{name}")',
+        'batch = tokenizer(["..."], return_tensors="pt")',
+        "print(tokenizer.batch_decode(model.generate(**batch), skip_special_tokens=True))",
         "```", "",
         "`generate` decodes greedily by default (generation_config.json), as `tt translate` does;",
-        "transformers 4's translation pipeline uses 4 beams unless given `num_beams=1`.",
+        "tt also stops at twice the source's pieces plus 10, which `max_new_tokens` can do here.",
+        *_transformers_versions(config),
         "tt reads the folder as well: `tt translate --model FOLDER`.",
         "The SentencePiece files normalize text with NFKC, as tt did before training.", "",
     ]
     return "\n".join(lines)
+
+
+def _transformers_versions(config) -> list[str]:
+    if config.src_vocab_size != config.tgt_vocab_size:
+        # transformers 4's Marian sizes the decoder's embedding by the source vocabulary.
+        return ["Its two vocabularies differ in size, which transformers 5 loads and transformers 4 does not."]
+    return ["transformers 4 also has `pipeline(\"translation\")`; give it `num_beams=1` (its default is 4 beams)."]
 
 
 def _vocabulary(config) -> str:

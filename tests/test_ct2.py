@@ -10,6 +10,7 @@ token in the export shows up as a different translation or score.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -206,16 +207,37 @@ def export_command(model_folder: Path, out: Path, *options: str):
     return CliRunner().invoke(app, ["export", str(out), "--model", str(model_folder), "--format", "ct2", *options])
 
 
-def test_a_non_empty_folder_is_kept_unless_overwrite_and_then_replaced(post_ln, tmp_path):
-    (tmp_path / "out").mkdir()
-    (tmp_path / "out" / "notes.txt").write_text("mine")
+def test_an_earlier_export_is_kept_unless_overwrite_and_then_replaced(post_ln, tmp_path):
+    assert export_command(post_ln, tmp_path / "out", "--quantization", "int8").exit_code == 0
+    first = (tmp_path / "out" / "model.bin").read_bytes()
     refused = export_command(post_ln, tmp_path / "out")
     assert refused.exit_code == 1 and "--overwrite" in refused.stderr and "Traceback" not in refused.output
-    assert (tmp_path / "out" / "notes.txt").read_text() == "mine"
+    assert (tmp_path / "out" / "model.bin").read_bytes() == first
     replaced = export_command(post_ln, tmp_path / "out", "--overwrite")
     assert replaced.exit_code == 0, replaced.output
-    assert (tmp_path / "out" / "model.bin").exists() and not (tmp_path / "out" / "notes.txt").exists()
+    assert (tmp_path / "out" / "model.bin").read_bytes() != first  # float32 now
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no temporary or old folder left beside it
+
+
+def test_overwrite_never_replaces_what_is_not_an_earlier_export(post_ln, tmp_path, monkeypatch):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    project = tmp_path / "project"  # a folder that holds the model being exported
+    project.mkdir()
+    shutil.copytree(post_ln, project / "zh-en")
+    (project / "notes.txt").write_text("mine")
+    monkeypatch.chdir(tmp_path)
+    for out, fragment in [
+        (tmp_path / "mine", "not an exported model"), (project, "holds the model folder"),
+        (Path("."), "the folder you are working in"), (Path(""), "the folder you are working in"),
+        (tmp_path, "the folder you are working in"),
+    ]:
+        model = project / "zh-en" if out == project else post_ln
+        before = sorted(str(p) for p in tmp_path.rglob("*"))
+        result = export_command(model, out, "--overwrite")
+        assert result.exit_code == 1 and "Traceback" not in result.output, (out, result.output)
+        assert fragment in result.stderr and len(result.stderr.strip().splitlines()) == 1, (out, result.stderr)
+        assert sorted(str(p) for p in tmp_path.rglob("*")) == before
 
 
 def test_an_unknown_quantization_is_one_line_before_any_work(post_ln, tmp_path):

@@ -9,6 +9,7 @@ transformers takes seconds, so everything shares module-scoped folders.
 
 from __future__ import annotations
 
+import ast
 import re
 import io
 import json
@@ -210,7 +211,20 @@ def check_agreement(tt_folder: Path, hf_folder: Path, sources: list[str]) -> Non
 def test_export_agrees_with_transformers(trained_model, exported):
     check_agreement(trained_model, exported, [s for s, _ in tiny_pairs()[::25]] + ["你好世界！"])
     card = (exported / "README.md").read_text()
-    assert "zh→en" in card and "parameters" in card and "pipeline(" in card
+    assert "zh→en" in card and "parameters" in card and "num_beams=1" in card
+
+
+def test_the_model_cards_example_runs_and_says_what_tt_says(trained_model, exported, monkeypatch, capsys):
+    card = (exported / "README.md").read_text()
+    example = re.search(r"```python\n(.*?)```", card, re.S).group(1)
+    source = tiny_pairs()[3][0]
+    monkeypatch.chdir(exported.parent)  # the card names the folder as it would be on the hub: "hf"
+    exec(example.replace('["..."]', repr([source])), {})
+    expected = runner.invoke(app, ["translate", "--model", str(trained_model), source]).stdout.strip()
+    printed = ast.literal_eval(capsys.readouterr().out.strip())
+    # tt stops at 2 × source pieces + 10, generate at max_length: this barely trained model
+    # repeats itself until cut, so tt's text is where generate's starts.
+    assert len(printed) == 1 and expected and printed[0].startswith(expected)
 
 
 def test_round_trip_tt_hf_tt_translates_the_same(trained_model, exported):
@@ -263,3 +277,13 @@ def test_model_card_reports_a_recorded_dev_bleu_with_its_signature(tiny_config):
     record["best"]["bleu_tokenize"] = "zh"  # a run whose dev references were Chinese
     card = model_card("en-zh-hf", Transformer(tiny_config), record, [], ("en", "zh"))
     assert "tok:zh" in re.search(r"sacrebleu signature: `([^`]*)`", card).group(1)
+
+
+def test_language_codes_are_checked_and_one_alone_still_reaches_the_card(trained_model, tmp_path):
+    bad = runner.invoke(app, ["export", str(tmp_path / "bad"), "--model", str(trained_model), "--src-lang", 'zh: "x"\nevil: 1'])
+    assert bad.exit_code == 1 and "--src-lang" in bad.stderr and "not a language code" in bad.stderr
+    assert not (tmp_path / "bad").exists()
+    one = runner.invoke(app, ["export", str(tmp_path / "one"), "--model", str(trained_model), "--src-lang", "zh-Hant"])
+    assert one.exit_code == 0, one.output
+    header = (tmp_path / "one" / "README.md").read_text().split("---")[1]
+    assert "language:\n- zh-Hant\n" in header
