@@ -108,7 +108,7 @@ def _serve(connection, work: Callable[[Any], Any]) -> None:
     while True:
         try:
             task = connection.recv()
-        except EOFError:
+        except (EOFError, OSError):  # the main process closed the pipe, or is gone (Ctrl-C): done
             return
         try:
             answer = ("answer", work(task))
@@ -116,7 +116,10 @@ def _serve(connection, work: Callable[[Any], Any]) -> None:
             answer = ("user error", str(err))
         except Exception:  # a bug: the main process shows where it happened
             answer = ("failed", traceback.format_exc())
-        connection.send(answer)
+        try:
+            connection.send(answer)
+        except OSError:  # BrokenPipeError: nobody is waiting for it any more
+            return
 
 
 def start_context():

@@ -88,3 +88,19 @@ def test_passes_stopped_midway_again_and_again_never_hang():
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "all stopped"
+
+
+@pytest.mark.parametrize("gone", ["before the task", "before the answer"])
+def test_a_worker_whose_main_process_is_gone_ends_quietly(gone):
+    """Ctrl-C can end the main process first: its workers must not print tracebacks of their own."""
+    from tt.data.worker_processes import _serve
+
+    ours, theirs = multiprocessing.Pipe()
+    if gone == "before the answer":
+        ours.send(5)
+    ours.close()
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        _serve(theirs, slow_square)  # returns, where it raised BrokenPipeError before
+    finally:
+        signal.signal(signal.SIGINT, handler)
