@@ -28,20 +28,25 @@ class TrainingProgress:
         self.task = None
         self.smoothed: dict[str, float] = {}
         self.speed = "…"
+        # In a pipe or a log file a bar cannot redraw: each metrics line is printed instead.
+        self.live = console.is_terminal
 
     def __enter__(self):
-        self.progress.__enter__()
-        self.task = self.progress.add_task("train", total=1000, step=0, loss="…", ce="…", ppl="…", lr="…", speed="…")
+        if self.live:
+            self.progress.__enter__()
+            self.task = self.progress.add_task("train", total=1000, step=0, loss="…", ce="…", ppl="…", lr="…", speed="…")
         return self
 
     def __exit__(self, *exc):
-        return self.progress.__exit__(*exc)
+        return self.progress.__exit__(*exc) if self.live else None
 
     def step(self, trainer: Trainer, parts) -> None:
         """The loss as training computes it, KL(q‖p) + H(q), beside the plain CE −ln p(reference).
 
         Per-token means, smoothed over recent steps so the numbers can be read as they move.
         """
+        if not self.live:
+            return
         n = max(parts.n_tokens, 1)
         latest = {"kl": parts.kl / n, "entropy": parts.entropy / n, "nll": parts.nll / n}
         for key, value in latest.items():
@@ -60,22 +65,35 @@ class TrainingProgress:
 
     def log(self, metrics: dict) -> None:
         if "dev_bleu_averaged" in metrics:
-            self.progress.console.print(
+            self.console.print(
                 f"mean of the weights at the last {metrics['averaged_last']} evaluations: dev BLEU {metrics['dev_bleu_averaged']:.2f}"
             )
         if metrics.get("kept") == "landed":
-            self.progress.console.print(
+            self.console.print(
                 f"kept the last weights, where the cool-down landed, over step {metrics['passed_over_step']}'s"
                 f" (dev BLEU {metrics['passed_over_dev_bleu']:.2f} there, but a higher dev loss)"
             )
         if "tokens_per_s" in metrics:
             self.speed = f"{metrics['tokens_per_s']:,.0f}"
+            if not self.live:  # the metrics line's own numbers: means over the window since the last one
+                self.console.print(
+                    f"step {metrics['step']:>6}  KL+H(q) {metrics['kl']:.3f}+{metrics['entropy_floor']:.3f}  CE {metrics['nll']:.3f}"
+                    f"  ppl {metrics['ppl']:.1f}  lr {metrics['lr']:.2e}  {self.speed} tok/s  {clock(metrics['elapsed_s'])}",
+                    soft_wrap=True,
+                )
         if "dev_loss" in metrics:
             bleu = f"  dev BLEU {metrics['dev_bleu']:.2f}" if "dev_bleu" in metrics else ""
-            self.progress.console.print(
+            self.console.print(
                 f"step {metrics['step']:>6}  dev loss {metrics['dev_loss']:.3f}  dev perplexity {metrics['dev_ppl']:.2f}{bleu}"
             )
 
+
+
+def clock(seconds: float) -> str:
+    """0:07, 14:32, 1:02:09: time since training started, as the bar shows it."""
+    minutes, seconds = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
 
 
 class PreparationProgress:

@@ -187,6 +187,10 @@ def _build(request: PrepareRequest, key: dict, folder: Path, progress: Progress)
     files, train_pairs = _encode(cleaned, held_out, tokenizer, folder, dtype, lengths_dtype, progress)
     if not train_pairs:
         raise UserError(f"--dev-size {dev_size} leaves no pairs to train on")
+    if held_out:  # other pairs with a dev pair's source left training too: "also in dev", so that kept = train + dev
+        also_in_dev = report.kept - len(dev) - train_pairs
+        report.in_dev += also_in_dev
+        report.kept -= also_in_dev
     if tokenizer_report is None:
         tokenizer_report = measure(tokenizer, _first_pairs(cleaned, held_out, MEASURE_PAIRS))
     cleaned.unlink()

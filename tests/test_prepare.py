@@ -296,6 +296,8 @@ def test_dev_split_removes_every_copy_of_a_dev_source(tmp_path):
     assert len(dev) == len(dev_sources) == 3
     assert not dev_sources & {src for src, _ in train}
     assert len(train) == 40 - 3 * 4
+    report = prepare(request_for(tmp_path / "split-3-5.tsv", dev_size=3, seed=5), tmp_path / "prepared-3-5").report
+    assert (report.kept, report.in_dev) == (len(train) + len(dev), 3 * 3)  # the summary adds up: kept = train + dev
 
 
 def test_dev_size_zero_trains_on_everything(tmp_path):
