@@ -1,6 +1,7 @@
 """`tt train` through typer's runner: outputs, limits, resume, and bad input."""
 
 import json
+import re
 import math
 
 import pytest
@@ -385,3 +386,12 @@ def test_the_default_preset_follows_where_training_runs(tmp_path, corpus_file, m
     record = json.loads((out / "config.json").read_text())
     assert record["preset"] == "tiny" and record["train"]["learning_rate"] == 2e-3
     assert "preset tiny: the default for training on a CPU" in result.stderr
+
+
+def test_in_a_pipe_each_metrics_line_is_a_plain_line(tmp_path, corpus_file):
+    result = train(corpus_file, "--out", tmp_path / "model", "--max-steps", "6", "--log-every", "2")
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("step ") and "KL+H(q)" in line]
+    assert [line.split()[1] for line in lines] == ["2", "4", "6"], result.stderr
+    assert all(re.search(r"CE \d+\.\d{3}  ppl [\d.]+  lr [\d.e+-]+  [\d,]+ tok/s  \d+:\d\d$", line) for line in lines), lines
+    assert "━" not in result.stderr  # no bar drawn where it cannot be redrawn
