@@ -67,6 +67,8 @@ def read_config_file(path: Path, kinds: dict[str, type] | None = None) -> dict[s
         text = read_bytes(path).decode("utf-8")
     except UnicodeDecodeError as err:
         raise UserError(f"{path}: not UTF-8 text (byte {err.start})") from None
+    if path.suffix.lower() not in (".toml", ".json"):
+        raise UserError(f"{path}: a --config file is TOML (.toml) or JSON (.json), told apart by its extension")
     try:
         values = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:
@@ -273,7 +275,7 @@ def resume_configs(options: dict[str, Any], recorded: RunConfigs, record: dict) 
     """
     refused = [name for name, value in options.items() if value is not None and _differs(name, value, recorded, record)]
     if refused:
-        names = ", ".join("--" + name.replace("_", "-") for name in sorted(refused))
+        names = ", ".join("the corpus file" if name == "corpus" else "--" + name.replace("_", "-") for name in sorted(refused))
         raise UserError(
             f"--resume cannot change {names}: the model shape, vocabulary, data and seed are fixed for a run "
             "(start a new one with --overwrite or another --out)"

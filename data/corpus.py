@@ -66,17 +66,16 @@ def resolve_format(spec: CorpusSpec) -> str:
     )
 
 
-def check_spec(spec: CorpusSpec) -> None:
-    """Fail early, before anything is written, on a spec that cannot be read."""
+def check_spec(spec: CorpusSpec, dev: bool = False) -> None:
+    """Fail early, before anything is written, on a spec that cannot be read. `dev`: the spec
+    came from --dev/--dev-src/--dev-tgt, which the messages then name."""
+    src, tgt, whole = ("--dev-src", "--dev-tgt", "--dev") if dev else ("--src", "--tgt", "a corpus file")
     if spec.path and (spec.src_path or spec.tgt_path):
-        raise UserError("give either a corpus file or --src/--tgt, not both")
+        raise UserError(f"give either {whole} or {src}/{tgt}, not both")
     if not spec.path and not (spec.src_path and spec.tgt_path):
-        raise UserError("a pair of aligned files needs both --src and --tgt")
+        raise UserError(f"a pair of aligned files needs both {src} and {tgt}")
     if spec.src_col < 1 or spec.tgt_col < 1:
         raise UserError("--src-col and --tgt-col count from 1")
-    if spec.path and spec.src_col == spec.tgt_col:
-        raise UserError(f"--src-col and --tgt-col are both {spec.src_col}")
-    resolve_format(spec)
     for name in (spec.path, spec.src_path, spec.tgt_path):
         if name is None:
             continue
@@ -85,8 +84,27 @@ def check_spec(spec: CorpusSpec) -> None:
             raise UserError(f"{name}: no such file")
         if path.is_dir():
             raise UserError(f"{name}: is a folder, not a file")
+        compression = compressed_as(path)
+        if compression:
+            raise UserError(f"{name}: a {compression}-compressed file; tt reads plain UTF-8 text, so decompress it first")
+    if spec.path and spec.src_col == spec.tgt_col and resolve_format(spec) == "tsv":
+        raise UserError(f"--src-col and --tgt-col are both {spec.src_col}")
+    resolve_format(spec)
     if spec.path and resolve_format(spec) == "text":
         raise UserError("--format text needs a pair of files: --src FILE --tgt FILE")
+
+
+COMPRESSED = {b"\x1f\x8b": "gzip", b"\xfd7zXZ\x00": "xz", b"BZh": "bzip2", b"\x28\xb5\x2f\xfd": "zstd", b"PK\x03\x04": "zip"}
+
+
+def compressed_as(path: Path) -> str | None:
+    """The compression a file's first bytes announce (its magic number), else None."""
+    try:
+        with open(path, "rb") as handle:
+            start = handle.read(6)
+    except OSError:
+        return None  # reading it later says what is wrong
+    return next((name for magic, name in COMPRESSED.items() if start.startswith(magic)), None)
 
 
 def read_pairs(spec: CorpusSpec) -> Iterator[Pair]:

@@ -68,7 +68,7 @@ def prepare(request: PrepareRequest, folder: Path, progress: Progress | None = N
     progress = progress or Progress()
     check_spec(request.train)
     if request.dev is not None:
-        check_spec(request.dev)
+        check_spec(request.dev, dev=True)
     key = request_key(request)
     if request.same_data_as is not None:  # --resume: checked before the folder is touched
         changed = changed_data(request.same_data_as, key, "this run started")

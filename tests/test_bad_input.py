@@ -7,6 +7,7 @@ folder is compared before and after: a refused command must leave no model folde
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -116,6 +117,8 @@ TRAIN_CASES = {
         ["{tmp}/broken.jsonl", *OUT], ["{tmp}/broken.jsonl:2"], {"broken.jsonl": '{"src": "你好", "tgt": "Hello"}\n{src: oops\n'},
     ),
     "src-col-0": TrainCase(["{tmp}/corpus.tsv", *OUT, "--src-col", "0"], ["--src-col"], CORPUS),
+    "dev-src-alone": TrainCase(["{tmp}/corpus.tsv", *OUT, "--dev-src", "{tmp}/corpus.tsv"], ["needs both --dev-src and --dev-tgt"], CORPUS),
+    "gzip-corpus": TrainCase(["{tmp}/c.tsv.gz", *OUT, "--format", "tsv"], ["{tmp}/c.tsv.gz", "gzip"], {"c.tsv.gz": gzip.compress("你好\tHello\n".encode())}),
     "layers-0": TrainCase(["{tmp}/corpus.tsv", *OUT, "--layers", "0"], ["--layers"], CORPUS),
     "heads-3-of-16": TrainCase(["{tmp}/corpus.tsv", *OUT, "--heads", "3", "--d-model", "16"], ["--heads"], CORPUS),
     "max-steps-negative": TrainCase(["{tmp}/corpus.tsv", *OUT, "--max-steps", "-1"], ["--max-steps"], CORPUS),
@@ -158,6 +161,9 @@ TRAIN_CASES = {
             ("probe-of-numbers", "probe", "[1]", "a list of texts"),
         ]
     },
+    "config-yaml": TrainCase(
+        ["{tmp}/corpus.tsv", *OUT, "--config", "{tmp}/run.yaml"], ["{tmp}/run.yaml", "TOML (.toml) or JSON (.json)"], {**CORPUS, "run.yaml": "layers: 2\n"},
+    ),
     "config-is-a-folder": TrainCase(["{tmp}/corpus.tsv", *OUT, "--config", "{tmp}/conf"], ["{tmp}/conf", "folder"], {**CORPUS, "conf": FOLDER}),
     "config-not-utf8": TrainCase(
         ["{tmp}/corpus.tsv", *OUT, "--config", "{tmp}/run.toml"], ["{tmp}/run.toml", "UTF-8"], {**CORPUS, "run.toml": b"layers = 2 # \xff\n"},

@@ -280,7 +280,7 @@ def test_resume_accepts_the_same_corpus_and_refuses_a_changed_one(short_run, cor
     same = runner.invoke(app, ["train", str(corpus_file), "--resume", "--out", str(short_run), "--max-steps", "6"])
     assert same.exit_code == 0, same.output
     other = write_tsv(tmp_path / "other.tsv", tiny_pairs())
-    assert "--resume cannot change --corpus" in one_error_line(
+    assert "--resume cannot change the corpus file" in one_error_line(
         runner.invoke(app, ["train", str(other), "--resume", "--out", str(short_run), "--max-steps", "8"])
     )
     before = contents(short_run)
