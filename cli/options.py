@@ -174,8 +174,11 @@ def absolute(spec: CorpusSpec | None) -> CorpusSpec | None:
 
 def validate(configs: RunConfigs) -> None:
     t, k = configs.train, configs.tokenizer
+    for option, size in (("--vocab-size", k.vocab_size), ("--src-vocab-size", k.src_vocab_size), ("--tgt-vocab-size", k.tgt_vocab_size)):
+        if size is not None and size < 300:  # before the shape checker's wider limits, so that 0 and 10 read alike
+            raise UserError(f"{option} must be at least 300 (256 byte pieces live in it)")
     # The model's vocabulary sizes are the tokenizer's (--vocab-size): the shape checker
-    # names --vocab-size for a size outside its limits; the lower bound tt needs is below.
+    # names --vocab-size for a size outside its limits.
     check_model_config(replace(
         configs.model, src_vocab_size=k.src_vocab_size or k.vocab_size, tgt_vocab_size=k.tgt_vocab_size or k.vocab_size,
         tie_embeddings=False,  # tt ties them where the tokenizer turns out joint, whose sizes are equal
@@ -200,9 +203,6 @@ def validate(configs: RunConfigs) -> None:
         (1 <= t.accum_steps <= 1024, "--accum must be between 1 and 1024"),
         (t.threads is None or 1 <= t.threads <= 1024, "--threads must be between 1 and 1024"),
         (t.log_every >= 1, "--log-every must be at least 1"),
-        (k.vocab_size >= 300, "--vocab-size must be at least 300 (256 byte pieces live in it)"),
-        (k.src_vocab_size is None or k.src_vocab_size >= 300, "--src-vocab-size must be at least 300 (256 byte pieces live in it)"),
-        (k.tgt_vocab_size is None or k.tgt_vocab_size >= 300, "--tgt-vocab-size must be at least 300 (256 byte pieces live in it)"),
         (k.joint is not True or (k.src_vocab_size, k.tgt_vocab_size) == (None, None),
          "--src-vocab-size and --tgt-vocab-size size separate vocabularies, not a --joint-vocab"),
         (t.dev_every >= 1, "--dev-every must be at least 1"),

@@ -181,6 +181,8 @@ TRAIN_CASES = {
         ]
     },
     # The shape checker's limit on the vocabulary names the option that sets it.
+    "vocab-size-0": TrainCase(["{tmp}/corpus.tsv", *OUT, "--vocab-size", "0"], ["--vocab-size must be at least 300"], CORPUS),
+    "tgt-vocab-size-10": TrainCase(["{tmp}/corpus.tsv", *OUT, "--tgt-vocab-size", "10"], ["--tgt-vocab-size must be at least 300"], CORPUS),
     "vocab-size-huge": TrainCase(["{tmp}/corpus.tsv", *OUT, "--vocab-size", "2000000"], ["--vocab-size", "limits"], CORPUS),
     # More held out than the corpus has sources: said before a tokenizer is trained on nothing.
     "dev-size-holds-out-everything": TrainCase(["{tmp}/corpus.tsv", *OUT, "--dev-size", "100"], ["--dev-size 100", "no pairs"], CORPUS),
