@@ -227,11 +227,11 @@ def translate(
     file: Annotated[Optional[Path], typer.Option(help="Translate this file, one sentence per line (- : stdin).")] = None,
     output: Annotated[Optional[Path], typer.Option(help="Write translations here (atomically) instead of stdout.")] = None,
     probs: Annotated[bool, typer.Option("--probs", help="Show a table per sentence: each step's token, probability, entropy and top-k.")] = False,
-    top_k: Annotated[int, typer.Option(help="Alternatives shown per step with --probs or --json.")] = 5,
+    top_k: Annotated[int, typer.Option(help="Alternatives shown per step with --probs or --json, or offered by --step.")] = 5,
     json_lines: Annotated[bool, typer.Option("--json", help="JSON Lines instead of text: tokens, probabilities, alternatives.")] = False,
     beam: Annotated[int, typer.Option(help="Beam size; 1 is greedy decoding.")] = 1,
     length_penalty: Annotated[float, typer.Option(help="GNMT length penalty α for beam search (0: raw log-probability).")] = 0.6,
-    n_best: Annotated[int, typer.Option(help="Outputs per input (beam search): lines of INPUT_INDEX<TAB>LOG_PROB<TAB>TEXT.")] = 1,
+    n_best: Annotated[int, typer.Option(help="Outputs per input (beam search, with a beam of at least N), best first by the length-penalized score: lines of INPUT_INDEX<TAB>LOG_PROB<TAB>TEXT, LOG_PROB the plain sum.")] = 1,
     batch_size: Annotated[int, typer.Option(help="Sentences decoded together.")] = 64,
     precision: Annotated[str, typer.Option(help="fp32 (the same translation whatever --batch-size; probabilities agree to about 1e-6), bf16 (faster) or auto (bf16 where the hardware does it fast).")] = "fp32",
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
@@ -265,8 +265,8 @@ def translate(
     from tt.cli.translate_command import run_translate, translate_quickly
 
     check_decoding(beam, n_best, precision, batch_size, length_penalty)
-    if probs and (beam > 1 or n_best > 1):
-        raise UserError("--probs shows greedy decoding step by step: leave out --beam/--n-best")
+    if probs and (beam > 1 or n_best > 1 or n > 1):
+        raise UserError("--probs shows one decoding step by step: leave out --beam/--n-best/--n")
     show_attention = attention or attention_layer is not None or attention_head is not None
     if (lens or show_attention) and (beam > 1 or n_best > 1):
         raise UserError("--lens and --attention show greedy decoding step by step: leave out --beam/--n-best")

@@ -102,7 +102,7 @@ def translate_quickly(folder: Path, texts: list[str], output: Path | None) -> bo
 def warn_if_truncated(result: Translation, line_number: int) -> None:
     if result.truncated_from is not None:
         warnings.print(
-            f"[yellow]warning:[/] input line {line_number}: {result.truncated_from:,} source pieces, "
+            f"[yellow]warning:[/] sentence {line_number}: {result.truncated_from:,} source pieces, "
             f"more than the model's {len(result.src_pieces):,}: only the start is translated"
         )
 
@@ -137,7 +137,7 @@ def _translate_to(handle: TextIO, translator, lines, config, search, probs, k, j
                 if view is not None:
                     console.print(attention_heatmap(result, translator, view))
             elif search.outputs > 1:
-                for log_prob, text in result.n_best or [(0.0, "")]:
+                for log_prob, text in result.n_best or [(0.0, "")] * search.outputs:  # an empty line: N empty outputs
                     handle.write(f"{first_index + offset}\t{log_prob:.4f}\t{text}\n")
             else:
                 handle.write(result.translation + "\n")

@@ -465,7 +465,7 @@ def test_a_100000_character_line_is_cut_with_a_warning_naming_it(trained_model):
     result = runner.invoke(app, ["translate", "--model", str(trained_model)], input=f"好\n{line}\n")
     assert result.exit_code == 0, result.output
     assert len(result.stdout.split("\n")) == 3
-    assert re.search(r"warning: input line 2: [\d,]+ source pieces, more than the model's 1,024", result.stderr)
+    assert re.search(r"warning: sentence 2: [\d,]+ source pieces, more than the model's 1,024", result.stderr)
 
 
 def test_a_full_disk_under_metrics_jsonl_stops_training_with_one_line(monkeypatch, tmp_path, corpus_file):

@@ -153,6 +153,7 @@ def test_plain_json_has_segmentation_but_no_inspection(trained_model):
         (["--attention", "--attention-head", "0"], "--attention-head 0"),
         (["--lens", "--beam", "2"], "leave out --beam"),
         (["--attention", "--n-best", "2"], "leave out --beam"),
+        (["--probs", "--sample", "--n", "2"], "--probs shows one decoding step by step: leave out --beam/--n-best/--n"),
     ],
 )
 def test_bad_inspection_options(two_layers, args, message):

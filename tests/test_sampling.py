@@ -67,6 +67,9 @@ def test_cli_samples_lines_and_json(trained_model):
     rows = [line.split("\t") for line in first.stdout.splitlines()]
     assert [int(r[0]) for r in rows] == [0, 0, 0, 1, 1, 1]
     assert all(float(r[1]) <= 0 for r in rows)
+    for options in (["--sample", "--n", "3"], ["--beam", "3", "--n-best", "3"]):  # an empty line still gets its 3 lines
+        piped = runner.invoke(app, ["translate", "--model", str(trained_model), *options], input="\n我有三本书。\n")
+        assert [line.split("\t")[0] for line in piped.stdout.splitlines()] == ["0"] * 3 + ["1"] * 3, piped.output
     as_json = runner.invoke(app, [*args[:-2], "--json", "我有三本书。"])
     record = __import__("json").loads(as_json.stdout)
     assert len(record["samples"]) == 3 and all(s["log_prob"] <= 0 for s in record["samples"])
