@@ -100,7 +100,8 @@ def explain(model: Transformer, tokenizer: Tokenizer, source: str, reference: st
 def explanation_view(e: Explanation) -> Group:
     words = Text()
     for i, piece in enumerate(e.pieces, start=1):
-        words.append(piece, style="bold reverse" if i == e.position else "")
+        # Brackets as well as the style: in a pipe or a file the style is gone, the brackets stay.
+        words.append(f"[{piece}]" if i == e.position else piece, style="bold reverse" if i == e.position else "")
         words.append(" ")
     softmax = Table(title="logits → softmax (the most probable entries)", title_justify="left")
     for column in ("piece", "logit z", "p = e^z / Σ e^z", "target"):

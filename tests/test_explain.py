@@ -47,6 +47,12 @@ def test_explain_command(trained_model):
     result = runner.invoke(app, ["explain", "--model", str(trained_model), "--src", "我有三本书。", "--ref", "I have three books.", "--position", "2"])
     assert result.exit_code == 0, result.output
     assert "KL(q‖p)" in result.stdout and "H(q, p) = KL(q‖p) + H(q)" in result.stdout
+    from tt.model.checkpoint import load_model_folder
+
+    _, tokenizer, _ = load_model_folder(trained_model)
+    pieces = [tokenizer.tgt_piece(i) for i in tokenizer.encode_tgt("I have three books.")]
+    marked = " ".join(f"[{piece}]" if i == 1 else piece for i, piece in enumerate(pieces))
+    assert result.stdout.splitlines()[0].strip() == marked  # the explained position, visible in a pipe too
     bad = runner.invoke(app, ["explain", "--model", str(trained_model), "--src", "我", "--ref", "I", "--position", "9"])
     assert bad.exit_code == 1 and "--position 9" in bad.stderr
 
