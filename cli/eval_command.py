@@ -53,8 +53,8 @@ def run_eval(folder: Path, spec: CorpusSpec, config: DecodeConfig, beam: BeamCon
     seconds = time.monotonic() - started
     scores = score_corpus(hypotheses, references)
     return {
-        "bleu": scores.bleu,
-        "chrf": scores.chrf,
+        "bleu": round(scores.bleu, 4),  # not 100.00000000000004: sacrebleu's own float noise
+        "chrf": round(scores.chrf, 4),
         "sentences": scores.sentences,
         "signature": {"bleu": scores.bleu_signature, "chrf": scores.chrf_signature},
         "beam": beam.beam,

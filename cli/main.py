@@ -216,7 +216,13 @@ def model_folder(model: Optional[Path]) -> Path:
     """--model, else $TT_MODEL, else ./tt-model; a model id (org/name) is found in the Hugging Face cache."""
     from tt.model.folders import resolve_model
 
-    return resolve_model(model if model is not None else Path(os.environ.get("TT_MODEL") or "tt-model"))
+    if model is not None:
+        return resolve_model(model)
+    from_environment = os.environ.get("TT_MODEL")
+    folder = resolve_model(Path(from_environment or "tt-model"))
+    if from_environment and not folder.exists():
+        raise UserError(f"{folder}: no such model folder ($TT_MODEL names it: set it to a model folder, or pass --model)")
+    return folder
 
 
 @app.command()
@@ -429,7 +435,7 @@ def bench(
         raise UserError("--seconds must be between 0.1 and 3600")
 
     if data is not None and not (data / "train.tsv").exists():
-        raise UserError(f"--data {data}: no train.tsv there")
+        raise UserError(f"--data {data}: no such folder" if not data.exists() else f"--data {data}: no train.tsv there")
     results = run_bench(data, seconds, lambda what: stderr.print(f"[dim]measuring {what}…[/]"), device)
     if json_line:
         print(json.dumps(results))

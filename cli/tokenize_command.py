@@ -42,6 +42,6 @@ def pieces_table(record: dict) -> Table:
     for position, item in enumerate(pieces, start=1):
         byte = item["byte"]
         table.add_row(str(position), Text(item["piece"], style="yellow" if byte else "bold"), str(item["id"]), "byte" if byte else "")
-    table.caption = f"{len(pieces)} pieces ({n_bytes} byte fallback), {record['side']} vocabulary"
+    table.caption = f"{len(pieces)} piece{'' if len(pieces) == 1 else 's'} ({n_bytes} byte fallback), {record['side']} vocabulary"
     table.min_width = len(table.caption)  # a caption wider than the table would wrap mid-phrase
     return table

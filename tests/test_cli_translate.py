@@ -156,6 +156,8 @@ def test_model_from_environment(trained_model):
     result = runner.invoke(app, ["translate", "我有三本书。"], env={"TT_MODEL": str(trained_model)})
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == expected_translations(trained_model, ["我有三本书。"])
+    missing = runner.invoke(app, ["translate", "我有三本书。"], env={"TT_MODEL": "/no/such/model"})
+    assert missing.exit_code == 1 and "$TT_MODEL names it" in missing.stderr and "/no/such/model" in missing.stderr
 
 
 def test_every_command_that_reads_a_model_takes_the_short_option(trained_model, tmp_path):
