@@ -40,6 +40,8 @@ def run_export(
     check_out(out, folder, overwrite)
     if is_marian_folder(folder):
         if format == "ct2":  # its tokenizer maps Marian's own vocabulary, which tt's CTranslate2 layout cannot hold
+            if exported_by_tt(folder):  # ctranslate2's converter assumes Marian's start token (the pad), not tt's <s>
+                raise UserError(f"{folder}: exported by tt; export the tt model folder it came from with --format ct2")
             raise UserError(f"{folder}: a Hugging Face Marian model; convert it with ctranslate2's own ct2-transformers-converter")
         raise UserError(f"{folder}: is already a Hugging Face Marian folder")
     if format == "ct2":
@@ -79,6 +81,14 @@ def check_out(out: Path, folder: Path, overwrite: bool) -> None:
         raise UserError(f"{out}: already exists; choose another folder or pass --overwrite")
     if not is_export(out):
         raise UserError(f"{out}: holds files that are not an exported model; --overwrite replaces only an earlier export")
+
+
+def exported_by_tt(folder: Path) -> bool:
+    """tt's export starts decoding from its own <s>; Marian's models start from the pad id."""
+    from tt.model.model_record import read_json
+
+    values = read_json(folder / "config.json")
+    return values.get("decoder_start_token_id") != values.get("pad_token_id")
 
 
 def is_export(folder: Path) -> bool:

@@ -142,7 +142,7 @@ class Tokenizer:
             if layout in layouts and all((folder / name).exists() for name in layout):
                 return cls.from_files({name: _read(folder / name) for name in layout}, folder)
         if folder.exists() and not folder.is_dir():
-            raise UserError(f"{folder}: not a folder (--model takes the folder `tt train` wrote)")
+            raise UserError(f"{folder}: not a folder (--model takes a model folder: tt's own, or a Hugging Face Marian one)")
         raise UserError(f"{folder}: no tokenizer.model in the model folder")
 
 

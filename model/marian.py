@@ -237,8 +237,8 @@ def model_config(values: dict, where: str) -> tuple[ModelConfig, bool, bool]:
     d_ff, decoder_ff = get("encoder_ffn_dim", int, 4096), get("decoder_ffn_dim", int, 4096)
     if (layers, heads, d_ff) != (decoder_layers, decoder_heads, decoder_ff):
         raise UserError(
-            f"{where}: the encoder ({layers} layers, {heads} heads, d_ff {d_ff}) and decoder ({decoder_layers}, "
-            f"{decoder_heads}, {decoder_ff}) differ in shape; tt's models have one shape for both"
+            f"{where}: the encoder (layers {layers}, heads {heads}, d_ff {d_ff}) and decoder (layers {decoder_layers}, "
+            f"heads {decoder_heads}, d_ff {decoder_ff}) differ in shape; tt's models have one shape for both"
         )
     activation = get("activation_function", str, "gelu")
     if activation not in ACTIVATION_NAMES:

@@ -12,6 +12,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_bytes
 
@@ -67,6 +68,9 @@ def load_marian_folder(folder: Path) -> tuple[Transformer, MappedTokenizer, dict
             model.load_state_dict(tt_tensors(handle.get_tensor, config, shared, tied, names))
     except (SafetensorError, OSError, RuntimeError) as err:
         raise UserError(f"{weights}: cannot load weights ({err})") from None
+    for name, tensor in model.state_dict().items():  # a stranger's weights carry no checksum of ours
+        if not torch.isfinite(tensor).all():
+            raise UserError(f"{weights}: the weights hold NaN or infinite values (tt's {name})")
     model.eval()
     record = {
         "format": "Hugging Face Marian",

@@ -42,10 +42,14 @@ def read_model_record(folder: Path) -> tuple[ModelConfig, Tokenizer, dict]:
     if not folder.exists():
         raise UserError(f"{folder}: no such model folder (train one with `tt train`, or pass --model)")
     if not folder.is_dir():
-        raise UserError(f"{folder}: not a folder (--model takes the folder `tt train` wrote)")
+        raise UserError(f"{folder}: not a folder (--model takes a model folder: tt's own, or a Hugging Face Marian one)")
+    if (folder / "model.bin").is_file() and not (folder / WEIGHTS).exists():
+        raise UserError(f"{folder}: a CTranslate2 model, which only CTranslate2 runs; give tt the folder it was exported from")
     if not (folder / WEIGHTS).exists():
         raise UserError(f"{folder}: no {WEIGHTS} here; is this a tt model folder?")
     record = read_json(folder / CONFIG)
+    if "model" not in record and isinstance(record.get("model_type"), str):  # a Hugging Face config.json
+        raise UserError(f"{folder}: a Hugging Face {record['model_type']!r} model; tt reads Marian models (model_type \"marian\") and its own")
     where = f"{folder / CONFIG}: model"
     model_config = config_from_dict(ModelConfig, record.get("model"), where)
     check_model_config(model_config, where)

@@ -198,5 +198,29 @@ def test_ct2_without_ctranslate2_is_one_line_naming_the_extra(trained_model, tmp
 
 def test_ct2_export_of_a_marian_folder_is_one_line(marian_dir, tmp_path):
     result = runner.invoke(app, ["export", str(tmp_path / "out"), "--model", str(marian_dir), "--format", "ct2"])
+    one_line_error(result, "exported by tt", "--format ct2")  # ctranslate2's converter would fail on tt's <s>
+    config = json.loads((marian_dir / "config.json").read_text())
+    edit_config(marian_dir, decoder_start_token_id=config["pad_token_id"])  # as Marian's own models start
+    result = runner.invoke(app, ["export", str(tmp_path / "out"), "--model", str(marian_dir), "--format", "ct2"])
     one_line_error(result, "Marian", "ct2-transformers-converter")
     assert not (tmp_path / "out").exists()
+
+
+def test_weights_that_are_not_numbers_are_refused(marian_dir):
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(marian_dir / "model.safetensors")
+    name = next(key for key in tensors if key.endswith("fc1.weight"))
+    tensors[name][0, 0] = float("nan")
+    save_file(tensors, marian_dir / "model.safetensors")
+    one_line_error(runner.invoke(app, ["translate", "--model", str(marian_dir), "我有三本书。"]), "NaN or infinite")
+
+
+def test_other_hugging_face_models_and_ctranslate2_folders_say_what_they_are(marian_dir, tmp_path):
+    edit_config(marian_dir, model_type="bart")
+    one_line_error(runner.invoke(app, ["translate", "--model", str(marian_dir), "我"]), "a Hugging Face 'bart' model")
+    ct2 = tmp_path / "ct2"
+    ct2.mkdir()
+    (ct2 / "model.bin").write_bytes(b"\0" * 16)
+    (ct2 / "config.json").write_text("{}")
+    one_line_error(runner.invoke(app, ["translate", "--model", str(ct2), "我"]), "a CTranslate2 model")
