@@ -234,6 +234,9 @@ def _train(
 
 def _resume(out: Path, options: dict[str, Any], command_start: float, console: Console, lock: FolderLock, cluster: Cluster) -> None:
     if not (out / STATE_TENSORS).exists():
+        owner = lock.held_elsewhere()  # a run still before its first checkpoint
+        if owner is not None:
+            raise UserError(f"{out}: another tt train (process {owner}) is writing this folder; it has no checkpoint to resume yet")
         raise UserError(f"{out}: no training run to resume here (expected {out / STATE_TENSORS})")
     record = read_json(out / CONFIG)
     where = f"{out / CONFIG}"

@@ -50,6 +50,22 @@ class FolderLock:
         handle.flush()
         self.handle = handle
 
+    def held_elsewhere(self) -> str | None:
+        """The process id of another tt train holding this folder's lock, without taking it; else None."""
+        try:
+            import fcntl
+
+            handle = open(self.folder / self.NAME)
+        except (ImportError, OSError):
+            return None
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return handle.read().strip() or "?"
+            fcntl.flock(handle, fcntl.LOCK_UN)
+        return None
+
     def __enter__(self) -> "FolderLock":
         return self
 

@@ -433,6 +433,15 @@ def test_a_second_trainer_on_the_same_folder_is_refused(short_run):
     assert result.exit_code == 0, result.output  # released with its holder
 
 
+def test_resuming_a_run_that_has_no_checkpoint_yet_names_the_run_writing_it(tmp_path):
+    out = tmp_path / "model"
+    with FolderLock(out) as lock:  # a new run in another process, before its first checkpoint
+        lock.acquire()
+        line = one_error_line(runner.invoke(app, ["train", "--resume", "--out", str(out)]))
+        assert f"another tt train (process {os.getpid()}) is writing this folder; it has no checkpoint to resume yet" in line
+    assert "no training run to resume here" in one_error_line(runner.invoke(app, ["train", "--resume", "--out", str(out)]))
+
+
 # ---- translation input: whatever the bytes, one line out per line in
 
 TRANSLATION_INPUTS = {
