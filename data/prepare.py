@@ -66,9 +66,16 @@ class Progress:
 def prepare(request: PrepareRequest, folder: Path, progress: Progress | None = None) -> PreparedCorpus:
     """The prepared corpus in `folder`: reused when it matches the request, else (re)built."""
     progress = progress or Progress()
-    check_spec(request.train)
-    if request.dev is not None:
-        check_spec(request.dev, dev=True)
+    try:
+        check_spec(request.train)
+        if request.dev is not None:
+            check_spec(request.dev, dev=True)
+    except UserError:
+        kept = _without_the_sources(request, folder)  # --resume of a run whose corpus has gone
+        if kept is None:
+            raise
+        progress.note(f"{request.train.describe()}: gone; training on {folder}, prepared from the same bytes (SHA-256)")
+        return kept
     key = request_key(request)
     if request.same_data_as is not None:  # --resume: checked before the folder is touched
         changed = changed_data(request.same_data_as, key, "this run started")
@@ -98,6 +105,19 @@ def prepare(request: PrepareRequest, folder: Path, progress: Progress | None = N
             raise UserError(f"{folder}: {found or 'no manifest'} right after preparing")
         found.reused = False
         return found
+
+
+def _without_the_sources(request: PrepareRequest, folder: Path) -> PreparedCorpus | None:
+    """--resume where the corpus was moved or deleted: the prepared folder, if it was made from
+    the bytes the run recorded and its own files are whole; else None."""
+    if request.same_data_as is None:
+        return None
+    key = {
+        **request.same_data_as, "cleaning": asdict(request.cleaning),
+        "dev_size": None if request.dev else request.dev_size, "seed": request.seed,
+    }
+    found = open_if_valid(folder, request, key, verify=True)
+    return found if isinstance(found, PreparedCorpus) else None
 
 
 # ---- building

@@ -330,6 +330,18 @@ def test_resume_after_a_kill_drops_the_lines_logged_after_the_checkpoint(short_r
     assert '{"step": 7, "lo' in metrics.read_text()  # a broken line is not ours to judge: tt info skips it
 
 
+def test_resume_after_the_corpus_moved_trains_on_the_prepared_data_it_made(short_run, corpus_file, tmp_path):
+    corpus_file.rename(tmp_path / "elsewhere.tsv")
+    result = runner.invoke(app, ["train", "--resume", "--out", str(short_run), "--max-steps", "6"])
+    assert result.exit_code == 0, result.output
+    assert f"{corpus_file}: gone; training on {short_run / 'prepared'}, prepared from the same bytes" in result.stderr
+    assert read_training_state(short_run)[0]["step"] == 6
+    shard = next(p for p in (short_run / "prepared").iterdir() if p.name.startswith("src"))
+    shard.write_bytes(shard.read_bytes()[:-2])  # the prepared data no longer whole: the corpus is needed after all
+    line = one_error_line(runner.invoke(app, ["train", "--resume", "--out", str(short_run), "--max-steps", "8"]))
+    assert line == f"error: {corpus_file}: no such file"
+
+
 def test_resume_of_a_run_recorded_before_data_keys_still_counts_its_pairs(short_run, corpus_file):
     config = json.loads((short_run / "config.json").read_text())
     del config["data_key"]  # as runs of earlier versions were recorded
