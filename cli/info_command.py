@@ -142,6 +142,13 @@ def info_view(folder: Path) -> Group:
             "gradient norm per part, over training (before clipping)", y_label="‖g‖", log_y=True,
         ))
         curves.append(depth_plot({"": metrics}))
+    updates = gradient_norms(metrics, "update_ratio")
+    if updates:
+        curves.append(line_plot(
+            {part: points for part, points in updates.items() if part in watched_parts(list(updates))},
+            "update size per part, ‖Δw‖/‖w‖ of each step (rule of thumb: about 1e-3)",
+            y_label="‖Δw‖/‖w‖", log_y=True,
+        ))
     probes = probes_view(metrics)
     return Group(config, params, summary, Text("loss curves", style="bold"), *curves, *([probes] if probes else []))
 
@@ -156,11 +163,11 @@ def loss_plot(runs: dict[str, list[dict]]) -> Text:
     return line_plot(series, "cross-entropy −ln p(reference), nats per token", y_label="nats")
 
 
-def gradient_norms(metrics: list[dict]) -> dict[str, list[tuple[float, float]]]:
-    """Part → (step, norm) from the metrics lines' `grad_norm` objects."""
+def gradient_norms(metrics: list[dict], key: str = "grad_norm") -> dict[str, list[tuple[float, float]]]:
+    """Part → (step, value) from the metrics lines' `grad_norm` objects (or `update_ratio`'s)."""
     parts: dict[str, list[tuple[float, float]]] = {}
     for record in metrics:
-        values = record.get("grad_norm")
+        values = record.get(key)
         if not isinstance(values, dict):
             continue
         for part, value in values.items():

@@ -47,6 +47,18 @@ def test_info_command(trained_model):
     assert result.exit_code == 0, result.output
     assert "parameters" in result.stdout and "loss curves" in result.stdout and "model.d_model" in result.stdout
     assert "gradient norm per part" in result.stdout and "encoder.0" in result.stdout
+    assert "update size per part, ‖Δw‖/‖w‖ of each step" in result.stdout
+
+
+def test_update_ratios_are_read_per_part_from_the_metrics_lines():
+    from tt.cli.info_command import gradient_norms
+
+    metrics = [
+        {"step": 50, "grad_norm": {"output": 0.5}, "update_ratio": {"output": 1e-3, "encoder.0": 2e-3}},
+        {"step": 60, "dev_loss": 2.0},
+        {"step": 100, "update_ratio": {"output": 5e-4, "encoder.0": "x"}},
+    ]
+    assert gradient_norms(metrics, "update_ratio") == {"output": [(50, 1e-3), (100, 5e-4)], "encoder.0": [(50, 2e-3)]}
 
 
 def test_info_with_two_runs_renders_both(trained_model, tmp_path):
