@@ -130,6 +130,8 @@ def info_view(folder: Path) -> Group:
     for key, value in section(section(record, "summary"), "cleaning").items():
         if is_count(value):  # pair counts; anything else is not ours to show
             summary.add_row(Text(key), f"{value:,}")
+    if not summary.rows:  # a Marian folder, or a run that recorded none: no empty box
+        summary = Text("training data: not recorded in this folder", style="dim")
     try:
         metrics = read_metrics(folder)
     except UserError as err:  # the rest of the folder is still worth showing

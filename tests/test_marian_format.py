@@ -115,6 +115,8 @@ def test_a_marian_folder_opens(marian_dir):
     result = runner.invoke(app, ["tokenize", "--model", str(marian_dir), "你有七杯茶吗？"])
     assert result.exit_code == 0, result.output
     assert runner.invoke(app, ["translate", "--model", str(marian_dir), "我有三本书。"]).exit_code == 0
+    info = runner.invoke(app, ["info", "--model", str(marian_dir)])
+    assert info.exit_code == 0 and "training data: not recorded in this folder" in info.stdout, info.output
 
 
 @pytest.fixture
