@@ -158,7 +158,9 @@ def train(
     from tt.cli.train_command import run_train
 
     options = merge(given, config, option_kinds(train))
-    run_train(options, resume=resume, overwrite=overwrite, console=stderr)
+    from tt.cli.progress import TrainingConsole
+
+    run_train(options, resume=resume, overwrite=overwrite, console=TrainingConsole())
 
 
 @app.command()

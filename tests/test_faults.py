@@ -529,3 +529,18 @@ def test_stdout_on_a_full_disk_is_one_line(trained_model):
         )
     assert result.returncode == 1, result.stderr
     assert result.stderr.strip().splitlines() == ["error: cannot write the output: No space left on device"]
+
+
+def test_a_reader_of_stderr_that_goes_away_does_not_stop_training(tmp_path, corpus_file):
+    """`tt train … 2>&1 | head -2`: the pipe closes, training goes on to its limit and saves."""
+    out = tmp_path / "model"
+    command = [sys.executable, "-m", "tt.cli", "train", str(corpus_file), "--out", str(out), "--max-steps", "40",
+               "--log-every", "2", *TINY_MODEL_OPTIONS]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert process.stderr.readline()  # the first line, then the reader leaves
+    process.stderr.close()
+    assert process.wait(timeout=300) == 0
+    state, _ = read_training_state(out)
+    assert state["step"] == 40
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
+    assert steps == sorted(set(steps)) and steps[-1] == 40
