@@ -312,7 +312,9 @@ def _differs(name: str, value: Any, recorded: RunConfigs, record: dict) -> bool:
         return value != spec.get(field)
     if name == "preset":  # the same preset as recorded (e.g. from the same --config file) is no change
         return value != record.get("preset")
-    return True  # --init-from: it only means something when a run starts
+    if name == "init_from":  # the first command plus --resume: the same starting model is no change
+        return record.get("init_from") is None or Path(str(value)).resolve() != Path(record["init_from"]).resolve()
+    return True
 
 
 def _show(value: Any) -> str:

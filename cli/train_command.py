@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from importlib.resources import as_file, files
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from rich.console import Console
 
 from tt.cli.interrupts import Interrupted, interrupt_immediately, stop_after_step
 from tt.cli.prepare_command import check_prepared_folder
-from tt.cli.options import RunConfigs, absolute, build_configs, check_dev_size, corpus_specs, record_of, resume_configs
+from tt.cli.options import MODEL_OPTIONS, RunConfigs, absolute, build_configs, check_dev_size, corpus_specs, record_of, resume_configs
 from tt.cli.presets import DEFAULT_EPOCHS, PRESET_REASON, default_preset, demo_configs, preset_configs
 from tt.cli.progress import PreparationProgress, TrainingProgress
 from tt.cli.train_report import done_message, starting_message, stopped_message, summary_record, summary_table
@@ -43,7 +43,7 @@ from tt.model.distributed import Cluster, join_cluster, leave_cluster
 from tt.model.probes import DEMO_PROBE, Probe, gather_probes, recorded_probes
 from tt.model.run import build_trainer, check_same_corpus, new_model, prepare_everywhere
 from tt.model.train import TrainConfig
-from tt.model.transformer import ModelConfig
+from tt.model.transformer import Dropout, ModelConfig
 
 def run_train(options: dict[str, Any], resume: bool, overwrite: bool, console: Console) -> None:
     command_start = time.monotonic()
@@ -137,7 +137,7 @@ def _start(
     tokenizer = None
     if init_from is not None:
         model, tokenizer, _ = load_model_folder(init_from)
-        configs.model = model.config
+        configs.model = fine_tuned_config(model, init_from, options)
     lock.acquire()  # creates the folder: nothing before this point writes anything
     if is_model_folder(out) and not overwrite:  # another run may have finished here while we checked
         raise UserError(f"{out}: already holds a model; continue it with --resume or replace it with --overwrite")
@@ -157,6 +157,7 @@ def _start(
     record = {
         "preset": None if demo else preset,
         "corpus": None if demo else asdict(absolute(train_spec)),
+        "init_from": str(init_from.resolve()) if init_from is not None else None,
         "demo": demo,
         "dev": asdict(absolute(dev_spec)) if dev_spec else None,
         "dev_size": len(data.dev),
@@ -166,6 +167,24 @@ def _start(
         "data_key": data.made_from,  # the sources' bytes (SHA-256) and layout: --resume refuses others
     }
     _train(model, data, configs, out, record, command_start, console, None, cluster)
+
+
+def fine_tuned_config(model, init_from: Path, options: dict[str, Any]) -> ModelConfig:
+    """The starting model's shape and vocabulary, which fine-tuning keeps: an option that would
+    change them is refused, not ignored. Dropout is a fine-tuning choice: --dropout applies."""
+    config = model.config
+    fixed = [name for name, field in MODEL_OPTIONS.items() if name != "dropout" and options.get(name) is not None
+             and options[name] != getattr(config, field)]
+    fixed += [name for name in ("vocab_size", "src_vocab_size", "tgt_vocab_size", "separate_vocab") if options.get(name) is not None]
+    if fixed:
+        names = ", ".join("--" + name.replace("_", "-") for name in fixed)
+        raise UserError(f"--init-from {init_from}: fine-tuning keeps that model's shape and vocabulary; leave out {names}")
+    if options.get("dropout") is not None:
+        config = model.config = replace(config, dropout=options["dropout"])
+        for module in model.modules():
+            if isinstance(module, Dropout):
+                module.p = config.dropout
+    return config
 
 
 def _probes(options: dict[str, Any], demo: bool, recorded: list[Probe] | None = None) -> list[Probe]:

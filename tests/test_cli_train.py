@@ -322,6 +322,23 @@ def test_init_from_starts_with_the_given_weights(trained_model, tmp_path, corpus
     assert all(torch.equal(a[name], b[name]) for name in a)
 
 
+def test_init_from_refuses_another_shape_applies_dropout_and_resumes_with_its_first_command(trained_model, tmp_path, corpus_file):
+    parent = json.loads((trained_model / "config.json").read_text())["model"]
+    out = tmp_path / "tuned"
+    first = ["train", str(corpus_file), "--out", str(out), "--init-from", str(trained_model), "--threads", "1"]
+    refused = runner.invoke(app, [*first, "--max-steps", "2", "--d-model", str(parent["d_model"] * 2), "--vocab-size", "500"])
+    assert_one_line_error(refused, f"--init-from {trained_model}", "leave out --d-model, --vocab-size")
+    assert not out.exists()
+    same_shape = runner.invoke(app, [*first, "--max-steps", "2", "--d-model", str(parent["d_model"]), "--dropout", "0.3"])
+    assert same_shape.exit_code == 0, same_shape.output
+    record = json.loads((out / "config.json").read_text())
+    assert record["model"]["dropout"] == 0.3 and record["init_from"] == str(trained_model.resolve())
+    assert {k: v for k, v in record["model"].items() if k != "dropout"} == {k: v for k, v in parent.items() if k != "dropout"}
+    again = runner.invoke(app, [*first, "--resume", "--max-steps", "4"])
+    assert again.exit_code == 0, again.output
+    assert json.loads((out / "config.json").read_text())["step"] == 4
+
+
 def test_average_of_last_checkpoints_is_tried(tmp_path, split_corpus):
     corpus, dev = split_corpus
     out = tmp_path / "m"
