@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import subprocess
+import sys
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -13,7 +16,7 @@ from typer.testing import CliRunner
 from conftest import TINY_MODEL_OPTIONS, tiny_pairs
 from tt.cli.main import app
 from tt.data.batches import BatchStream
-from tt.data.subword_sampling import SubwordSampler
+from tt.data.subword_sampling import SubwordSampler, draw
 from tt.data.tokenizer import EOS_ID, TokenizerConfig, train_tokenizer
 
 runner = CliRunner()
@@ -54,6 +57,43 @@ def test_the_same_epoch_and_batch_give_the_same_spelling_whatever_ran_between(to
     others = [sampler(src, tgt, 3, 12), SubwordSampler(tokenizer, 0.1, 8, 200)(src, tgt, 3, 11)]
     assert sampler(src, tgt, 3, 11) == first
     assert all(other != first for other in others)
+
+
+SAMPLE_IN_A_NEW_PROCESS = """
+import json, sys
+from pathlib import Path
+from tt.data.subword_sampling import SubwordSampler
+from tt.data.tokenizer import Tokenizer
+tokenizer = Tokenizer.load(Path(sys.argv[1]))
+src, tgt = json.loads(sys.argv[2])
+print(json.dumps(SubwordSampler(tokenizer, alpha=0.1, seed=7, max_length=200)(src, tgt, 3, 11)))
+"""
+
+
+def test_a_new_process_draws_the_same_spellings(tokenizer, tmp_path):
+    """What --resume and torchrun rely on: no state of the process (SentencePiece's own
+    sampler salts its seeds per process) may change a draw."""
+    tokenizer.save(tmp_path)
+    src, tgt = encoded(tokenizer, [("我有三本书。", sentence) for sentence in ENGLISH])
+    here = SubwordSampler(tokenizer, alpha=0.1, seed=7, max_length=200)(src, tgt, 3, 11)
+    for _ in range(2):
+        done = subprocess.run(
+            [sys.executable, "-c", SAMPLE_IN_A_NEW_PROCESS, str(tmp_path), json.dumps([src, tgt])],
+            capture_output=True, text=True, timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        assert [list(map(list, side)) for side in json.loads(done.stdout)] == [list(map(list, side)) for side in here]
+
+
+def test_draws_follow_p_to_the_alpha():
+    """Three spellings with ln P = 0, −1, −2: at α = 0.5 drawn ∝ 1 : e^−0.5 : e^−1."""
+    log_probs = np.array([0.0, -1.0, -0.5, -0.5])  # pieces 0..3: "0" alone, or "1", or "2 3" (ln P −1)
+    candidates = [[[0], [1], [2, 3, 2, 3]]] * 20_000  # ln P: 0, −1, −2
+    picks = draw(candidates, log_probs, 0.5, np.random.default_rng(5))
+    counts = np.array([sum(p == c for p in picks) for c in candidates[0]])
+    expected = np.exp(0.5 * np.array([0.0, -1.0, -2.0]))
+    expected = expected / expected.sum() * len(picks)
+    assert np.all(np.abs(counts - expected) < 4 * np.sqrt(expected)), (counts, expected)
 
 
 def test_a_sample_longer_than_the_model_takes_keeps_the_usual_spelling(tokenizer):
