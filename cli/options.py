@@ -208,6 +208,8 @@ def validate(configs: RunConfigs) -> None:
         (t.dev_every >= 1, "--dev-every must be at least 1"),
         (t.save_every > 0, "--save-every must be positive"),
         (t.patience is None or t.patience >= 1, "--patience must be at least 1"),
+        (t.patience is None or t.dev_bleu_sentences > 0, "--patience waits for a better dev BLEU: it needs --dev-bleu-sentences above 0"),
+        (t.average_last == 0 or t.dev_bleu_sentences > 0, "--average-last keeps the mean if its dev BLEU is higher: it needs --dev-bleu-sentences above 0"),
         (t.average_last >= 0, "--average-last must not be negative"),
         (t.dev_bleu_sentences >= 0, "--dev-bleu-sentences must not be negative"),
         (t.clip_norm > 0, "--clip-norm must be positive"),  # inf: no clipping; nan fails every comparison

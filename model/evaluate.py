@@ -37,7 +37,9 @@ class Scores:
 
 def score_corpus(hypotheses: list[str], references: list[str]) -> Scores:
     assert len(hypotheses) == len(references), "one hypothesis per reference"
-    bleu, chrf = BLEU(tokenize=bleu_tokenization(references)), CHRF()
+    # force: a model's output may well end in " ." (a corpus tokenized so); sacrebleu's warning
+    # about undetokenized text would otherwise land in the middle of training's output.
+    bleu, chrf = BLEU(tokenize=bleu_tokenization(references), force=True), CHRF()
     return Scores(
         bleu=bleu.corpus_score(hypotheses, [references]).score,
         chrf=chrf.corpus_score(hypotheses, [references]).score,
@@ -70,7 +72,7 @@ def bleu_signature(tokenize: str = "13a") -> str:
     """sacrebleu's signature of the BLEU that `score_corpus` and dev BLEU compute with this
     tokenization (one reference, sacrebleu's other defaults). sacrebleu knows it only after
     scoring, so score one sentence against itself."""
-    bleu = BLEU(tokenize=tokenize)
+    bleu = BLEU(tokenize=tokenize, force=True)
     bleu.corpus_score(["signature"], [["signature"]])
     return str(bleu.get_signature())
 

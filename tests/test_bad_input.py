@@ -181,6 +181,8 @@ TRAIN_CASES = {
         ]
     },
     # The shape checker's limit on the vocabulary names the option that sets it.
+    "patience-without-bleu": TrainCase(["{tmp}/corpus.tsv", *OUT, "--patience", "2", "--dev-bleu-sentences", "0"], ["--patience", "--dev-bleu-sentences"], CORPUS),
+    "average-without-bleu": TrainCase(["{tmp}/corpus.tsv", *OUT, "--average-last", "2", "--dev-bleu-sentences", "0"], ["--average-last", "--dev-bleu-sentences"], CORPUS),
     "vocab-size-0": TrainCase(["{tmp}/corpus.tsv", *OUT, "--vocab-size", "0"], ["--vocab-size must be at least 300"], CORPUS),
     "tgt-vocab-size-10": TrainCase(["{tmp}/corpus.tsv", *OUT, "--tgt-vocab-size", "10"], ["--tgt-vocab-size must be at least 300"], CORPUS),
     "vocab-size-huge": TrainCase(["{tmp}/corpus.tsv", *OUT, "--vocab-size", "2000000"], ["--vocab-size", "limits"], CORPUS),

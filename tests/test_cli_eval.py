@@ -67,3 +67,11 @@ def test_chinese_references_are_scored_by_character_words():
     assert "tok:zh" in scores.bleu_signature
     assert scores.bleu == BLEU(tokenize="zh").corpus_score(hypotheses, [references]).score > 30
     assert BLEU().corpus_score(hypotheses, [references]).score < 1
+
+
+def test_scoring_says_nothing_about_tokenized_periods(capsys, caplog):
+    from tt.model.evaluate import score_corpus
+
+    score_corpus(["I have a cat ."] * 120, ["I have a cat."] * 120)
+    captured = capsys.readouterr()
+    assert "detokenize" not in captured.out + captured.err + caplog.text
