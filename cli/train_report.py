@@ -33,9 +33,12 @@ def starting_message(trainer: Trainer, cluster: Cluster) -> str:
 
 
 def stopped_message(trainer: Trainer, out: Path) -> str:
+    command = f"tt train --out {out} --resume"
+    if trainer.cluster.distributed:  # any number of processes will do (see the README), torchrun included
+        command = f"torchrun … -m tt.cli train --out {out} --resume (or {command}, on one process)"
     return (
         f"[yellow]stopped:[/] interrupted by {signal_name(trainer.stop_signal)} at step {trainer.step}; checkpoint saved to {out}/\n"
-        f"continue with: tt train --out {out} --resume"
+        f"continue with: {command}"
     )
 
 

@@ -149,7 +149,7 @@ def test_ctrl_c_stops_every_process_after_the_same_step_and_saves(corpus, tmp_pa
         if process.poll() is None:  # a failure above: take the workers down too
             os.killpg(process.pid, signal.SIGKILL)
             process.communicate()
-    assert f"continue with: tt train --out {out} --resume" in stderr
+    assert f"continue with: torchrun … -m tt.cli train --out {out} --resume (or tt train --out {out} --resume, on one process)" in stderr
     step = read_training_state(out)[0]["step"]
     assert step > 0
     resumed = tt_train(["--resume", "--out", str(out), "--max-steps", str(step + 3), "--accum", "2", "--threads", "1"])
