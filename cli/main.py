@@ -122,6 +122,8 @@ def train(
     decay: Annotated[Optional[str], typer.Option(help="After warm-up: rsqrt (1/√step decay, the paper's) or constant (the peak held until the cool-down). (default: from --preset: constant for tiny, rsqrt for small and base)", rich_help_panel=TRAINING, show_default=False)] = None,
     cooldown: Annotated[Optional[float], typer.Option(help="Share of the run, by its first limit (--max-time, --max-steps, --max-epochs), at the end of which the learning rate falls linearly to 0; 0 turns it off. (default: from --preset)", rich_help_panel=TRAINING)] = None,
     label_smoothing: Annotated[Optional[float], typer.Option(help="ε: target mass spread over the vocabulary. (default: from --preset)", rich_help_panel=TRAINING)] = None,
+    weight_decay: Annotated[Optional[float], typer.Option(help="AdamW's decoupled weight decay. (default: 0)", rich_help_panel=TRAINING, show_default=False)] = None,
+    clip_norm: Annotated[Optional[float], typer.Option(help="Gradients are scaled down to this global norm when longer. (default: 1)", rich_help_panel=TRAINING, show_default=False)] = None,
     subword_alpha: Annotated[Optional[float], typer.Option(help="Subword regularization: each batch's sentences spelled in pieces sampled from the tokenizer, a spelling x with probability ∝ P(x)^α; smaller α is more varied, 0 turns it off (the likeliest spelling, as translation uses). (default: 0)", rich_help_panel=TRAINING, show_default=False)] = None,
     precision: Annotated[Optional[str], typer.Option(help="auto (bf16 where the CPU or GPU does it fast), bf16 or fp32. Weights stay float32.", rich_help_panel=TRAINING)] = None,
     device: Annotated[Optional[str], typer.Option(help="auto (CUDA when present), cpu or cuda.", rich_help_panel=TRAINING)] = None,

@@ -114,8 +114,8 @@ def option_kinds(command) -> dict[str, type]:
     for name, hint in typing.get_type_hints(command).items():
         args = [arg for arg in typing.get_args(hint) if arg is not type(None)] or [hint]
         kinds[name] = args[0]
-    # Options a file may set that have no command-line flag, and durations: "15m" or seconds.
-    return {**kinds, "weight_decay": float, "clip_norm": float, "max_time": Duration, "save_every": Duration}
+    # Durations: "15m" or seconds.
+    return {**kinds, "max_time": Duration, "save_every": Duration}
 
 
 def options_given(command, values: dict[str, Any], leave_out: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -100,7 +100,12 @@ def _corpus(record: dict) -> str:
     train, dev = summary.get("train_pairs"), summary.get("dev_pairs")
     counts = f"{train:,} training pairs after cleaning" if isinstance(train, int) else "training pairs: not recorded"
     if isinstance(dev, int) and dev:
-        counts += f", {dev:,} held out for dev"
+        given = record.get("dev") if isinstance(record.get("dev"), dict) else None
+        if given:  # a dev set of its own (--dev), not pairs held out of the corpus
+            names = [Path(p).name for p in (given.get("path"), given.get("src_path"), given.get("tgt_path")) if isinstance(p, str)]
+            counts += f"; dev set: {' + '.join(names) or 'a file of its own'}, {dev:,} pairs"
+        else:
+            counts += f", {dev:,} held out for dev"
     return f"Corpus: {where}; {counts}."
 
 

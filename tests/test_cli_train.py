@@ -412,3 +412,21 @@ def test_in_a_pipe_each_metrics_line_is_a_plain_line(tmp_path, corpus_file):
     assert [line.split()[1] for line in lines] == ["2", "4", "6"], result.stderr
     assert all(re.search(r"CE \d+\.\d{3}  ppl [\d.]+  lr [\d.e+-]+  [\d,]+ tok/s  \d+:\d\d$", line) for line in lines), lines
     assert "━" not in result.stderr  # no bar drawn where it cannot be redrawn
+
+
+def test_weight_decay_and_clip_norm_are_options_and_recorded(tmp_path, corpus_file):
+    out = tmp_path / "model"
+    result = train(corpus_file, "--out", out, "--max-steps", "2", "--weight-decay", "0.01", "--clip-norm", "0.5")
+    assert result.exit_code == 0, result.output
+    recorded = json.loads((out / "config.json").read_text())["train"]
+    assert (recorded["weight_decay"], recorded["clip_norm"]) == (0.01, 0.5)
+
+
+def test_the_model_card_names_a_dev_set_of_its_own():
+    from tt.model.model_card import _corpus
+
+    summary = {"train_pairs": 900, "dev_pairs": 50}
+    own = _corpus({"corpus": {"path": "/data/train.tsv"}, "dev": {"path": "/data/dev.tsv"}, "summary": summary})
+    assert own == "Corpus: train.tsv; 900 training pairs after cleaning; dev set: dev.tsv, 50 pairs."
+    held = _corpus({"corpus": {"path": "/data/train.tsv"}, "dev": None, "summary": summary})
+    assert held == "Corpus: train.tsv; 900 training pairs after cleaning, 50 held out for dev."
