@@ -227,25 +227,21 @@ def compare_view(folders: list[Path]) -> Group:
         except UserError as err:
             runs[name] = []
             unreadable.append(Text(f"{name}: {err}", style="dim"))
+    # One column per run and a row per option that differs: a handful of runs fit in the width,
+    # where a column per option cut its name down to "trai…" after a few options.
     table = Table(title="runs", title_justify="left")
-    table.add_column("run")
+    table.add_column("")
+    for name in records:
+        table.add_column(Text(name), justify="right")
     keys = sorted({(part, key) for r in records.values() for part in ("model", "train") for key in section(r, part)})
     differing = [k for k in keys if len({json.dumps(section(r, k[0]).get(k[1]), default=str) for r in records.values()}) > 1]
     for part, key in differing:
-        table.add_column(Text(f"{part}.{key}"))
-    table.add_column("steps", justify="right")
-    table.add_column("last training CE", justify="right")
-    table.add_column("last dev CE", justify="right")
-    for name, record in records.items():
-        last_train = metric_points(runs[name], "nll")
-        last_dev = metric_points(runs[name], "dev_loss")
-        step = record.get("step")
-        table.add_row(
-            Text(name), *(Text(str(section(record, part).get(key))) for part, key in differing),
-            str(step) if is_count(step) else "unknown",
-            f"{last_train[-1][1]:.3f}" if last_train else "–",
-            f"{last_dev[-1][1]:.3f}" if last_dev else "–",
-        )
+        table.add_row(Text(f"{part}.{key}"), *(Text(str(section(record, part).get(key))) for record in records.values()))
+    steps = [record.get("step") for record in records.values()]
+    table.add_row("steps", *(str(step) if is_count(step) else "unknown" for step in steps), style="bold")
+    for label, key in (("last training CE", "nll"), ("last dev CE", "dev_loss")):
+        last = [metric_points(runs[name], key) for name in records]
+        table.add_row(label, *(f"{points[-1][1]:.3f}" if points else "–" for points in last), style="bold")
     parts = [table, *unreadable, loss_plot(runs)]
     if any(gradient_norms(metrics) for metrics in runs.values()):
         parts.append(depth_plot(runs))
