@@ -128,7 +128,7 @@ def train(
     precision: Annotated[Optional[str], typer.Option(help="auto (bf16 where the CPU or GPU does it fast), bf16 or fp32. Weights stay float32.", rich_help_panel=TRAINING)] = None,
     device: Annotated[Optional[str], typer.Option(help="auto (CUDA when present), cpu or cuda.", rich_help_panel=TRAINING)] = None,
     accum: Annotated[Optional[int], typer.Option(help="Gradient accumulation: cut each batch in N pieces, one update per batch (less memory; under torchrun, per process).", rich_help_panel=TRAINING)] = None,
-    probe: Annotated[Optional[list[str]], typer.Option(help="A sentence pair \"SOURCE<TAB>REFERENCE\" to watch as the model learns it: p of each reference token, CE and the greedy translation at every metrics line (repeatable; see tt info). The demo probes 你好世界! → Hello World!.", rich_help_panel=TRAINING, show_default=False)] = None,
+    probe: Annotated[Optional[list[str]], typer.Option(help="A sentence pair \"SOURCE<TAB>REFERENCE\" to watch as the model learns it: p of each reference token, CE and the greedy translation at every metrics line (repeatable; see tt info). In bash the tab is typed $'你好。\\tHello.'. The demo probes 你好世界! → Hello World!.", rich_help_panel=TRAINING, show_default=False)] = None,
     probe_file: Annotated[Optional[Path], typer.Option(help="Probe pairs from a file (TSV or JSONL, as a corpus).", rich_help_panel=TRAINING, show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed: the same seed and limits in steps give the same model.", rich_help_panel=TRAINING)] = None,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch. (default: torch's choice)", rich_help_panel=TRAINING)] = None,

@@ -86,7 +86,7 @@ def check_spec(spec: CorpusSpec, dev: bool = False) -> None:
             raise UserError(f"{name}: is a folder, not a file")
         compression = compressed_as(path)
         if compression:
-            raise UserError(f"{name}: a {compression}-compressed file; tt reads plain UTF-8 text, so decompress it first")
+            raise UserError(f"{name}:1: a {compression}-compressed file; tt reads plain UTF-8 text, so decompress it first")
     if spec.path and spec.src_col == spec.tgt_col and resolve_format(spec) == "tsv":
         raise UserError(f"--src-col and --tgt-col are both {spec.src_col}")
     resolve_format(spec)
