@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from tt.cli.consoles import OutputConsole
 from tt.data.errors import UserError
 
 app = typer.Typer(
@@ -160,7 +161,7 @@ def train(
     from tt.cli.train_command import run_train
 
     options = merge(given, config, option_kinds(train))
-    from tt.cli.progress import TrainingConsole
+    from tt.cli.consoles import TrainingConsole
 
     run_train(options, resume=resume, overwrite=overwrite, console=TrainingConsole())
 
@@ -412,9 +413,9 @@ def evaluate(
     if json_line:
         print(json.dumps(result, ensure_ascii=False))
     else:
-        Console().print(eval_table(result))
+        OutputConsole().print(eval_table(result))
         if calibration:
-            Console().print(calibration_table(result["calibration"]))
+            OutputConsole().print(calibration_table(result["calibration"]))
 
 
 @app.command()
@@ -444,7 +445,7 @@ def bench(
     if json_line:
         print(json.dumps(results))
     else:
-        Console().print(bench_table(results))
+        OutputConsole().print(bench_table(results))
 
 
 @app.command()
@@ -502,7 +503,7 @@ def tokenize(
 
     tokenizer = open_tokenizer(model_folder(model))
     records = [split(tokenizer, text, side) for text in texts]
-    console = Console()
+    console = OutputConsole()
     for record in records:
         if json_lines:
             print(json.dumps(record, ensure_ascii=False))
@@ -537,7 +538,7 @@ def explain(
     epsilon = smoothing if smoothing is not None else trained_smoothing(record, folder)
     if not 0 <= epsilon < 1:
         raise UserError("--smoothing must be in [0, 1)")
-    Console().print(explanation_view(run_explain(network, tokenizer, src, ref, position, epsilon)))
+    OutputConsole().print(explanation_view(run_explain(network, tokenizer, src, ref, position, epsilon)))
 
 
 def trained_smoothing(record: dict, folder: Path) -> float:
@@ -566,7 +567,7 @@ def info(
     from tt.cli.info_command import compare_view, info_view
 
     folders = [model_folder(folder) for folder in [*(runs or []), *([model] if model is not None else [])]] or [model_folder(None)]
-    Console().print(info_view(folders[0]) if len(folders) == 1 else compare_view(folders))
+    OutputConsole().print(info_view(folders[0]) if len(folders) == 1 else compare_view(folders))
 
 
 @app.command()

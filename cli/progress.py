@@ -3,28 +3,11 @@
 from __future__ import annotations
 
 import math
-import os
-import sys
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from tt.model.train import Trainer
-
-
-class TrainingConsole(Console):
-    """stderr for `tt train`: when its reader goes away (`tt train … 2>&1 | head`, a `tee` that
-    died), training goes on quietly to its limit and saves, instead of rich's default of
-    leaving at once and losing every step since the last checkpoint."""
-
-    def __init__(self):
-        super().__init__(stderr=True, soft_wrap=True)  # soft wrap: one line even in a pipe
-
-    def on_broken_pipe(self) -> None:
-        self.quiet = True  # nothing more to say to anyone
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stderr.fileno())  # and nothing else writing to stderr fails either
-        os.close(devnull)
 
 
 class TrainingProgress:

@@ -21,6 +21,7 @@ from typing import Iterable
 
 from rich.console import Console
 
+from tt.cli.consoles import OutputConsole
 from tt.cli.score_table import score_table, totals_line, totals_table
 from tt.model.translator import segmentation_differs
 from tt.data.corpus import CorpusSpec, Pair, check_spec, read_pairs
@@ -157,7 +158,7 @@ def run_score(
     model.to(resolve_device(device))
     pairs = list(pairs)  # every line read (and so checked) before anything is printed
     src_ids, tgt_ids = encode_pairs(tokenizer, pairs, model.config.max_positions)
-    console = Console()
+    console = OutputConsole()
     totals = Totals()
     for start in range(0, len(pairs), batch_size):
         chunk = slice(start, start + batch_size)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, BinaryIO, Iterable, Iterator, TextIO
 from rich.console import Console
 from rich.markup import escape
 
+from tt.cli.consoles import OutputConsole
 from tt.data.atomic import atomic_text, check_output
 from tt.data.corpus import open_binary
 from tt.model.decode_config import DecodeConfig
@@ -113,7 +114,7 @@ def _translate_to(handle: TextIO, translator, lines, config, search, probs, k, j
     from tt.model.translator import chunks, to_json
 
     tables = probs or lens or view is not None
-    console = Console(file=handle) if tables else None
+    console = OutputConsole(file=handle) if tables else None
     inspect = probs or json_lines
     attention = view is not None
     first_index = 0

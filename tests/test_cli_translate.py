@@ -204,3 +204,16 @@ def test_sigterm_during_translate_to_a_file_keeps_the_old_file_and_leaves_no_tem
     assert process.returncode == 143 and "Traceback" not in stderr, stderr
     assert output.read_text() == "the previous translations\n"
     assert not [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name]
+
+
+def test_a_reader_that_goes_away_ends_tables_as_it_ends_plain_output(trained_model, tmp_path):
+    """`tt translate --probs … | head -1` exits 0 and says nothing, as plain output does."""
+    source = tmp_path / "in.zh"
+    source.write_text("我有三本书。\n" * 200, encoding="utf-8")
+    for options in ([], ["--probs"]):
+        command = [sys.executable, "-m", "tt.cli", "translate", "--model", str(trained_model), "--file", str(source), *options]
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert process.stdout.readline()  # one line, then the reader leaves
+        process.stdout.close()
+        assert process.wait(timeout=120) == 0, options
+        assert process.stderr.read() == b"", options
