@@ -49,6 +49,8 @@ def line_plot(
         plotext.plot(xs, ys, label=name, marker=MARKERS[index % len(MARKERS)], color=COLORS[index % len(COLORS)])
     if log_y:
         plotext.yscale("log")
+    if x_ticks is None and x_label == "step":  # whole steps: plotext would label 32.5
+        x_ticks = step_ticks(min(x for points in kept.values() for x, _ in points), max(x for points in kept.values() for x, _ in points))
     if x_ticks:
         plotext.xticks([x for x, _ in x_ticks], [label for _, label in x_ticks])
     plotext.title(title)
@@ -60,6 +62,14 @@ def line_plot(
     if left_out:
         text.append(f"\n{left_out} value(s) beyond what an axis can show were left out", style="dim")
     return text
+
+
+def step_ticks(first: float, last: float, count: int = 5) -> list[tuple[float, str]]:
+    """Up to `count` whole-number ticks from the first step to the last, evenly spread."""
+    if last <= first:
+        return [(first, f"{first:,.0f}")]
+    steps = sorted({round(first + (last - first) * i / (count - 1)) for i in range(count)})
+    return [(step, f"{step:,}") for step in steps]
 
 
 def _plottable(value: float) -> bool:

@@ -235,3 +235,12 @@ def test_read_metrics_keeps_only_finite_real_numbers(tmp_path):
     (tmp_path / "metrics.jsonl").write_text("\n".join(lines), encoding="utf-8")
     assert metric_points(read_metrics(tmp_path), "nll") == [(1, 2.5), (4, 1.0)]
     assert metric_points(read_metrics(tmp_path), "dev_loss") == []
+
+
+def test_step_axes_are_labelled_in_whole_steps():
+    from tt.cli.curves import step_ticks
+
+    assert step_ticks(10, 120) == [(10, "10"), (38, "38"), (65, "65"), (92, "92"), (120, "120")]
+    assert step_ticks(0, 2) == [(0, "0"), (1, "1"), (2, "2")]  # no tick twice
+    assert step_ticks(5, 5) == [(5, "5")]
+    assert step_ticks(0, 12000)[-1] == (12000, "12,000")
