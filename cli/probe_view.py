@@ -70,7 +70,8 @@ def probe_view(source: str, reference: str, records: list[dict]) -> Group:
     translations.add_column("step", justify="right")
     translations.add_column("translation")
     for record in thinned(records):
-        translations.add_row(str(record["step"]), Text(record["translation"]))
+        said = record["translation"]  # an untrained model often says nothing at all: shown, not a blank cell
+        translations.add_row(str(record["step"]), Text(said) if said else Text("(empty)", style="dim"))
         if [t["token"] for t in record["tokens"]] != pieces:
             continue  # another segmentation: not the same columns
         cells = [Text(f"{t['prob']:.2f}".removeprefix("0"), style=probability_style(t["prob"])) for t in record["tokens"]]

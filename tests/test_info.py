@@ -2,6 +2,7 @@
 several overlaid), and a tampered or damaged folder is shown as far as it can be, never with a traceback."""
 
 import json
+import re
 import os
 import shutil
 from pathlib import Path
@@ -89,12 +90,16 @@ def test_info_shows_the_probes(model_copy):
         tokens = [{"token": piece, "prob": p} for piece, p in zip(["▁Hello", "▁World", "!", "</s>"], probs)]
         return {"step": step, "probe": "你好世界!", "reference": "Hello World!", "tokens": tokens, "cross_entropy": 1.0, "translation": translation}
 
-    records = [line(0, [0.01, 0.02, 0.03, 0.04], "gibberish"), line(50, [0.9, 0.8, 0.7, 0.6], "Hello World!"), {"step": 60, "probe": 3}]
+    records = [
+        line(0, [0.01, 0.02, 0.03, 0.04], "gibberish"), line(25, [0.1, 0.1, 0.1, 0.1], ""), line(50, [0.9, 0.8, 0.7, 0.6], "Hello World!"),
+        {"step": 60, "probe": 3},
+    ]
     with (model_copy / "metrics.jsonl").open("a") as handle:
         handle.write("".join(json.dumps(r) + "\n" for r in records))
     out = run_info(model_copy).stdout
     assert "probe: 你好世界! → Hello World!" in out and "▁World" in out and "</s>" in out
     assert "gibberish" in out and ".02" in out and ".80" in out  # each step's translation and p of each piece
+    assert re.search(r"\b25 │ \(empty\)", out)  # a translation of nothing is said, not a blank cell
     assert "probe 你好世界!: −ln p(reference)" in out  # the CE curve
 
 
