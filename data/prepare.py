@@ -84,7 +84,7 @@ def prepare(request: PrepareRequest, folder: Path, progress: Progress | None = N
     found = open_if_valid(folder, request, key, verify=True)
     if isinstance(found, PreparedCorpus):
         return found
-    with _building(folder):
+    with _building(folder, progress):
         # Asked again with the lock held: a process we waited for may have just prepared it.
         found = open_if_valid(folder, request, key, verify=True)
         if isinstance(found, PreparedCorpus):
@@ -124,22 +124,28 @@ def _without_the_sources(request: PrepareRequest, folder: Path) -> PreparedCorpu
 
 
 @contextlib.contextmanager
-def _building(folder: Path) -> Iterator[None]:
-    """Hold the folder's lock while preparing; on failure leave no file of this attempt."""
-    created = not folder.exists()
+def _building(folder: Path, progress: Progress) -> Iterator[None]:
+    """Hold the folder's lock while preparing; on failure leave no file of this attempt.
+
+    Until the lock is ours, nothing in the folder is: a process stopped while it waits
+    (Ctrl-C) leaves the other one's work alone."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True)
+        created = True
+    except FileExistsError:
+        created = False
     except OSError as err:
         raise UserError(f"{folder}: cannot create the folder for prepared data ({err.strerror or err})") from None
     lock = open(folder / LOCK, "a")
     try:
-        with contextlib.suppress(ImportError):
-            import fcntl
-
-            fcntl.flock(lock, fcntl.LOCK_EX)  # another process preparing here: wait for it
+        _lock(lock, folder, progress)
+    except BaseException:
+        lock.close()
+        raise
+    try:
         yield
     except BaseException:
-        for ours in folder.glob(".*.tmp-*"):  # the lock held: ours, or the preparing process's
+        for ours in folder.glob(".*.tmp-*"):  # the lock held: ours, or a killed preparation's
             ours.unlink(missing_ok=True)
         if created:
             lock.close()
@@ -150,6 +156,19 @@ def _building(folder: Path) -> Iterator[None]:
         with contextlib.suppress(OSError):
             if created and folder.exists() and [p.name for p in folder.iterdir()] == [LOCK]:
                 shutil.rmtree(folder, ignore_errors=True)
+
+
+def _lock(lock, folder: Path, progress: Progress) -> None:
+    """The folder's lock, waiting (and saying so) while another process prepares there."""
+    try:
+        import fcntl
+    except ImportError:
+        return  # no flock (Windows): one preparing process at a time is then the user's care
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        progress.note(f"{folder}: another process is preparing it; waiting for it to finish")
+        fcntl.flock(lock, fcntl.LOCK_EX)
 
 
 def _large(key: dict) -> bool:

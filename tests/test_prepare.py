@@ -132,6 +132,32 @@ def test_a_folder_prepared_while_waiting_for_the_lock_is_reused(corpus, tmp_path
     assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == times
 
 
+def test_stopped_while_waiting_for_the_lock_it_leaves_the_other_process_work_alone(corpus, tmp_path, monkeypatch):
+    """Ctrl-C on a second `tt prepare` of a folder another process is preparing."""
+    import fcntl
+
+    folder = tmp_path / "prepared"
+    folder.mkdir()
+    theirs = folder / ".cleaned.tsv.tmp-999"  # the preparing process's half-written file
+    theirs.write_text("你好\tHello\n")
+    holder = open(folder / ".lock", "a")
+    fcntl.flock(holder, fcntl.LOCK_EX)  # held, as by the other process
+    real = fcntl.flock
+
+    def interrupted_while_waiting(handle, flags):
+        if flags == fcntl.LOCK_EX:  # the blocking wait
+            raise KeyboardInterrupt
+        return real(handle, flags)
+
+    monkeypatch.setattr(fcntl, "flock", interrupted_while_waiting)
+    notes = Notes()
+    with pytest.raises(KeyboardInterrupt):
+        prepare(request_for(corpus), folder, notes)
+    assert notes.notes == [f"{folder}: another process is preparing it; waiting for it to finish"]
+    assert theirs.read_text() == "你好\tHello\n"
+    holder.close()
+
+
 def damage_truncate(folder):
     path = folder / "tgt.ids"
     path.write_bytes(path.read_bytes()[:-2])
