@@ -56,18 +56,22 @@ def answers_in_order(tasks: Iterable[Any], work: Callable[[Any], Any], workers: 
 def _send_next(tasks: Iterator[Any], connection, busy: deque) -> None:
     task = next(tasks, _NO_MORE)
     if task is not _NO_MORE:
-        connection.send(task)
+        try:
+            connection.send(task)
+        except OSError:  # BrokenPipeError: the worker died since its last answer
+            raise UserError(WORKER_GONE) from None
         busy.append(connection)
 
 
 _NO_MORE = object()
+WORKER_GONE = "a worker process ended unexpectedly (killed, perhaps for lack of memory)"
 
 
 def _receive(connection) -> Any:
     try:
         kind, payload = connection.recv()
-    except EOFError:
-        raise UserError("a worker process ended unexpectedly (killed, perhaps for lack of memory)") from None
+    except (EOFError, OSError):  # a worker killed mid-answer closes its pipe, or resets it
+        raise UserError(WORKER_GONE) from None
     if kind == "user error":
         raise UserError(payload)
     if kind == "failed":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -104,3 +105,14 @@ def test_a_worker_whose_main_process_is_gone_ends_quietly(gone):
         _serve(theirs, slow_square)  # returns, where it raised BrokenPipeError before
     finally:
         signal.signal(signal.SIGINT, handler)
+
+
+def test_a_task_for_a_worker_that_died_since_its_last_answer_is_the_one_line_error():
+    from collections import deque
+
+    from tt.data.worker_processes import WORKER_GONE, _send_next
+
+    ours, theirs = multiprocessing.Pipe()
+    theirs.close()  # the worker's end, gone with it
+    with pytest.raises(UserError, match=re.escape(WORKER_GONE)):
+        _send_next(iter([1]), ours, deque())
