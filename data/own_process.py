@@ -60,6 +60,8 @@ def run_apart(function: Callable[..., Any], args: tuple, progress: Any) -> None:
                 return
             elif kind == "user error":
                 raise UserError(payload)
+            elif kind == "os error":
+                raise OSError(*payload)
             else:
                 raise RuntimeError(f"preparing the corpus failed in its own process:\n{payload}")
     finally:
@@ -95,6 +97,8 @@ def _run(function: Callable[..., Any], args: tuple, connection) -> None:
         message = ("done", None)
     except UserError as err:
         message = ("user error", str(err))
+    except OSError as err:  # a full disk, say: the waiting process says it as it would its own
+        message = ("os error", (err.errno, err.strerror, err.filename))
     except BaseException:
         message = ("failed", traceback.format_exc())
     connection.send(message)

@@ -94,12 +94,15 @@ def prepare(request: PrepareRequest, folder: Path, progress: Progress | None = N
         (folder / MANIFEST).unlink(missing_ok=True)  # from here on, the folder is not valid until we finish
         for stale in folder.glob(".*.tmp-*"):  # a killed preparation's leftovers
             stale.unlink(missing_ok=True)
-        if _large(key):  # training then starts on a clean heap; small corpora skip the new process's start
-            tokenizer_files = request.tokenizer.to_files() if request.tokenizer else None
-            run_apart(_build_apart, (_with(request, None), tokenizer_files, key, folder), progress)
-        else:
-            _build(request, key, folder, progress)
-            _give_back_freed_memory()
+        try:
+            if _large(key):  # training then starts on a clean heap; small corpora skip the new process's start
+                tokenizer_files = request.tokenizer.to_files() if request.tokenizer else None
+                run_apart(_build_apart, (_with(request, None), tokenizer_files, key, folder), progress)
+            else:
+                _build(request, key, folder, progress)
+                _give_back_freed_memory()
+        except OSError as err:  # a full disk, mostly; _building removes what this attempt wrote
+            raise UserError(f"{folder}: cannot write the prepared data ({err.strerror or err})") from None
         found = open_if_valid(folder, request, key, verify=False)  # a trained tokenizer: read back from the folder
         if not isinstance(found, PreparedCorpus):
             raise UserError(f"{folder}: {found or 'no manifest'} right after preparing")

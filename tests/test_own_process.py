@@ -122,3 +122,18 @@ def test_the_preparing_process_exits_as_soon_as_the_pipe_closes():
     with pytest.raises(KeyboardInterrupt):
         run_apart(stage_then_sleep, (600,), Recorder(at_stage=("sleeping", interrupt)))
     assert len(seen) == 1 and seen[0].exitcode == 1  # exited on its own (os._exit(1)); -9 had it been killed
+
+
+def fill_the_disk(path: str, progress) -> None:
+    raise OSError(28, "No space left on device", path)
+
+
+def test_a_full_disk_there_is_the_same_one_line_here(corpus, tmp_path, apart, monkeypatch):
+    with pytest.raises(OSError) as raised:  # crossed back as the error it was
+        run_apart(fill_the_disk, (str(tmp_path / "x"),), Recorder())
+    assert (raised.value.errno, raised.value.strerror, raised.value.filename) == (28, "No space left on device", str(tmp_path / "x"))
+    monkeypatch.setattr(preparing, "run_apart", lambda *args: fill_the_disk("somewhere", None))
+    folder = tmp_path / "prepared"
+    with pytest.raises(UserError, match=f"^{folder}: cannot write the prepared data \\(No space left on device\\)$"):
+        prepare(request_for(corpus), folder)
+    assert not folder.exists()
