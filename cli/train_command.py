@@ -158,6 +158,7 @@ def _start(
         "preset": None if demo else preset,
         "corpus": None if demo else asdict(absolute(train_spec)),
         "init_from": str(init_from.resolve()) if init_from is not None else None,
+        "prepared": str(Path(options["prepared"]).resolve()) if options.get("prepared") else None,  # --resume reads it there
         "demo": demo,
         "dev": asdict(absolute(dev_spec)) if dev_spec else None,
         "dev_size": len(data.dev),
@@ -203,9 +204,11 @@ def _forget_prepared(out: Path, lock: FolderLock) -> None:
         shutil.rmtree(out / "prepared", ignore_errors=True)
 
 
-def prepared_folder(options: dict[str, Any], out: Path) -> Path:
-    """Where the token shards live: --prepared, else beside the run."""
-    return Path(options["prepared"]) if options.get("prepared") else out / "prepared"
+def prepared_folder(options: dict[str, Any], out: Path, recorded: Any = None) -> Path:
+    """Where the token shards live: --prepared, else (--resume) the folder the run used, else beside the run."""
+    if options.get("prepared"):
+        return Path(options["prepared"])
+    return Path(recorded) if isinstance(recorded, str) else out / "prepared"
 
 
 def _prepare(request: PrepareRequest, folder: Path, cluster: Cluster, device: str, console: Console) -> PreparedCorpus:
@@ -279,7 +282,7 @@ def _resume(out: Path, options: dict[str, Any], command_start: float, console: C
             train_spec, dev_spec, configs.cleaning, configs.tokenizer, configs.train.seed, record.get("dev_size"), tokenizer,
             same_data_as=recorded_data_key(record, where),
         )
-        data = _prepare(request, prepared_folder(options, out), cluster, configs.train.device, console)
+        data = _prepare(request, prepared_folder(options, out, record.get("prepared")), cluster, configs.train.device, console)
     check_same_corpus(data, (record.get("summary") or {}).get("train_pairs"), train_spec)
     model.train()
     _train(model, data, configs, out, record, command_start, console, changes, cluster)

@@ -371,6 +371,17 @@ def test_tt_prepare_then_train_reuses_it(tmp_path):
     assert not (out / "prepared").exists()
 
 
+def test_resume_reads_the_prepared_folder_the_run_used(tmp_path):
+    corpus = write_tsv(tmp_path / "corpus.tsv", tiny_pairs())
+    folder, out = tmp_path / "data", tmp_path / "model"
+    first = runner.invoke(app, ["train", str(corpus), "--prepared", str(folder), "--out", str(out), "--max-steps", "2", *TINY_MODEL_OPTIONS])
+    assert first.exit_code == 0, first.output
+    resumed = runner.invoke(app, ["train", "--resume", "--out", str(out), "--max-steps", "3"])
+    assert resumed.exit_code == 0, resumed.output
+    assert f"reusing the prepared data in {folder.resolve()}" in resumed.stderr
+    assert not (out / "prepared").exists()
+
+
 def test_train_with_prepared_data_but_no_corpus_is_refused_and_leaves_the_folder_alone(tmp_path):
     corpus = write_tsv(tmp_path / "corpus.tsv", tiny_pairs())
     folder = tmp_path / "data"
