@@ -84,6 +84,8 @@ def check_spec(spec: CorpusSpec, dev: bool = False) -> None:
             raise UserError(f"{name}: no such file")
         if path.is_dir():
             raise UserError(f"{name}: is a folder, not a file")
+        if not path.is_file():  # a pipe would be used up by the first of the two reads
+            raise UserError(f"{name}: a pipe or a device, not a file; tt reads a corpus twice (its SHA-256, then its pairs): save it to a file first")
         compression = compressed_as(path)
         if compression:
             raise UserError(f"{name}:1: a {compression}-compressed file; tt reads plain UTF-8 text, so decompress it first")

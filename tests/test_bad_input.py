@@ -118,6 +118,7 @@ TRAIN_CASES = {
     ),
     "src-col-0": TrainCase(["{tmp}/corpus.tsv", *OUT, "--src-col", "0"], ["--src-col"], CORPUS),
     "dev-src-alone": TrainCase(["{tmp}/corpus.tsv", *OUT, "--dev-src", "{tmp}/corpus.tsv"], ["needs both --dev-src and --dev-tgt"], CORPUS),
+    "corpus-a-device": TrainCase(["/dev/null", *OUT, "--format", "tsv"], ["/dev/null: a pipe or a device, not a file"], {}),
     "gzip-corpus": TrainCase(["{tmp}/c.tsv.gz", *OUT, "--format", "tsv"], ["{tmp}/c.tsv.gz", "gzip"], {"c.tsv.gz": gzip.compress("你好\tHello\n".encode())}),
     "layers-0": TrainCase(["{tmp}/corpus.tsv", *OUT, "--layers", "0"], ["--layers"], CORPUS),
     "heads-3-of-16": TrainCase(["{tmp}/corpus.tsv", *OUT, "--heads", "3", "--d-model", "16"], ["--heads"], CORPUS),
