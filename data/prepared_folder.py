@@ -180,7 +180,9 @@ def open_if_valid(folder: Path, request: PrepareRequest, key: dict, verify: bool
         unfinished = folder.exists() and any(path.name != LOCK for path in folder.iterdir())
         return "an unfinished preparation (no manifest)" if unfinished else None
     except NotADirectoryError:
-        raise UserError(f"{folder}: is a file, not a folder for prepared data") from None
+        blocking = next((part for part in (folder, *folder.parents) if part.is_file()), folder)  # folder, or one above it
+        where = "is a file" if blocking == folder else f"{blocking} is a file"
+        raise UserError(f"{folder}: {where}, not a folder for prepared data") from None
     except (OSError, ValueError) as err:
         return f"{MANIFEST} cannot be read ({err})"
     if not isinstance(manifest, dict):

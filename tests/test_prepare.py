@@ -396,6 +396,14 @@ def test_train_with_prepared_data_but_no_corpus_is_refused_and_leaves_the_folder
     assert not (tmp_path / "model").exists()
 
 
+def test_a_prepared_folder_below_a_file_names_the_file(tmp_path):
+    corpus = write_tsv(tmp_path / "corpus.tsv", tiny_pairs())
+    (tmp_path / "afile").write_text("x")
+    result = runner.invoke(app, ["prepare", str(corpus), "--out", str(tmp_path / "afile" / "x")])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"error: {tmp_path}/afile/x: {tmp_path}/afile is a file, not a folder for prepared data"
+
+
 def test_tt_prepare_bad_input_is_one_line(tmp_path):
     corpus = tmp_path / "bad.tsv"
     corpus.write_text("你好\tHello\n世界\n", encoding="utf-8")
