@@ -335,6 +335,9 @@ def translate(
     run_translate(model_folder(model), texts, file, output, probs, top_k, json_lines, config, search, lens, view)
 
 
+MAX_BATCH_SIZE = 4096  # sentences; past a few hundred decoding is no faster, only bigger
+
+
 def check_decoding(beam: int, n_best: int, precision: str, batch_size: int, length_penalty: float) -> None:
     if not 0 <= length_penalty <= 10:  # also refuses nan; GNMT's α is usually between 0.6 and 1
         raise UserError("--length-penalty must be between 0 and 10")
@@ -345,8 +348,8 @@ def check_decoding(beam: int, n_best: int, precision: str, batch_size: int, leng
     from tt.model.decode_config import check_precision
 
     check_precision(precision)
-    if batch_size < 1:
-        raise UserError("--batch-size must be at least 1")
+    if not 1 <= batch_size <= MAX_BATCH_SIZE:  # one padded batch of it all would hold gigabytes, for no speed
+        raise UserError(f"--batch-size must be between 1 and {MAX_BATCH_SIZE:,}")
 
 
 def decoding_precision(precision: str, device: str) -> str:
@@ -399,7 +402,8 @@ def evaluate(
         format=format, src_col=src_col, tgt_col=tgt_col,
     )
     if output is not None:
-        check_output(output)
+        for reading in (test, src, tgt):
+            check_output(output, reading=reading)
     result, translations = run_eval(
         model_folder(model), spec, DecodeConfig(batch_size=batch_size, precision=decoding_precision(precision, device), device=device),
         BeamConfig(beam=beam, alpha=length_penalty), stderr,
@@ -476,8 +480,8 @@ def score(
     """
     from tt.cli.score_command import run_score, score_inputs
 
-    if batch_size < 1:
-        raise UserError("--batch-size must be at least 1")
+    if not 1 <= batch_size <= MAX_BATCH_SIZE:  # one padded batch of it all would hold gigabytes, for no speed
+        raise UserError(f"--batch-size must be between 1 and {MAX_BATCH_SIZE:,}")
     pairs, from_files = score_inputs(src, ref, file, src_file, ref_file, format, src_col, tgt_col)
     run_score(model_folder(model), pairs, from_files, json_lines, batch_size, stderr, device)
 

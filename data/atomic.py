@@ -72,7 +72,7 @@ def check_output(path: Path, reading: Path | None = None) -> None:
     if path.is_dir():
         raise UserError(f"--output {path}: is a folder")
     if reading is not None and path.exists() and reading.exists() and os.path.samefile(path, reading):
-        raise UserError(f"--output {path}: is the file being translated (--file {reading}); its text would be lost")
+        raise UserError(f"--output {path}: is {reading}, which is being read; its text would be lost")
     folder = path.parent
     if not folder.is_dir():
         raise UserError(f"--output {path}: no folder {folder} to write it in")

@@ -75,3 +75,17 @@ def test_scoring_says_nothing_about_tokenized_periods(capsys, caplog):
     score_corpus(["I have a cat ."] * 120, ["I have a cat."] * 120)
     captured = capsys.readouterr()
     assert "detokenize" not in captured.out + captured.err + caplog.text
+
+
+def test_eval_output_onto_the_test_set_is_refused_and_the_batch_size_bounded(trained_model, tmp_path):
+    test = write_tsv(tmp_path / "test.tsv", tiny_pairs()[:5])
+    src, tgt = tmp_path / "s.txt", tmp_path / "t.txt"
+    src.write_text("".join(s + "\n" for s, _ in tiny_pairs()[:5]), encoding="utf-8")
+    tgt.write_text("".join(t + "\n" for _, t in tiny_pairs()[:5]), encoding="utf-8")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    for args, output in ([[str(test)], test], [["--src", str(src), "--tgt", str(tgt)], tgt], [["--src", str(src), "--tgt", str(tgt)], src]):
+        result = runner.invoke(app, ["eval", "--model", str(trained_model), *args, "--output", str(output)])
+        assert result.exit_code == 1 and "which is being read; its text would be lost" in result.stderr, result.output
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    huge = runner.invoke(app, ["eval", "--model", str(trained_model), str(test), "--batch-size", "100000"])
+    assert huge.exit_code == 1 and "--batch-size must be between 1 and 4,096" in huge.stderr

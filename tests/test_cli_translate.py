@@ -72,7 +72,7 @@ def test_output_onto_the_file_being_translated_is_refused(trained_model, tmp_pat
     link.symlink_to(source)
     for output in (source, link):
         result = translate(trained_model, "--file", source, "--output", output)
-        assert result.exit_code == 1 and "is the file being translated" in result.stderr
+        assert result.exit_code == 1 and "which is being read; its text would be lost" in result.stderr
     assert source.read_text(encoding="utf-8") == "我有三本书。\n"
 
 
