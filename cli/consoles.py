@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import unicodedata
 
 from rich.console import Console
 
@@ -37,3 +38,9 @@ class TrainingConsole(Console):
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stderr.fileno())  # and nothing else writing to stderr fails either
         os.close(devnull)
+
+
+def printable(text: str) -> str:
+    """A user's text as a title shows it: control characters written as \\x1b and the like,
+    so that a corpus line cannot clear the screen or retitle the terminal."""
+    return "".join(f"\\x{ord(c):02x}" if unicodedata.category(c) == "Cc" else c for c in text)

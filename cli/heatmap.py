@@ -14,6 +14,7 @@ from rich.console import Console, ConsoleOptions, RenderResult
 from rich.table import Table
 from rich.text import Text
 
+from tt.cli.consoles import printable
 from tt.model.translator import AttentionView, Translation, Translator, attention_rows
 
 SHADES = " ░▒▓█"
@@ -52,7 +53,7 @@ class Heatmap:
 
     def __init__(self, result: Translation, translator: Translator, view: AttentionView):
         config = translator.model.config
-        self.title = f"{result.source} → {result.translation}"
+        self.title = printable(f"{result.source} → {result.translation}")
         self.caption = describe(view, config.n_layers, config.n_heads)
         self.sources = result.src_pieces
         hyp = result.hypothesis

@@ -14,6 +14,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from tt.cli.consoles import printable
 from tt.cli.curves import line_plot
 
 MAX_ROWS = 24  # a long run's records are thinned to this many rows (first and last kept)
@@ -61,7 +62,7 @@ def probability_style(p: float) -> str:
 
 def probe_view(source: str, reference: str, records: list[dict]) -> Group:
     pieces = [t["token"] for t in records[-1]["tokens"]]
-    table = Table(title=Text(f"probe: {source} → {reference}: p of each reference piece"), title_justify="left")
+    table = Table(title=Text(printable(f"probe: {source} → {reference}: p of each reference piece")), title_justify="left")
     table.add_column("step", justify="right")
     for piece in pieces:
         table.add_column(Text(piece), justify="right", no_wrap=True)

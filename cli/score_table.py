@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 from rich.text import Text
 
+from tt.cli.consoles import printable
 from tt.cli.tables import confidence_style
 
 if TYPE_CHECKING:  # types only: score_command imports this module
@@ -20,7 +21,7 @@ if TYPE_CHECKING:  # types only: score_command imports this module
 def score_table(scored: ScoredPair) -> Table:
     """Per reference token: p, −ln p, its rank, and what the model would have picked instead."""
     # Text, not a str: a bracket in the user's text must not be read as rich markup.
-    table = Table(title=Text(f"{scored.source} → {scored.reference}"), title_justify="left")
+    table = Table(title=Text(printable(f"{scored.source} → {scored.reference}")), title_justify="left")
     table.add_column("#", justify="right")
     table.add_column("token")
     table.add_column("p", justify="right")

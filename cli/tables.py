@@ -11,6 +11,7 @@ import math
 from rich.table import Table
 from rich.text import Text
 
+from tt.cli.consoles import printable
 from tt.model.translator import Translation, Translator, entropy, lens_layers, top_k
 
 
@@ -24,7 +25,7 @@ def confidence_style(prob: float) -> str:
 
 def probability_table(result: Translation, translator: Translator, k: int) -> Table:
     # Text, not a str: a bracket in the user's text must not be read as rich markup.
-    table = Table(title=Text(f"{result.source} → {result.translation}"), title_justify="left", show_lines=False)
+    table = Table(title=Text(printable(f"{result.source} → {result.translation}")), title_justify="left", show_lines=False)
     table.add_column("step", justify="right")
     table.add_column("token")
     table.add_column("p", justify="right")
@@ -58,7 +59,7 @@ def probability_table(result: Translation, translator: Translator, k: int) -> Ta
 
 def lens_table(result: Translation, translator: Translator) -> Table:
     """Per step: the chosen token, then per decoder layer its own top token and the chosen token's p."""
-    table = Table(title=Text(f"logit lens: {result.source} → {result.translation}"), title_justify="left")
+    table = Table(title=Text(printable(f"logit lens: {result.source} → {result.translation}")), title_justify="left")
     table.add_column("step", justify="right")
     table.add_column("token")
     hyp = result.hypothesis

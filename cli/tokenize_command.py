@@ -9,6 +9,7 @@ from __future__ import annotations
 from rich.table import Table
 from rich.text import Text
 
+from tt.cli.consoles import printable
 from tt.data.errors import UserError
 from tt.data.normalize import normalize
 from tt.data.tokenizer import Tokenizer
@@ -34,7 +35,7 @@ def tokenize(tokenizer: Tokenizer, text: str, side: str) -> dict:
 def pieces_table(record: dict) -> Table:
     pieces = record["pieces"]
     n_bytes = sum(1 for p in pieces if p["byte"])
-    table = Table(title=Text(record["normalized"]), title_justify="left")  # Text: never markup
+    table = Table(title=Text(printable(record["normalized"])), title_justify="left")  # Text: never markup
     table.add_column("#", justify="right")
     table.add_column("piece")
     table.add_column("id", justify="right")

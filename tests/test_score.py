@@ -211,3 +211,12 @@ def test_brackets_in_text_are_not_markup(trained_model):
     result = score(trained_model, "--src", "[/x]我有三书。", "--ref", "[/b] I have [1] book.")
     assert result.exit_code == 0, result.output
     assert "[/x]我有三书。 → [/b] I have [1] book." in result.stdout
+
+
+def test_control_characters_in_a_title_are_shown_not_sent_to_the_terminal(trained_model):
+    from tt.cli.consoles import printable
+
+    assert printable("你\x1b]0;pwned\x07好 → Hi\x7f") == "你\\x1b]0;pwned\\x07好 → Hi\\x7f"
+    result = CliRunner().invoke(app, ["score", "--model", str(trained_model), "--src", "我\x1b[2J有", "--ref", "I\x1b[31m have"])
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.stdout and "我\\x1b[2J有 → I\\x1b[31m have" in result.stdout
