@@ -221,6 +221,8 @@ def compare_view(folders: list[Path]) -> Group:
     for folder in folders:
         _, _, record = open_model(folder)
         name = folder.name if folder.name not in runs else str(folder)
+        if name in runs:  # the same folder given twice
+            name = f"{name} ({len(runs) + 1})"
         records[name] = record
         try:
             runs[name] = read_metrics(folder)
@@ -233,7 +235,7 @@ def compare_view(folders: list[Path]) -> Group:
     table.add_column("")
     for name in records:
         table.add_column(Text(name), justify="right")
-    keys = sorted({(part, key) for r in records.values() for part in ("model", "train") for key in section(r, part)})
+    keys = sorted({(part, key) for r in records.values() for part in ("model", "train", "tokenizer", "cleaning") for key in section(r, part)})
     differing = [k for k in keys if len({json.dumps(section(r, k[0]).get(k[1]), default=str) for r in records.values()}) > 1]
     for part, key in differing:
         table.add_row(Text(f"{part}.{key}"), *(Text(str(section(record, part).get(key))) for record in records.values()))

@@ -112,7 +112,7 @@ def encode_pairs(tokenizer: Tokenizer, pairs: list[Pair], limit: int) -> tuple[l
     tgt_ids = [tokenizer.encode_tgt(normalize(pair.tgt)) for pair in pairs]
     for pair, src, tgt in zip(pairs, src_ids, tgt_ids):
         if max(len(src), len(tgt)) > limit:
-            raise UserError(f"{pair.where}: {max(len(src), len(tgt))} pieces, more than the model's {limit} positions")
+            raise UserError(f"{pair.where}: {max(len(src), len(tgt)):,} pieces, more than the model's {limit:,} positions")
     return src_ids, tgt_ids
 
 

@@ -65,6 +65,6 @@ def totals_table(totals: Totals) -> Table:
 
 def totals_line(totals: Totals) -> str:
     return (
-        f"{totals.pairs} pairs, {totals.tokens} tokens: cross-entropy {totals.cross_entropy:.4f} nats/token, "
+        f"{totals.pairs:,} pair{'' if totals.pairs == 1 else 's'}, {totals.tokens:,} tokens: cross-entropy {totals.cross_entropy:.4f} nats/token, "
         f"perplexity {totals.perplexity:.3f}, argmax agrees on {totals.top1 / max(totals.tokens, 1):.1%}"
     )

@@ -71,6 +71,9 @@ def test_info_with_two_runs_renders_both(trained_model, tmp_path):
     assert result.exit_code == 0, result.output
     out = result.stdout
     assert "model.residual" in out  # the option that differs between the runs
+    assert "tokenizer." not in out  # the same tokenizer: no row
+    twice = runner.invoke(app, ["info", str(trained_model), str(trained_model)])
+    assert twice.exit_code == 0 and str(trained_model) in twice.stdout, twice.output  # two columns, not one
     assert f"{trained_model.name}: training CE" in out and "other-run: training CE" in out  # both curves, in one legend
     assert "gradient norm by depth" in out and f"{trained_model.name}: gradient norm per part" in out and "other-run: gradient norm per part" in out
 
@@ -249,3 +252,10 @@ def test_step_axes_are_labelled_in_whole_steps():
     assert step_ticks(0, 2) == [(0, "0"), (1, "1"), (2, "2")]  # no tick twice
     assert step_ticks(5, 5) == [(5, "5")]
     assert step_ticks(0, 12000)[-1] == (12000, "12,000")
+
+
+def test_the_same_folder_twice_is_two_columns(trained_model, monkeypatch):
+    monkeypatch.chdir(trained_model.parent)
+    result = runner.invoke(app, ["info", trained_model.name, trained_model.name])
+    assert result.exit_code == 0, result.output
+    assert f"{trained_model.name} (2)" in result.stdout
