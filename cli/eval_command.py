@@ -27,8 +27,14 @@ def run_eval(folder: Path, spec: CorpusSpec, config: DecodeConfig, beam: BeamCon
     """The scores, and the translations (for --output, written by the caller once all succeeded)."""
     check_spec(spec)
     pairs = list(read_pairs(spec))
-    if not pairs:
+    if not any(pair.src.strip() or pair.tgt.strip() for pair in pairs):
         raise UserError(f"{spec.describe()}: the test set is empty")
+    empty = [pair.where for pair in pairs if not pair.tgt.strip()]
+    if empty:  # sacrebleu scores them as they are: chrF even counts an empty reference as matched
+        console.print(
+            f"[yellow]warning:[/] {len(empty):,} of {len(pairs):,} references are empty, first at {escape(empty[0])}; "
+            "they are scored as they are (chrF counts them as perfect matches)"
+        )
     translator = Translator(folder, config.device)
     sources = [pair.src for pair in pairs]
     references = [pair.tgt for pair in pairs]

@@ -89,3 +89,16 @@ def test_eval_output_onto_the_test_set_is_refused_and_the_batch_size_bounded(tra
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
     huge = runner.invoke(app, ["eval", "--model", str(trained_model), str(test), "--batch-size", "100000"])
     assert huge.exit_code == 1 and "--batch-size must be between 1 and 4,096" in huge.stderr
+
+
+def test_empty_references_are_warned_about_and_a_blank_test_set_is_empty(trained_model, tmp_path):
+    pairs = tiny_pairs()[:6]
+    test = tmp_path / "test.tsv"
+    test.write_text("".join(f"{s}\t{'' if i % 3 == 0 else t}\n" for i, (s, t) in enumerate(pairs)), encoding="utf-8")
+    result = runner.invoke(app, ["eval", "--model", str(trained_model), str(test)])
+    assert result.exit_code == 0, result.output
+    assert f"warning: 2 of 6 references are empty, first at {test}:1" in result.stderr
+    blank = tmp_path / "blank.tsv"
+    blank.write_text("\n\n \n", encoding="utf-8")
+    refused = runner.invoke(app, ["eval", "--model", str(trained_model), str(blank)])
+    assert refused.exit_code == 1 and f"{blank}: the test set is empty" in refused.stderr
