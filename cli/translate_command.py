@@ -106,6 +106,11 @@ def warn_if_truncated(result: Translation, line_number: int) -> None:
             f"[yellow]warning:[/] sentence {line_number}: {result.truncated_from:,} source pieces, "
             f"more than the model's {len(result.src_pieces):,}: only the start is translated"
         )
+    if result.unfinished:
+        warnings.print(
+            f"[yellow]warning:[/] sentence {line_number}: decoding reached its length limit before </s> "
+            "(about twice the source's length): the translation may be cut short"
+        )
 
 
 def _translate_to(handle: TextIO, translator, lines, config, search, probs, k, json_lines, lens=False, view=None) -> None:

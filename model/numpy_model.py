@@ -230,5 +230,6 @@ class NumpyTranslator:
                 src_pieces=[self.tokenizer.src_piece(i) for i in fitted],
                 hypothesis=None,
                 truncated_from=len(ids) if len(ids) > len(fitted) else None,
+                unfinished=bool(tokens) and tokens[-1] != self.model.config.eos_id,
             ))
         return out

@@ -17,3 +17,4 @@ class Translation:
     hypothesis: Hypothesis | None  # None for an empty line, and on the quick path (tt.model.numpy_model)
     n_best: list[tuple[float, str]] | None = None  # (log-probability, text): --n-best (best first) or --n samples
     truncated_from: int | None = None  # source pieces before cutting to the model's limit
+    unfinished: bool = False  # decoding reached its length limit before </s>: the translation may be cut short

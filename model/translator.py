@@ -99,6 +99,7 @@ class Translator:
                 hypothesis=hyps[0],
                 n_best=[(h.log_prob, self.tokenizer.decode_tgt(h.tokens)) for h in hyps] if search.outputs > 1 else None,
                 truncated_from=length if length > len(ids) else None,
+                unfinished=bool(hyps[0].tokens) and hyps[0].tokens[-1] != self.model.config.eos_id,
             )
         return out
 
@@ -179,6 +180,7 @@ def to_json(result: Translation, translator: Translator, k: int, view: Attention
                 item["layers"] = lens_layers(step, token, translator)
         record["steps"].append(item)
     record["segmentation_differs"] = segmentation_differs(translator.tokenizer, hyp.tokens)
+    record["unfinished"] = result.unfinished
     if view is not None:
         record["source_pieces"] = result.src_pieces
         record["attention"] = attention_rows(result, view)

@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import re
 import signal
 import stat
 from concurrent.futures import ThreadPoolExecutor
@@ -13,6 +14,7 @@ import time
 
 from typer.testing import CliRunner
 
+from conftest import tiny_pairs
 from tt.cli.main import app
 from tt.data.normalize import normalize
 from tt.model.checkpoint import load_model_folder
@@ -35,7 +37,8 @@ def test_arguments_give_one_line_each(trained_model):
     result = translate(trained_model, "我有三本书。", "你有两只猫吗？")
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == expected_translations(trained_model, ["我有三本书。", "你有两只猫吗？"])
-    assert result.stderr == ""
+    # stderr says nothing but, for this barely trained model, where a translation hit the length limit
+    assert all("decoding reached its length limit before </s>" in line for line in result.stderr.splitlines())
 
 
 def test_stdin_keeps_empty_lines(trained_model):
@@ -130,6 +133,7 @@ def test_json_lines_contract(trained_model):
     if tokens[-1] != "</s>":  # only the length limit ends a sentence without one
         model, tokenizer, _ = load_model_folder(trained_model)
         assert len(tokens) == max_output_length(len(tokenizer.encode_src("我有三本书。")), DecodeConfig(), model)
+    assert record["unfinished"] == (tokens[-1] != "</s>")
     for step in steps:
         assert 0 < step["prob"] <= 1
         assert len(step["top"]) == 3
@@ -216,4 +220,16 @@ def test_a_reader_that_goes_away_ends_tables_as_it_ends_plain_output(trained_mod
         assert process.stdout.readline()  # one line, then the reader leaves
         process.stdout.close()
         assert process.wait(timeout=120) == 0, options
-        assert process.stderr.read() == b"", options
+        said = [line for line in process.stderr.read().decode().splitlines() if "reached its length limit" not in line]
+        assert said == [], options
+
+
+def test_a_translation_cut_by_the_length_limit_is_warned_about_on_both_paths(trained_model):
+    sentences = [s for s, _ in tiny_pairs()[:12]]
+    result = translate(trained_model, "--json", *sentences)
+    unfinished = [i for i, line in enumerate(result.stdout.splitlines(), start=1) if json.loads(line)["unfinished"]]
+    assert unfinished, "this barely trained model repeats itself until the limit on some sentence"
+    warned = lambda stderr: [int(n) for n in re.findall(r"warning: sentence (\d+): decoding reached its length limit before </s>", stderr)]
+    assert warned(result.stderr) == unfinished
+    quick = translate(trained_model, *sentences)  # plain arguments: the NumPy quick path
+    assert quick.exit_code == 0 and warned(quick.stderr) == unfinished

@@ -528,7 +528,8 @@ def test_stdout_on_a_full_disk_is_one_line(trained_model):
             stdout=full, stderr=subprocess.PIPE, text=True, timeout=120,
         )
     assert result.returncode == 1, result.stderr
-    assert result.stderr.strip().splitlines() == ["error: cannot write the output: No space left on device"]
+    said = [line for line in result.stderr.strip().splitlines() if "reached its length limit" not in line]  # a barely trained model
+    assert said == ["error: cannot write the output: No space left on device"]
 
 
 def test_a_reader_of_stderr_that_goes_away_does_not_stop_training(tmp_path, corpus_file):
