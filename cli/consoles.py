@@ -18,10 +18,7 @@ class OutputConsole(Console):
     command as plain output does, exit 0 and nothing more said (`cli.main.user_errors`)."""
 
     def on_broken_pipe(self) -> None:
-        self.quiet = True
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # Python's own flush at exit must not fail again
-        os.close(devnull)
+        _fall_silent(self, sys.stdout)  # and Python's own flush at exit must not fail again
         raise BrokenPipeError
 
 
@@ -34,10 +31,15 @@ class TrainingConsole(Console):
         super().__init__(stderr=True, soft_wrap=True)  # soft wrap: one line even in a pipe
 
     def on_broken_pipe(self) -> None:
-        self.quiet = True  # nothing more to say to anyone
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stderr.fileno())  # and nothing else writing to stderr fails either
-        os.close(devnull)
+        _fall_silent(self, sys.stderr)  # and nothing else writing to stderr fails either
+
+
+def _fall_silent(console: Console, stream) -> None:
+    """Nothing more from `console`, and `stream`'s descriptor pointed at /dev/null."""
+    console.quiet = True
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, stream.fileno())
+    os.close(devnull)
 
 
 def printable(text: str) -> str:

@@ -348,6 +348,10 @@ def check_decoding(beam: int, n_best: int, precision: str, batch_size: int, leng
     from tt.model.decode_config import check_precision
 
     check_precision(precision)
+    check_batch_size(batch_size)
+
+
+def check_batch_size(batch_size: int) -> None:
     if not 1 <= batch_size <= MAX_BATCH_SIZE:  # one padded batch of it all would hold gigabytes, for no speed
         raise UserError(f"--batch-size must be between 1 and {MAX_BATCH_SIZE:,}")
 
@@ -480,8 +484,7 @@ def score(
     """
     from tt.cli.score_command import run_score, score_inputs
 
-    if not 1 <= batch_size <= MAX_BATCH_SIZE:  # one padded batch of it all would hold gigabytes, for no speed
-        raise UserError(f"--batch-size must be between 1 and {MAX_BATCH_SIZE:,}")
+    check_batch_size(batch_size)
     pairs, from_files = score_inputs(src, ref, file, src_file, ref_file, format, src_col, tgt_col)
     run_score(model_folder(model), pairs, from_files, json_lines, batch_size, stderr, device)
 

@@ -44,7 +44,7 @@ from tt.data.parallel_clean import clean_corpus, usable_cores
 from tt.data.own_process import run_apart
 from tt.data.parallel_encode import encoded_blocks, encoding_for
 from tt.data.prepared_folder import (
-    DEV_FILE, FORMAT, LOCK, MANIFEST, VERSION, PreparedCorpus, PrepareRequest, changed_data, open_if_valid, request_key, tokenizer_digests,
+    DEV_FILE, FORMAT, LOCK, MANIFEST, VERSION, PreparedCorpus, PrepareRequest, changed_data, open_if_valid, options_key, request_key, tokenizer_digests,
 )
 from tt.data.shards import TokenWriter, file_digest, id_dtype, length_dtype
 from tt.data.tokenizer import Tokenizer, measure, train_tokenizer
@@ -115,10 +115,7 @@ def _without_the_sources(request: PrepareRequest, folder: Path) -> PreparedCorpu
     the bytes the run recorded and its own files are whole; else None."""
     if request.same_data_as is None:
         return None
-    key = {
-        **request.same_data_as, "cleaning": asdict(request.cleaning),
-        "dev_size": None if request.dev else request.dev_size, "seed": request.seed,
-    }
+    key = {**request.same_data_as, **options_key(request)}  # request_key, with the recorded bytes for the sources'
     found = open_if_valid(folder, request, key, verify=True)
     return found if isinstance(found, PreparedCorpus) else None
 

@@ -105,15 +105,15 @@ def request_key(request: PrepareRequest) -> dict:
         }
 
     try:
-        return {
-            "train": spec_key(request.train),
-            "dev": spec_key(request.dev) if request.dev else None,
-            "cleaning": asdict(request.cleaning),
-            "dev_size": None if request.dev else request.dev_size,
-            "seed": request.seed,
-        }
+        data = {"train": spec_key(request.train), "dev": spec_key(request.dev) if request.dev else None}
     except OSError as err:
         raise UserError(f"{err.filename}: cannot read ({err.strerror})") from None
+    return {**data, **options_key(request)}
+
+
+def options_key(request: PrepareRequest) -> dict:
+    """The part of a request's key that is not the sources' bytes: cleaning, dev split, seed."""
+    return {"cleaning": asdict(request.cleaning), "dev_size": None if request.dev else request.dev_size, "seed": request.seed}
 
 
 def data_key(key: dict) -> dict:

@@ -162,10 +162,7 @@ def drop_lines_after(path: Path, step: int) -> None:
         return
     kept = [line for line in lines if not _logged_after(line, step)]
     if len(kept) != len(lines):
-        try:
-            write_atomic(path, b"".join(kept))
-        except OSError as err:
-            raise UserError(f"{path}: cannot write ({err.strerror or err})") from None
+        write_atomic(path, b"".join(kept))  # a failure is already one UserError naming the file
 
 
 def _logged_after(line: bytes, step: int) -> bool:

@@ -94,19 +94,22 @@ def _corpus(record: dict) -> str:
         where = "tt's built-in demo corpus"
     else:
         corpus = record.get("corpus") if isinstance(record.get("corpus"), dict) else {}
-        files = [Path(p).name for p in (corpus.get("path"), corpus.get("src_path"), corpus.get("tgt_path")) if isinstance(p, str)]
-        where = " + ".join(files) or "not recorded"
+        where = _file_names(corpus) or "not recorded"
     summary = record.get("summary") if isinstance(record.get("summary"), dict) else {}
     train, dev = summary.get("train_pairs"), summary.get("dev_pairs")
     counts = f"{train:,} training pairs after cleaning" if isinstance(train, int) else "training pairs: not recorded"
     if isinstance(dev, int) and dev:
         given = record.get("dev") if isinstance(record.get("dev"), dict) else None
         if given:  # a dev set of its own (--dev), not pairs held out of the corpus
-            names = [Path(p).name for p in (given.get("path"), given.get("src_path"), given.get("tgt_path")) if isinstance(p, str)]
-            counts += f"; dev set: {' + '.join(names) or 'a file of its own'}, {dev:,} pairs"
+            counts += f"; dev set: {_file_names(given) or 'a file of its own'}, {dev:,} pairs"
         else:
             counts += f", {dev:,} held out for dev"
     return f"Corpus: {where}; {counts}."
+
+
+def _file_names(spec: dict) -> str:
+    """A recorded corpus spec's files, by name: "train.tsv", or "train.zh + train.en"."""
+    return " + ".join(Path(p).name for p in (spec.get("path"), spec.get("src_path"), spec.get("tgt_path")) if isinstance(p, str))
 
 
 def _training(record: dict, metrics: list[dict]) -> str:
